@@ -1,0 +1,243 @@
+//! Identifiers that the rest of the domain can trust: a repository reference, a commit id and a
+//! webhook delivery id. Each is parsed once at the edge ("parse, don't validate"), so code that holds
+//! one never re-checks it.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// Why an identifier was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    #[error("repository must be written PROJECT/SLUG (for example DATA/models or ~jdoe/sandbox), got {0:?}")]
+    Repo(String),
+    #[error("commit id must be 40 or 64 lower-case hex digits, got {0:?}")]
+    Commit(String),
+    #[error("delivery id must be 1 to 128 printable ASCII characters, got {0:?}")]
+    Delivery(String),
+}
+
+/// A Bitbucket Data Center repository: its project key (`~user` for a personal project) and slug.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoRef {
+    project: String,
+    slug: String,
+}
+
+fn is_valid_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars().all(|c| !c.is_control() && c != '/' && !c.is_whitespace())
+}
+
+impl RepoRef {
+    /// Builds a reference from its two parts. Project keys are case-insensitive in Bitbucket and
+    /// always reported upper-case, except personal projects (`~user`), which keep their case.
+    pub fn new(project: &str, slug: &str) -> Result<Self, IdError> {
+        if !is_valid_segment(project) || !is_valid_segment(slug) {
+            return Err(IdError::Repo(format!("{project}/{slug}")));
+        }
+        let project = if project.starts_with('~') {
+            project.to_owned()
+        } else {
+            project.to_uppercase()
+        };
+        Ok(Self {
+            project,
+            slug: slug.to_owned(),
+        })
+    }
+
+    /// Parses `PROJECT/SLUG`.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        match s.split_once('/') {
+            Some((project, slug)) => Self::new(project, slug).map_err(|_| IdError::Repo(s.into())),
+            None => Err(IdError::Repo(s.into())),
+        }
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    /// The SQS FIFO message group: pushes to one repository are handled in order. Group ids are
+    /// limited to 128 characters, so a longer name is replaced by its hash.
+    pub fn message_group(&self) -> String {
+        let name = self.to_string();
+        if name.len() <= 128 && name.is_ascii() {
+            name
+        } else {
+            hex::encode(Sha256::digest(name.as_bytes()))
+        }
+    }
+}
+
+impl fmt::Display for RepoRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project, self.slug)
+    }
+}
+
+impl std::str::FromStr for RepoRef {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for RepoRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A Git commit id: 40 hex digits (SHA-1) or 64 (SHA-256 repositories), stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommitId(String);
+
+impl CommitId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok = (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if ok {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err(IdError::Commit(s.into()))
+        }
+    }
+
+    /// The all-zero id Git uses for "no commit" (the fromHash of a created ref, the toHash of a
+    /// deleted one).
+    pub fn is_zero(&self) -> bool {
+        self.0.bytes().all(|b| b == b'0')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 digits, for logs.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for CommitId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CommitId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The id of one webhook delivery (`X-Request-Id`). Used as the SQS deduplication id, so it follows
+/// SQS's rules: 1 to 128 characters of printable ASCII.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let s = s.trim();
+        let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::Delivery(s.into()))
+        }
+    }
+
+    /// A delivery id derived from the body, for a request that came without `X-Request-Id`: the
+    /// same body redelivered gets the same id, so it is still queued once.
+    pub fn from_body(body: &[u8]) -> Self {
+        Self(format!("sha256-{}", hex::encode(Sha256::digest(body))))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for DeliveryId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeliveryId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ref_upper_cases_project_keys_but_not_personal_ones() {
+        assert_eq!(RepoRef::parse("data/models").unwrap().to_string(), "DATA/models");
+        assert_eq!(RepoRef::parse("~jDoe/x").unwrap().project(), "~jDoe");
+    }
+
+    #[test]
+    fn repo_ref_refuses_missing_or_extra_parts() {
+        assert!(RepoRef::parse("DATA").is_err());
+        assert!(RepoRef::parse("DATA/").is_err());
+        assert!(RepoRef::parse("/x").is_err());
+        assert!(RepoRef::parse("A/b/c").is_err());
+    }
+
+    #[test]
+    fn long_repository_names_get_a_hashed_message_group() {
+        let repo = RepoRef::new("P", &"s".repeat(128)).unwrap();
+        assert_eq!(repo.message_group().len(), 64);
+        assert_eq!(RepoRef::parse("P/s").unwrap().message_group(), "P/s");
+    }
+
+    #[test]
+    fn commit_ids_are_hex_of_git_lengths() {
+        assert!(CommitId::parse(&"A".repeat(40)).is_ok());
+        assert!(CommitId::parse(&"a".repeat(64)).is_ok());
+        assert!(CommitId::parse(&"a".repeat(39)).is_err());
+        assert!(CommitId::parse(&"g".repeat(40)).is_err());
+        assert!(CommitId::parse(&"0".repeat(40)).unwrap().is_zero());
+    }
+
+    #[test]
+    fn delivery_ids_follow_sqs_rules() {
+        assert!(DeliveryId::parse("3f1c-uuid").is_ok());
+        assert!(DeliveryId::parse("").is_err());
+        assert!(DeliveryId::parse(&"x".repeat(129)).is_err());
+        assert!(DeliveryId::parse("a b").is_err());
+        assert_eq!(DeliveryId::from_body(b"x"), DeliveryId::from_body(b"x"));
+    }
+}

@@ -1,0 +1,14 @@
+//! hubsync's domain: Bitbucket Data Center webhook payloads and their signature, the normalized
+//! push that is queued, what counts as a Hackolade model, `.hubignore`, and the sync rule that makes
+//! a store match the default branch. It does no I/O of its own: it talks to the [`ports`].
+
+pub mod hubignore;
+pub mod ids;
+pub mod memory;
+pub mod model;
+pub mod ports;
+pub mod push;
+pub mod secrets;
+pub mod signature;
+pub mod sync;
+pub mod webhook;

@@ -1,0 +1,413 @@
+//! The sync rule: for a registered repository, make the store hold exactly the models of the
+//! default branch's head.
+//!
+//! The diff is always taken from the repository's own cursor (the last head fully replicated),
+//! never from the push's `fromHash`: Bitbucket Data Center does not retry failed deliveries, so
+//! events get lost, and the next push must heal them. Without a cursor, when the host's diff was
+//! capped, when `.hubignore` changed, or when the cursor commit is gone (history rewritten and
+//! collected), the whole tree is reconciled instead. Every step is idempotent: running the same
+//! push again finds the cursor at the head and does nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use chrono::Utc;
+use futures::{TryStreamExt, stream};
+use tracing::{debug, info, warn};
+
+use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
+use crate::ids::{CommitId, RepoRef};
+use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path, sha256_hex};
+use crate::ports::{
+    DefaultBranch, FileChangeKind, GitHost, GitHostError, GitHostErrorKind, LastError, ModelStore, RepoRecord, RepoRegistry,
+    StoreError, SyncCursor, SyncStats,
+};
+use crate::push::PushMessage;
+
+/// Why a sync failed. Each variant knows whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    GitHost(#[from] GitHostError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// Transient failures (throttling, 5xx, network, a concurrent writer) are worth a retry; the
+    /// others need a person (wrong token, missing scope, repository gone).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::GitHost(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Why the whole tree was reconciled rather than a diff applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullSyncReason {
+    /// The repository had no cursor yet.
+    FirstSync,
+    /// Asked for (`hubsync sync`).
+    Requested,
+    /// The diff reached the host's cap (`page.max.changes`), so it may be incomplete.
+    TooManyChanges,
+    /// `.hubignore` changed: models may have become ignored or unignored.
+    HubignoreChanged,
+    /// The cursor commit no longer exists on the host (force-push and garbage collection).
+    CursorUnreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    Incremental,
+    Full(FullSyncReason),
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The repository is not registered: nothing is replicated.
+    NotRegistered,
+    /// The push moved other refs (branches, tags) only.
+    NotDefaultBranch { default_branch: String },
+    /// The repository has no commits, so no default branch.
+    EmptyRepository,
+    /// The store already matches the head.
+    UpToDate { head: CommitId },
+    Synced {
+        from: Option<CommitId>,
+        to: CommitId,
+        mode: SyncMode,
+        stats: SyncStats,
+    },
+}
+
+/// Observes a sync's progress (the CLI draws a progress bar with it).
+pub trait SyncProgress: Send + Sync {
+    /// `files` files will be fetched.
+    fn planned(&self, _files: usize) {}
+    /// One file was fetched and applied.
+    fn file_done(&self, _path: &str) {}
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+impl SyncProgress for NoProgress {}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Files fetched from the Git host at once.
+    pub fetch_concurrency: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self { fetch_concurrency: 8 }
+    }
+}
+
+/// The sync, over a Git host and a store.
+pub struct SyncEngine<'a, G, S> {
+    host: &'a G,
+    store: &'a S,
+    options: SyncOptions,
+}
+
+enum Plan {
+    Full(FullSyncReason),
+    Incremental(Vec<crate::ports::FileChange>),
+}
+
+impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
+    pub fn new(host: &'a G, store: &'a S, options: SyncOptions) -> Self {
+        Self { host, store, options }
+    }
+
+    /// Applies one queued push. On failure the error is also recorded on the repository, and the
+    /// cursor is left where it was.
+    pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
+        let Some(record) = self.store.repo(&push.repo).await? else {
+            info!(repository = %push.repo, "repository is not registered; push skipped");
+            return Ok(SyncOutcome::NotRegistered);
+        };
+        let result = async {
+            let Some(branch) = self.host.default_branch(&push.repo).await? else {
+                return Ok(SyncOutcome::EmptyRepository);
+            };
+            if !push.touches(&branch.ref_id) {
+                return Ok(SyncOutcome::NotDefaultBranch {
+                    default_branch: branch.ref_id,
+                });
+            }
+            self.sync_to(&record, branch, None, &NoProgress).await
+        }
+        .await;
+        self.record_failure(&push.repo, result).await
+    }
+
+    /// Syncs a registered repository now, whatever was pushed: `full` reconciles the whole tree.
+    pub async fn sync_repo(&self, repo: &RepoRef, full: bool, progress: &dyn SyncProgress) -> Result<SyncOutcome, SyncError> {
+        let record = self.store.repo(repo).await?.ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
+        let result = async {
+            let Some(branch) = self.host.default_branch(repo).await? else {
+                return Ok(SyncOutcome::EmptyRepository);
+            };
+            self.sync_to(&record, branch, full.then_some(FullSyncReason::Requested), progress).await
+        }
+        .await;
+        self.record_failure(repo, result).await
+    }
+
+    async fn record_failure(&self, repo: &RepoRef, result: Result<SyncOutcome, SyncError>) -> Result<SyncOutcome, SyncError> {
+        if let Err(e) = &result {
+            let last = LastError {
+                message: e.to_string(),
+                at: Utc::now(),
+            };
+            if let Err(store_err) = self.store.record_error(repo, &last).await {
+                warn!(repository = %repo, error = %store_err, "could not record the sync error");
+            }
+        }
+        result
+    }
+
+    async fn sync_to(
+        &self,
+        record: &RepoRecord,
+        branch: DefaultBranch,
+        forced: Option<FullSyncReason>,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
+        let repo = &record.repo;
+        let head = branch.head;
+        let cursor = record.cursor.as_ref().map(|c| c.commit.clone());
+        if forced.is_none() && cursor.as_ref() == Some(&head) {
+            debug!(repository = %repo, head = %head, "already at the head");
+            return Ok(SyncOutcome::UpToDate { head });
+        }
+
+        let plan = match (forced, &cursor) {
+            (Some(reason), _) => Plan::Full(reason),
+            (None, None) => Plan::Full(FullSyncReason::FirstSync),
+            (None, Some(since)) => match self.host.changes(repo, since, &head).await {
+                Ok(set) if set.truncated => Plan::Full(FullSyncReason::TooManyChanges),
+                Ok(set) if set.changes.iter().any(|c| touches_path(&c.kind, &c.path, HUBIGNORE_PATH)) => {
+                    Plan::Full(FullSyncReason::HubignoreChanged)
+                }
+                Ok(set) => Plan::Incremental(set.changes),
+                Err(e) if e.kind == GitHostErrorKind::NotFound => Plan::Full(FullSyncReason::CursorUnreachable),
+                Err(e) => return Err(e.into()),
+            },
+        };
+
+        let ignore = match self.host.raw_file(repo, HUBIGNORE_PATH, &head).await? {
+            Some(bytes) => HubIgnore::parse(&bytes),
+            None => HubIgnore::empty(),
+        };
+        for line in &ignore.invalid_lines {
+            warn!(repository = %repo, line = %line, "invalid .hubignore pattern skipped");
+        }
+
+        let mode = match &plan {
+            Plan::Full(reason) => SyncMode::Full(*reason),
+            Plan::Incremental(_) => SyncMode::Incremental,
+        };
+        let stats = match plan {
+            Plan::Full(_) => self.reconcile_tree(repo, &head, &ignore, progress).await?,
+            Plan::Incremental(changes) => self.apply_changes(repo, &head, &ignore, &changes, progress).await?,
+        };
+
+        self.store
+            .advance_cursor(
+                repo,
+                cursor.as_ref(),
+                &SyncCursor {
+                    commit: head.clone(),
+                    synced_at: Utc::now(),
+                    stats: stats.clone(),
+                },
+            )
+            .await?;
+        info!(
+            repository = %repo, commit = %head, mode = ?mode,
+            written = stats.written, removed = stats.removed, malformed = stats.malformed,
+            skipped = stats.skipped, ignored = stats.ignored,
+            "repository synced"
+        );
+        Ok(SyncOutcome::Synced {
+            from: cursor,
+            to: head,
+            mode,
+            stats,
+        })
+    }
+
+    /// Full sync: every candidate file at the head is fetched; stored models that are not at the
+    /// head (or now ignored, or no longer models) are removed.
+    async fn reconcile_tree(&self, repo: &RepoRef, head: &CommitId, ignore: &HubIgnore, progress: &dyn SyncProgress) -> Result<SyncStats, SyncError> {
+        let files = self.host.list_files(repo, head).await?;
+        let stored: BTreeMap<String, (String, ModelStatus)> = self
+            .store
+            .list_models(repo)
+            .await?
+            .into_iter()
+            .map(|m| (m.path, (m.content_sha256, m.status)))
+            .collect();
+        let stats = Mutex::new(SyncStats::default());
+        let mut wanted = BTreeSet::new();
+        for path in files.into_iter().filter(|p| is_candidate_path(p)) {
+            if ignore.is_ignored(&path) {
+                bump(&stats, |s| s.ignored += 1);
+            } else {
+                wanted.insert(path);
+            }
+        }
+        progress.planned(wanted.len());
+        stream::iter(wanted.iter().map(Ok::<_, SyncError>))
+            .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| {
+                let stored = stored.get(path);
+                let stats = &stats;
+                async move {
+                    self.fetch_and_store(repo, head, path, stored, stats).await?;
+                    progress.file_done(path);
+                    Ok(())
+                }
+            })
+            .await?;
+        for path in stored.keys().filter(|p| !wanted.contains(*p)) {
+            if self.store.delete_model(repo, path).await? {
+                bump(&stats, |s| s.removed += 1);
+            }
+        }
+        Ok(stats.into_inner().unwrap_or_default())
+    }
+
+    /// Incremental sync: removals first (deleted files, move sources), then every added, modified,
+    /// copied or moved-to path is fetched at the head.
+    async fn apply_changes(
+        &self,
+        repo: &RepoRef,
+        head: &CommitId,
+        ignore: &HubIgnore,
+        changes: &[crate::ports::FileChange],
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncStats, SyncError> {
+        let stats = Mutex::new(SyncStats::default());
+        let mut removals = BTreeSet::new();
+        let mut writes = BTreeSet::new();
+        for change in changes {
+            match &change.kind {
+                FileChangeKind::Delete => {
+                    removals.insert(change.path.clone());
+                }
+                FileChangeKind::Move { from } => {
+                    removals.insert(from.clone());
+                    writes.insert(change.path.clone());
+                }
+                FileChangeKind::Add | FileChangeKind::Modify | FileChangeKind::Copy { .. } => {
+                    writes.insert(change.path.clone());
+                }
+            }
+        }
+        for path in removals.iter().filter(|p| is_candidate_path(p) && !writes.contains(*p)) {
+            if self.store.delete_model(repo, path).await? {
+                bump(&stats, |s| s.removed += 1);
+            }
+        }
+        let mut fetches = Vec::new();
+        for path in writes.into_iter().filter(|p| is_candidate_path(p)) {
+            if ignore.is_ignored(&path) {
+                bump(&stats, |s| s.ignored += 1);
+                if self.store.delete_model(repo, &path).await? {
+                    bump(&stats, |s| s.removed += 1);
+                }
+            } else {
+                fetches.push(path);
+            }
+        }
+        progress.planned(fetches.len());
+        // The stored digest lets an unchanged file (e.g. a mode change) skip the write.
+        let stored: BTreeMap<String, (String, ModelStatus)> = if fetches.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.store
+                .list_models(repo)
+                .await?
+                .into_iter()
+                .map(|m| (m.path, (m.content_sha256, m.status)))
+                .collect()
+        };
+        stream::iter(fetches.iter().map(Ok::<_, SyncError>))
+            .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| {
+                let stored = stored.get(path);
+                let stats = &stats;
+                async move {
+                    self.fetch_and_store(repo, head, path, stored, stats).await?;
+                    progress.file_done(path);
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(stats.into_inner().unwrap_or_default())
+    }
+
+    /// Fetches one candidate file at the head and writes, replaces or removes its model.
+    async fn fetch_and_store(
+        &self,
+        repo: &RepoRef,
+        head: &CommitId,
+        path: &str,
+        stored: Option<&(String, ModelStatus)>,
+        stats: &Mutex<SyncStats>,
+    ) -> Result<(), SyncError> {
+        let Some(content) = self.host.raw_file(repo, path, head).await? else {
+            // Listed at the head but not readable there: treat as gone.
+            if self.store.delete_model(repo, path).await? {
+                bump(stats, |s| s.removed += 1);
+            }
+            return Ok(());
+        };
+        let status = match classify(path, &content) {
+            Classification::Model(facts) => ModelStatus::Valid { facts },
+            Classification::Malformed(error) => {
+                warn!(repository = %repo, path, error = %error, "malformed model recorded");
+                ModelStatus::Malformed { error }
+            }
+            Classification::NotAModel => {
+                bump(stats, |s| s.skipped += 1);
+                if stored.is_some() && self.store.delete_model(repo, path).await? {
+                    bump(stats, |s| s.removed += 1);
+                }
+                return Ok(());
+            }
+        };
+        let malformed = matches!(status, ModelStatus::Malformed { .. });
+        let digest = sha256_hex(&content);
+        if stored.is_some_and(|(sha, st)| *sha == digest && *st == status) {
+            if malformed {
+                bump(stats, |s| s.malformed += 1);
+            }
+            return Ok(());
+        }
+        let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, content);
+        self.store.put_model(repo, &record).await?;
+        bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
+        Ok(())
+    }
+}
+
+fn touches_path(kind: &FileChangeKind, path: &str, target: &str) -> bool {
+    path == target
+        || match kind {
+            FileChangeKind::Move { from } | FileChangeKind::Copy { from } => from == target,
+            _ => false,
+        }
+}
+
+fn bump(stats: &Mutex<SyncStats>, f: impl FnOnce(&mut SyncStats)) {
+    if let Ok(mut s) = stats.lock() {
+        f(&mut s);
+    }
+}

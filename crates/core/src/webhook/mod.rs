@@ -1,0 +1,240 @@
+//! The webhook endpoint, independent of how HTTP arrives (API Gateway through `lambda_http`, or
+//! the local server): it verifies the signature over the raw body, answers `diagnostics:ping`, and
+//! queues each accepted `repo:refs_changed` push exactly once. It never fetches anything.
+//!
+//! | request                                         | answer | queue effect |
+//! |-------------------------------------------------|--------|--------------|
+//! | path not ending in `/gateway/public/sync`      | 404    | none         |
+//! | method other than POST                          | 405    | none         |
+//! | body over 1 MiB                                 | 413    | none         |
+//! | no usable hub secret                            | 503    | none (fail closed) |
+//! | `diagnostics:ping`, unsigned or rightly signed  | 200    | none         |
+//! | missing, malformed or wrong signature           | 401    | none         |
+//! | `repo:refs_changed`, invalid payload            | 400    | none         |
+//! | `repo:refs_changed`, valid                      | 202    | one message  |
+//! | other event keys                                | 202    | none (ignored) |
+//! | queue unavailable                               | 503    | none         |
+
+pub mod payload;
+
+use chrono::Utc;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::json;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::ids::DeliveryId;
+use crate::ports::{Enqueued, PushQueue, SecretError, SecretSource};
+use crate::signature::{Signature, SignatureError};
+
+/// The path suffix the endpoint answers at (any prefix, such as an API Gateway stage, is allowed).
+pub const WEBHOOK_PATH: &str = "/gateway/public/sync";
+/// Largest body accepted. Bitbucket's payloads are a few KB, even with 1,000 ref changes well under.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub const HEADER_EVENT_KEY: &str = "x-event-key";
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+pub const HEADER_SIGNATURE: &str = "x-hub-signature";
+
+pub const EVENT_PUSH: &str = "repo:refs_changed";
+pub const EVENT_PING: &str = "diagnostics:ping";
+
+/// One HTTP request, as the adapters hand it over.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// The answer: a status and a JSON body a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookResponse {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    /// Extra headers (`Allow` on a 405).
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+impl WebhookResponse {
+    fn new(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self::new(status, json!({"error": code, "message": message.into()}))
+    }
+
+    /// The answer for a body over [`MAX_BODY_BYTES`], for adapters that stop reading early.
+    pub fn payload_too_large() -> Self {
+        Self::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    }
+
+    pub fn body_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+/// The webhook endpoint, generic over where pushes go and where the secret comes from.
+pub struct WebhookHandler<Q, S> {
+    queue: Q,
+    secrets: S,
+}
+
+impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
+    pub fn new(queue: Q, secrets: S) -> Self {
+        Self { queue, secrets }
+    }
+
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// Handles one request. Every outcome is logged once, inside a span carrying the delivery id.
+    pub async fn handle(&self, req: WebhookRequest<'_>) -> WebhookResponse {
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let delivery_id = header(HEADER_REQUEST_ID)
+            .and_then(|id| DeliveryId::parse(id).ok())
+            .unwrap_or_else(|| DeliveryId::from_body(req.body));
+        let event_key = header(HEADER_EVENT_KEY).unwrap_or_default().to_owned();
+        let span = info_span!(
+            "webhook",
+            delivery_id = %delivery_id,
+            event_key = %event_key,
+            repository = tracing::field::Empty,
+            commit = tracing::field::Empty,
+        );
+        async {
+            let response = self.route(req, delivery_id, &event_key).await;
+            let status = response.status.as_u16();
+            if response.status.is_server_error() {
+                error!(status, answer = %response.body, "webhook refused");
+            } else if response.status.is_client_error() {
+                warn!(status, answer = %response.body, "webhook refused");
+            } else {
+                info!(status, answer = %response.body, "webhook answered");
+            }
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn route(&self, req: WebhookRequest<'_>, delivery_id: DeliveryId, event_key: &str) -> WebhookResponse {
+        if !req.path.trim_end_matches('/').ends_with(WEBHOOK_PATH) {
+            return WebhookResponse::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no endpoint at {}; Bitbucket webhooks must point at .../gateway/public/sync", req.path),
+            );
+        }
+        if req.method != Method::POST {
+            let mut r = WebhookResponse::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not supported here; Bitbucket webhooks use POST", req.method),
+            );
+            r.headers.push(("allow", "POST"));
+            return r;
+        }
+        if req.body.len() > MAX_BODY_BYTES {
+            return WebhookResponse::payload_too_large();
+        }
+
+        let secret = match self.secrets.hub_secret().await {
+            Ok(secret) => secret,
+            Err(e) => {
+                let detail = match &e {
+                    SecretError::Missing(_) | SecretError::Invalid(_) => {
+                        "the hub's webhook secret is not configured; every delivery is refused until it is set"
+                    }
+                    SecretError::Unavailable { .. } => "the hub's webhook secret cannot be read right now; retry later",
+                };
+                error!(error = %e, "no usable webhook secret, failing closed");
+                return WebhookResponse::error(StatusCode::SERVICE_UNAVAILABLE, "secret_unavailable", detail);
+            }
+        };
+
+        let signature = req.headers.get(HEADER_SIGNATURE).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let verified = match signature {
+            None => Err(SignatureError::Missing),
+            Some(value) => Signature::parse(value).and_then(|sig| sig.verify(req.body, secret.accepted_webhook_secrets())),
+        };
+
+        if event_key == EVENT_PING {
+            // "Test connection" may be sent unsigned; a signed ping must carry the right signature,
+            // so the administrator learns at once that the secrets differ.
+            return match verified {
+                Ok(()) => WebhookResponse::new(StatusCode::OK, json!({"status": "ok", "message": "pong: the signature is valid"})),
+                Err(SignatureError::Missing) => {
+                    WebhookResponse::new(StatusCode::OK, json!({"status": "ok", "message": "pong (the ping was not signed)"}))
+                }
+                Err(e) => unauthorized(&e),
+            };
+        }
+        if let Err(e) = verified {
+            return unauthorized(&e);
+        }
+
+        match event_key {
+            EVENT_PUSH => self.queue_push(req.body, delivery_id).await,
+            "" => WebhookResponse::error(
+                StatusCode::BAD_REQUEST,
+                "missing_event_key",
+                "the X-Event-Key header is missing; Bitbucket Data Center always sends it",
+            ),
+            other => WebhookResponse::new(
+                StatusCode::ACCEPTED,
+                json!({"status": "ignored", "message": format!("event {other:?} is not replicated; only repo:refs_changed is")}),
+            ),
+        }
+    }
+
+    async fn queue_push(&self, body: &[u8], delivery_id: DeliveryId) -> WebhookResponse {
+        let push = match payload::parse_refs_changed(body, delivery_id.clone(), Utc::now()) {
+            Ok(push) => push,
+            Err(e) => return WebhookResponse::error(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()),
+        };
+        let span = tracing::Span::current();
+        span.record("repository", tracing::field::display(&push.repo));
+        if let Some(first) = push.changes.first() {
+            span.record("commit", tracing::field::display(&first.to_hash));
+        }
+        match self.queue.enqueue(&push).await {
+            Ok(outcome) => WebhookResponse::new(
+                StatusCode::ACCEPTED,
+                json!({
+                    "status": if outcome == Enqueued::Queued { "queued" } else { "duplicate" },
+                    "message": if outcome == Enqueued::Queued { "the push is queued for replication" } else { "this delivery was already queued" },
+                    "deliveryId": delivery_id.as_str(),
+                    "repository": push.repo.to_string(),
+                    "changes": push.changes.len(),
+                }),
+            ),
+            Err(e) => {
+                error!(error = %e, cause = ?std::error::Error::source(&e), "could not queue the push");
+                WebhookResponse::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    "the push could not be queued; Bitbucket will show this delivery as failed and the next push will catch up",
+                )
+            }
+        }
+    }
+}
+
+fn unauthorized(e: &SignatureError) -> WebhookResponse {
+    WebhookResponse::error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        format!("{e}; check that the webhook's secret in Bitbucket equals the hub's webhook secret"),
+    )
+}

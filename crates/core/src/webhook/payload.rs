@@ -1,0 +1,216 @@
+//! The JSON Bitbucket Data Center posts for `repo:refs_changed`, and its conversion into the
+//! normalized [`PushMessage`]. Only the fields the pipeline needs are read; everything else
+//! (`commits`, `toCommit`, links, fields of future versions) is ignored, so newer servers keep working.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::ids::{CommitId, DeliveryId, IdError, RepoRef};
+use crate::push::{Actor, Provider, PushMessage, RefChange, RefChangeType};
+
+/// Why a payload could not be turned into a push.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the body is not a repo:refs_changed payload: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the payload names an invalid repository: {0}")]
+    Repository(IdError),
+    #[error("change {index} has an invalid {field}: {source}")]
+    Commit {
+        index: usize,
+        field: &'static str,
+        source: IdError,
+    },
+    #[error("change {index} has an unknown type {value:?}; expected ADD, UPDATE or DELETE")]
+    ChangeType { index: usize, value: String },
+    #[error("the payload lists no changes")]
+    NoChanges,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefsChanged {
+    actor: Option<User>,
+    repository: Repository,
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    name: Option<String>,
+    display_name: Option<String>,
+    email_address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Repository {
+    slug: String,
+    id: Option<u64>,
+    project: Project,
+}
+
+#[derive(Debug, Deserialize)]
+struct Project {
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Change {
+    #[serde(rename = "ref")]
+    reference: Option<Ref>,
+    ref_id: Option<String>,
+    from_hash: String,
+    to_hash: String,
+    #[serde(rename = "type")]
+    change_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Ref {
+    id: String,
+}
+
+/// Parses a `repo:refs_changed` body into the push to queue.
+pub fn parse_refs_changed(body: &[u8], delivery_id: DeliveryId, received_at: DateTime<Utc>) -> Result<PushMessage, PayloadError> {
+    let payload: RefsChanged = serde_json::from_slice(body)?;
+    let repo = RepoRef::new(&payload.repository.project.key, &payload.repository.slug).map_err(PayloadError::Repository)?;
+    if payload.changes.is_empty() {
+        return Err(PayloadError::NoChanges);
+    }
+    let changes = payload
+        .changes
+        .into_iter()
+        .enumerate()
+        .map(|(index, c)| {
+            let change_type = match c.change_type.as_str() {
+                "ADD" => RefChangeType::Add,
+                "UPDATE" => RefChangeType::Update,
+                "DELETE" => RefChangeType::Delete,
+                other => {
+                    return Err(PayloadError::ChangeType {
+                        index,
+                        value: other.chars().take(32).collect(),
+                    });
+                }
+            };
+            let commit = |field: &'static str, value: &str| {
+                CommitId::parse(value).map_err(|source| PayloadError::Commit { index, field, source })
+            };
+            let ref_id = c
+                .ref_id
+                .or(c.reference.map(|r| r.id))
+                .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
+                .map_err(PayloadError::Json)?;
+            Ok(RefChange {
+                ref_id,
+                change_type,
+                from_hash: commit("fromHash", &c.from_hash)?,
+                to_hash: commit("toHash", &c.to_hash)?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let actor = payload.actor.map_or_else(Actor::default, |u| Actor {
+        name: u.name,
+        display_name: u.display_name,
+        email_address: u.email_address,
+    });
+    Ok(PushMessage {
+        provider: Provider::BitbucketDataCenter,
+        delivery_id,
+        repo,
+        repository_id: payload.repository.id,
+        changes,
+        actor,
+        received_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const A: &str = "ecddabb624f6f5ba43816f5926e580a5f680a932";
+    const B: &str = "178864a7d521b6f5e720b386b2c2b0ef8563e0dc";
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+
+    fn change(ref_id: &str, from: &str, to: &str, ty: &str) -> serde_json::Value {
+        let display = ref_id.rsplit('/').next().unwrap();
+        json!({"ref": {"id": ref_id, "displayId": display, "type": "BRANCH"}, "refId": ref_id, "fromHash": from, "toHash": to, "type": ty})
+    }
+
+    fn payload(project: &str, slug: &str, changes: Vec<serde_json::Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "eventKey": "repo:refs_changed",
+            "date": "2024-05-02T10:15:30+0000",
+            "actor": {"name": "admin", "emailAddress": "admin@example.com", "id": 1, "displayName": "Administrator", "active": true, "slug": "admin", "type": "NORMAL"},
+            "repository": {"slug": slug, "id": 84, "name": slug, "scmId": "git", "state": "AVAILABLE", "statusMessage": "Available", "forkable": true,
+                "project": {"key": project, "id": 84, "name": "Project", "public": false, "type": "NORMAL"}, "public": false},
+            "changes": changes
+        }))
+        .unwrap()
+    }
+
+    fn parse(body: &[u8]) -> Result<PushMessage, PayloadError> {
+        parse_refs_changed(body, DeliveryId::parse("d-1").unwrap(), Utc::now())
+    }
+
+    #[test]
+    fn a_push_to_main_is_normalized() {
+        let push = parse(&payload("PROJ", "models", vec![change("refs/heads/main", A, B, "UPDATE")])).unwrap();
+        assert_eq!(push.repo.to_string(), "PROJ/models");
+        assert_eq!(push.repository_id, Some(84));
+        assert_eq!(push.changes[0].ref_id, "refs/heads/main");
+        assert_eq!(push.changes[0].change_type, RefChangeType::Update);
+        assert_eq!(push.changes[0].to_hash.as_str(), B);
+        assert_eq!(push.actor.name.as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn fields_newer_servers_add_are_ignored() {
+        let mut v: serde_json::Value = serde_json::from_slice(&payload("P", "r", vec![change("refs/heads/main", A, B, "UPDATE")])).unwrap();
+        v["commits"] = json!([{"id": B, "displayId": "178864a", "message": "x", "parents": [{"id": A}]}]);
+        v["toCommit"] = json!({"id": B, "author": {"name": "a"}});
+        v["repository"]["hierarchyId"] = json!("abc");
+        v["changes"][0]["someFutureField"] = json!({"x": 1});
+        assert!(parse(&serde_json::to_vec(&v).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn personal_projects_and_unicode_names_are_kept() {
+        let push = parse(&payload("~jdoe", "modèles-日本", vec![change("refs/heads/main", ZERO, B, "ADD")])).unwrap();
+        assert_eq!(push.repo.project(), "~jdoe");
+        assert_eq!(push.repo.slug(), "modèles-日本");
+        assert!(push.changes[0].from_hash.is_zero());
+    }
+
+    #[test]
+    fn a_thousand_changes_are_all_kept() {
+        let changes = (0..1000).map(|i| change(&format!("refs/heads/b{i}"), A, B, "UPDATE")).collect();
+        assert_eq!(parse(&payload("P", "r", changes)).unwrap().changes.len(), 1000);
+    }
+
+    #[test]
+    fn missing_fields_are_named_in_the_error() {
+        let err = parse(br#"{"changes": []}"#).unwrap_err().to_string();
+        assert!(err.contains("repository"), "{err}");
+        let err = parse(&payload("P", "r", vec![json!({"refId": "refs/heads/main", "toHash": B, "type": "UPDATE"})])).unwrap_err().to_string();
+        assert!(err.contains("fromHash"), "{err}");
+    }
+
+    #[test]
+    fn bad_hashes_and_types_are_refused() {
+        assert!(matches!(
+            parse(&payload("P", "r", vec![change("refs/heads/main", "nothex", B, "UPDATE")])),
+            Err(PayloadError::Commit { field: "fromHash", .. })
+        ));
+        assert!(matches!(
+            parse(&payload("P", "r", vec![change("refs/heads/main", A, B, "MERGE")])),
+            Err(PayloadError::ChangeType { .. })
+        ));
+        assert!(matches!(parse(&payload("P", "r", vec![])), Err(PayloadError::NoChanges)));
+    }
+}
