@@ -113,6 +113,16 @@ impl SecretSource for StaticSecret {
     }
 }
 
+/// No secret configured at all: every use fails closed with [`SecretError::Missing`].
+impl<S: SecretSource> SecretSource for Option<S> {
+    async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
+        match self {
+            Some(source) => source.hub_secret().await,
+            None => Err(SecretError::Missing("no hub secret is configured (HUB_SECRET_ID or the local configuration)".into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,10 +19,11 @@ use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path, sha256_hex};
 use crate::ports::{
-    DefaultBranch, FileChangeKind, GitHost, GitHostError, GitHostErrorKind, LastError, ModelStore, RepoRecord, RepoRegistry,
+    DefaultBranch, FileChangeKind, GitHost, SecretError, SecretSource, GitHostError, GitHostErrorKind, LastError, ModelStore, RepoRecord, RepoRegistry,
     StoreError, SyncCursor, SyncStats,
 };
 use crate::push::PushMessage;
+use crate::secrets::HubSecret;
 
 /// Why a sync failed. Each variant knows whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,11 @@ pub enum SyncError {
     GitHost(#[from] GitHostError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The Git host client could not be set up from the secret (bad base URL...).
+    #[error("the Git host client cannot be configured: {0}")]
+    HostConfig(String),
 }
 
 impl SyncError {
@@ -40,6 +46,8 @@ impl SyncError {
         match self {
             Self::GitHost(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
+            Self::Secret(e) => e.is_retryable(),
+            Self::HostConfig(_) => false,
         }
     }
 }
@@ -395,6 +403,41 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         self.store.put_model(repo, &record).await?;
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
         Ok(())
+    }
+}
+
+/// Builds a Git host client from the current hub secret (base URL and token), so a rotated token
+/// is picked up without a restart.
+pub trait GitHostConnector: Send + Sync {
+    type Host: GitHost;
+    fn connect(&self, secret: &HubSecret) -> Result<Self::Host, String>;
+}
+
+/// Everything one sync worker needs: the store, the secret, and a way to reach the Git host. The
+/// Lambda sync function and the local worker both run pushes through this.
+pub struct SyncWorker<S, Src, C> {
+    pub store: S,
+    pub secrets: Src,
+    pub connector: C,
+    pub options: SyncOptions,
+}
+
+impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncWorker<S, Src, C> {
+    /// Applies one queued push (see [`SyncEngine::handle_push`]).
+    pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
+        let host = self.host().await?;
+        SyncEngine::new(&host, &self.store, self.options.clone()).handle_push(push).await
+    }
+
+    /// Syncs a registered repository now (see [`SyncEngine::sync_repo`]).
+    pub async fn sync_repo(&self, repo: &RepoRef, full: bool, progress: &dyn SyncProgress) -> Result<SyncOutcome, SyncError> {
+        let host = self.host().await?;
+        SyncEngine::new(&host, &self.store, self.options.clone()).sync_repo(repo, full, progress).await
+    }
+
+    async fn host(&self) -> Result<C::Host, SyncError> {
+        let secret = self.secrets.hub_secret().await?;
+        self.connector.connect(&secret).map_err(SyncError::HostConfig)
     }
 }
 
