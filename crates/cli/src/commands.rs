@@ -1,0 +1,242 @@
+//! The store commands (`repos`, `sync`, `models`) and `init`. Each is written once, generic over
+//! the ports, and run against the backend the configuration names.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use hubsync_core::ids::RepoRef;
+use hubsync_core::model::ModelStatus;
+use hubsync_core::ports::{ModelStore, RepoRegistry, SecretSource};
+use hubsync_core::secrets::StaticSecret;
+use hubsync_core::sync::{SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{Backend, LocalConfig};
+
+#[derive(Subcommand, Debug)]
+pub enum ReposCommand {
+    /// Register a repository (PROJECT/SLUG); its next push, or `hubsync sync`, replicates it.
+    Add { repo: RepoRef },
+    /// List registered repositories with their sync cursor and last error.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister a repository and remove its models.
+    Remove { repo: RepoRef },
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    pub repo: RepoRef,
+    /// Only apply the changes since the cursor instead of reconciling the whole tree.
+    #[arg(long)]
+    pub incremental: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// List the models of a repository.
+    List {
+        repo: RepoRef,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one model exactly as stored (the file's bytes at the synced commit).
+    Get { repo: RepoRef, path: String },
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Name of the queue, table and secret to create.
+    #[arg(long, default_value = "hubsync")]
+    pub name: String,
+    /// Bitbucket Data Center base URL to put in the secret.
+    #[arg(long, env = "HUB_BITBUCKET_URL")]
+    pub base_url: String,
+    /// Access token to put in the secret.
+    #[arg(long, env = "HUB_BITBUCKET_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Webhook secret to put in the secret.
+    #[arg(long, env = "HUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: String,
+}
+
+/// Runs `$body` with `$store` (and `$secrets`) bound to the configured backend's adapters.
+macro_rules! with_backend {
+    (|$store:ident, $secrets:ident| $body:expr) => {
+        match Backend::from_env()? {
+            Backend::Aws(cfg) => {
+                let sdk = hubsync_aws::config::load_sdk_config().await;
+                let $store = hubsync_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.table);
+                let $secrets = cfg
+                    .secret_id
+                    .map(|id| hubsync_aws::SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk), id));
+                $body
+            }
+            Backend::Local(cfg) => {
+                let $store = open_local(&cfg)?;
+                let $secrets = cfg.secret.map(StaticSecret);
+                $body
+            }
+        }
+    };
+}
+
+pub fn open_local(cfg: &LocalConfig) -> anyhow::Result<hubsync_sqlite::SqliteHub> {
+    hubsync_sqlite::SqliteHub::open(&cfg.db_path).with_context(|| format!("opening the local database {}", cfg.db_path.display()))
+}
+
+pub async fn repos(cmd: ReposCommand) -> anyhow::Result<()> {
+    with_backend!(|store, _secrets| run_repos(&store, cmd).await)
+}
+
+async fn run_repos<S: RepoRegistry>(store: &S, cmd: ReposCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReposCommand::Add { repo } => {
+            if store.register(&repo).await? {
+                println!("registered {repo}; its next push (or `hubsync sync {repo}`) replicates it");
+            } else {
+                println!("{repo} was already registered");
+            }
+        }
+        ReposCommand::Remove { repo } => {
+            if store.unregister(&repo).await? {
+                println!("unregistered {repo} and removed its models");
+            } else {
+                bail!("{repo} is not registered");
+            }
+        }
+        ReposCommand::List { json } => {
+            let repos = store.repos().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&repos)?);
+                return Ok(());
+            }
+            if repos.is_empty() {
+                println!("no repository is registered; add one with `hubsync repos add PROJECT/SLUG`");
+            }
+            for r in repos {
+                let cursor = r.cursor.as_ref().map_or_else(
+                    || "never synced".to_owned(),
+                    |c| format!("at {} since {}", c.commit.short(), c.synced_at.format("%Y-%m-%d %H:%M:%S UTC")),
+                );
+                println!("{}  {cursor}", r.repo);
+                if let Some(e) = r.last_error {
+                    println!("    last error ({}): {}", e.at.format("%Y-%m-%d %H:%M:%S UTC"), e.message);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Bar(ProgressBar);
+
+impl SyncProgress for Bar {
+    fn planned(&self, files: usize) {
+        self.0.set_length(files as u64);
+    }
+    fn file_done(&self, path: &str) {
+        self.0.set_message(path.to_owned());
+        self.0.inc(1);
+    }
+}
+
+pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    with_backend!(|store, secrets| run_sync(store, secrets, args).await)
+}
+
+async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(store: S, secrets: Src, args: SyncArgs) -> anyhow::Result<()> {
+    let worker = SyncWorker {
+        store,
+        secrets,
+        connector: BitbucketConnector::new(ClientOptions::default())?,
+        options: SyncOptions::default(),
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let outcome = worker.sync_repo(&args.repo, !args.incremental, &Bar(bar.clone())).await;
+    bar.finish_and_clear();
+    match outcome.with_context(|| format!("syncing {}", args.repo))? {
+        SyncOutcome::Synced { to, stats, mode, .. } => println!(
+            "{} synced at {} ({mode:?}): {} written, {} removed, {} malformed, {} other JSON skipped, {} ignored",
+            args.repo,
+            to.short(),
+            stats.written,
+            stats.removed,
+            stats.malformed,
+            stats.skipped,
+            stats.ignored
+        ),
+        SyncOutcome::UpToDate { head } => println!("{} is up to date at {}", args.repo, head.short()),
+        SyncOutcome::EmptyRepository => println!("{} has no commits yet", args.repo),
+        other => println!("{}: {other:?}", args.repo),
+    }
+    Ok(())
+}
+
+pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
+    with_backend!(|store, _secrets| run_models(&store, cmd).await)
+}
+
+async fn run_models<S: ModelStore>(store: &S, cmd: ModelsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelsCommand::List { repo, json } => {
+            let models = store.list_models(&repo).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&models)?);
+                return Ok(());
+            }
+            for m in models {
+                let what = match &m.status {
+                    ModelStatus::Valid { facts } => format!(
+                        "{} ({}, {} entities, {} relationships)",
+                        facts.model_name, facts.app_target, facts.entities, facts.relationships
+                    ),
+                    ModelStatus::Malformed { error } => format!("MALFORMED: {error}"),
+                };
+                println!("{}  {}  {:>10} B  {}", m.path, m.commit.short(), m.size, what);
+            }
+        }
+        ModelsCommand::Get { repo, path } => {
+            let model = store
+                .get_model(&repo, &path)
+                .await?
+                .with_context(|| format!("{repo} has no model at {path}"))?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&model.content)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn init(args: InitArgs) -> anyhow::Result<()> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if endpoint.trim().is_empty() {
+        bail!("hubsync init creates resources in a local emulator only; set AWS_ENDPOINT_URL (in AWS, deploy infra/template.yaml)");
+    }
+    let secret = serde_json::json!({
+        "baseUrl": args.base_url,
+        "accessToken": args.token,
+        "webhookSecret": args.webhook_secret,
+        "previousWebhookSecrets": [],
+    });
+    hubsync_core::secrets::HubSecret::from_json(&secret.to_string())?;
+    let sdk = hubsync_aws::config::load_sdk_config().await;
+    let made = hubsync_aws::provision::provision(&sdk, &args.name, &secret.to_string()).await?;
+    println!("export AWS_ENDPOINT_URL={endpoint}");
+    println!("export HUB_QUEUE_URL={}", made.queue_url);
+    println!("export HUB_TABLE={}", made.table);
+    println!("export HUB_SECRET_ID={}", made.secret_id);
+    Ok(())
+}

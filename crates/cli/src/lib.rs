@@ -1,0 +1,11 @@
+//! The `hubsync` command line as a library: the store commands, the configuration that picks a
+//! backend (AWS or local), the local server (`serve`) and the demonstration (`demo`).
+//!
+//! The same commands work against AWS (DynamoDB, Secrets Manager) and against the local SQLite
+//! backend, chosen by configuration (see [`config`]); `serve` runs the whole pipeline as one local
+//! process and `demo` shows it working against a simulated Bitbucket Data Center.
+
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod serve;

@@ -1,0 +1,64 @@
+//! `hubsync`: the command line of the Model Hub replication pipeline (the commands themselves
+//! live in the `hubsync_cli` library, so tests drive them too).
+
+use clap::{Parser, Subcommand};
+use hubsync_cli::{commands, config, demo, serve};
+
+#[derive(Parser, Debug)]
+#[command(name = "hubsync", version, about = "Replicates Hackolade models from Bitbucket Data Center into the Model Hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Register, list and remove replicated repositories.
+    #[command(subcommand)]
+    Repos(commands::ReposCommand),
+    /// Sync a registered repository now (a full reconciliation of its default branch).
+    Sync(commands::SyncArgs),
+    /// List and read replicated models.
+    #[command(subcommand)]
+    Models(commands::ModelsCommand),
+    /// Create the queue, table and secret in a local AWS emulator (needs AWS_ENDPOINT_URL).
+    Init(commands::InitArgs),
+    /// Run the webhook endpoint, the queue and the sync worker as one local process.
+    Serve(serve::ServeArgs),
+    /// Show the whole flow against a simulated Bitbucket Data Center, with sample models.
+    Demo(demo::DemoArgs),
+}
+
+fn init_terminal_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_terminal_logs();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Repos(cmd) => commands::repos(cmd).await,
+        Command::Sync(args) => commands::sync(args).await,
+        Command::Models(cmd) => commands::models(cmd).await,
+        Command::Init(args) => commands::init(args).await,
+        Command::Serve(args) => match config::LocalConfig::from_env() {
+            Ok(local) => serve::run(args, local).await,
+            Err(e) => Err(e),
+        },
+        Command::Demo(args) => demo::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

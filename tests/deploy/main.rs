@@ -1,0 +1,1 @@
+//! Deployment checks (being written).

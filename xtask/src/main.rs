@@ -1,0 +1,92 @@
+//! `cargo xtask`: the project's chores, in Rust rather than shell scripts.
+//!
+//! - `cargo xtask test`: everything CI checks after fmt and clippy, on a fresh machine with Rust
+//!   and Python 3: installs the Python tools into `.venv` (moto, cfn-lint, cargo-lambda, ziglang),
+//!   adds the aarch64 target, builds both Lambda functions for arm64 with cargo-lambda (the deploy
+//!   tests inspect the result), then runs every test of the workspace.
+//! - `cargo xtask events`: regenerates the sample events in `events/` (see `events/README.md`).
+
+mod events;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the tests need, build the Lambda functions, and run the whole test suite.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Build both Lambda functions for arm64 into target/lambda/<name>/bootstrap.
+    BuildLambdas,
+    /// Regenerate events/ from the sample payloads.
+    Events,
+}
+
+fn root() -> PathBuf {
+    hubsync_tests::workspace_root()
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// PATH with the virtual environment's tools first.
+fn path_with_venv() -> std::ffi::OsString {
+    let mut paths = vec![hubsync_tests::python::venv_bin()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+fn ensure_aarch64_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the aarch64 target")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains("aarch64-unknown-linux-gnu") {
+        run(Command::new("rustup").args(["target", "add", "aarch64-unknown-linux-gnu"]))?;
+    }
+    Ok(())
+}
+
+fn build_lambdas(root: &Path) -> anyhow::Result<()> {
+    hubsync_tests::python::ensure_installed();
+    ensure_aarch64_target()?;
+    run(Command::new(hubsync_tests::python::venv_bin().join("cargo-lambda"))
+        .args(["lambda", "build", "--release", "--arm64", "--bin", "webhook", "--bin", "sync"])
+        .current_dir(root)
+        .env("PATH", path_with_venv()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = root();
+    match Cli::parse().command {
+        Task::Test { cargo_test_args } => {
+            hubsync_tests::python::ensure_installed();
+            build_lambdas(&root)?;
+            run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["test", "--workspace", "--all-targets"])
+                .args(&cargo_test_args)
+                .current_dir(&root)
+                .env("PATH", path_with_venv()))
+        }
+        Task::BuildLambdas => build_lambdas(&root),
+        Task::Events => events::write_all(&root.join("events")),
+    }
+}
