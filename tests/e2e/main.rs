@@ -1,1 +1,353 @@
-//! End-to-end suite (being written).
+//! End-to-end: pushes to real git repositories behind the Bitbucket Data Center simulator,
+//! delivered as signed webhooks, through the webhook entry point, the queue and the sync, into
+//! the store. After each step, the store holds exactly the models of the default branch's head,
+//! byte for byte. Every scenario runs on both backends (AWS on moto, and local `hubsync serve`).
+
+mod pipeline;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
+use hubsync_bitbucket_sim::{FileOp, Push, Repo};
+use hubsync_core::ids::RepoRef;
+use hubsync_core::model::ModelStatus;
+use hubsync_core::ports::{ModelStore, RepoRegistry};
+use pipeline::{AwsPipeline, LocalPipeline, Pipeline, Setup, WEBHOOK_SECRET};
+
+fn model(seed: u64, name: &str, bytes: usize) -> Vec<u8> {
+    generate_model(&ModelSpec {
+        seed,
+        name: name.into(),
+        app_target: if seed % 2 == 0 { "MONGODB" } else { "PostgreSQL" }.into(),
+        target_bytes: bytes,
+        polyglot_refs: seed % 3 == 0,
+        polyglot_model_path: None,
+    })
+}
+
+/// Independent of the code under test: the generator's models (and the malformed ones these
+/// tests write) carry this key; the other JSON files do not.
+fn looks_like_model(bytes: &[u8]) -> bool {
+    bytes.windows(26).any(|w| w == b"\"persistenceSchemaVersion\"")
+}
+
+struct Scene<P: Pipeline> {
+    p: P,
+    repo: Repo,
+    id: RepoRef,
+}
+
+impl<P: Pipeline> Scene<P> {
+    /// A registered repository with models in nested folders and other files on `main`.
+    async fn new(setup: Setup) -> Self {
+        let p = P::start(setup).await;
+        let repo = p.sim().create_repo("DATA", "models").expect("repository");
+        let id = RepoRef::parse("DATA/models").unwrap();
+        assert!(p.store().register(&id).await.unwrap());
+        let scene = Self { p, repo, id };
+        scene.commit(
+            &[
+                FileOp::write("models/sales/orders.hck.json", model(1, "Orders", 20_000)),
+                FileOp::write("models/hr/people.json", model(2, "People", 8_000)),
+                FileOp::write("root model.json", model(3, "Root", 5_000)),
+                FileOp::write("modèles/données.hck.json", model(4, "Données", 4_000)),
+                FileOp::write("openapi/api.json", br#"{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{}}"#.to_vec()),
+                FileOp::write("package.json", br#"{"name":"models","version":"1.0.0"}"#.to_vec()),
+                FileOp::write("README.md", b"# Data models\n".to_vec()),
+            ],
+            "initial models",
+        )
+        .await;
+        scene
+    }
+
+    /// Commits to main and delivers the push; asserts the webhook accepted it.
+    async fn commit(&self, ops: &[FileOp], message: &str) -> Push {
+        let push = self.repo.commit("main", ops, message).expect("commit");
+        self.deliver(&push).await;
+        push
+    }
+
+    async fn deliver(&self, push: &Push) {
+        let delivery = self.p.sim().webhook(&self.repo, push, Some(WEBHOOK_SECRET)).expect("delivery");
+        assert_eq!(self.p.deliver(&delivery).await, 202, "{}: the webhook accepts the push", P::NAME);
+    }
+
+    fn head(&self) -> String {
+        self.repo.head("main").unwrap().expect("main has a head")
+    }
+
+    /// Drains the queue and checks the store holds exactly the models at main's head.
+    async fn assert_replicated(&self) {
+        assert_eq!(self.p.drain().await, 0, "{}: nothing was dead-lettered", P::NAME);
+        self.assert_store_matches_head(&[]).await;
+    }
+
+    async fn assert_store_matches_head(&self, ignored_prefixes: &[&str]) {
+        let head = self.head();
+        let mut expected = BTreeSet::new();
+        for path in self.repo.files(&head).unwrap() {
+            let bytes = self.repo.read_file(&head, &path).unwrap().unwrap();
+            if path.ends_with(".json") && looks_like_model(&bytes) && !ignored_prefixes.iter().any(|p| path.starts_with(p)) {
+                expected.insert(path);
+            }
+        }
+        let stored: BTreeSet<String> = self.p.store().list_models(&self.id).await.unwrap().into_iter().map(|m| m.path).collect();
+        assert_eq!(stored, expected, "{}: stored models = models at the head", P::NAME);
+        for path in &expected {
+            let model = self.p.store().get_model(&self.id, path).await.unwrap().expect("stored");
+            assert!(model.content == self.repo.read_file(&head, path).unwrap().unwrap(), "{}: {path} is stored byte for byte", P::NAME);
+        }
+        let record = self.p.store().repo(&self.id).await.unwrap().unwrap();
+        assert_eq!(record.cursor.map(|c| c.commit.to_string()), Some(head), "{}: the cursor is at the head", P::NAME);
+        assert!(record.last_error.is_none(), "{}: {:?}", P::NAME, record.last_error);
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn aws() {
+                super::$name::<super::AwsPipeline>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local() {
+                super::$name::<super::LocalPipeline>().await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    adds_modifications_deletions_and_moves_are_replicated,
+    pushes_to_other_branches_and_tags_change_nothing,
+    force_pushes_are_replicated,
+    large_models_are_stored_whole,
+    a_lost_webhook_is_healed_by_the_next_push,
+    a_duplicate_delivery_is_harmless,
+    a_burst_of_twenty_pushes_ends_at_the_last_head,
+    a_wrong_token_gives_a_clear_error_and_keeps_the_cursor,
+    hubignore_changes_apply_at_once,
+    a_diff_over_the_server_cap_falls_back_to_a_full_sync,
+    malformed_models_are_recorded_not_dropped,
+    unregistered_repositories_are_not_replicated,
+    transient_server_errors_are_retried,
+    models_get_prints_the_file_at_the_head_byte_for_byte,
+);
+
+async fn adds_modifications_deletions_and_moves_are_replicated<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+
+    s.commit(&[FileOp::write("models/sales/orders.hck.json", model(11, "Orders v2", 25_000))], "modify").await;
+    s.assert_replicated().await;
+    s.commit(&[FileOp::write("models/finance/ledger.json", model(12, "Ledger", 9_000))], "add").await;
+    s.assert_replicated().await;
+    s.commit(&[FileOp::delete("models/hr/people.json")], "delete").await;
+    s.assert_replicated().await;
+    s.commit(&[FileOp::rename("models/finance/ledger.json", "archive/2026/ledger.json")], "move").await;
+    s.assert_replicated().await;
+    let stored: Vec<String> = s.p.store().list_models(&s.id).await.unwrap().into_iter().map(|m| m.path).collect();
+    assert!(stored.contains(&"archive/2026/ledger.json".to_owned()) && !stored.iter().any(|p| p.starts_with("models/finance")));
+    let orders = s.p.store().get_model(&s.id, "models/sales/orders.hck.json").await.unwrap().unwrap();
+    let ModelStatus::Valid { facts } = orders.status else { panic!("orders is a valid model") };
+    assert_eq!(facts.model_name, "Orders v2");
+    assert!(facts.entities > 0);
+}
+
+async fn pushes_to_other_branches_and_tags_change_nothing<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let main_head = s.head();
+    let created = s.repo.create_branch("feature/x", &main_head).unwrap();
+    s.deliver(&created).await;
+    let on_branch = s.repo.commit("feature/x", &[FileOp::write("models/new.json", model(21, "New", 3_000))], "wip").unwrap();
+    s.deliver(&on_branch).await;
+    let tag = s.repo.tag("v1.0.0", on_branch.to_hash().unwrap()).unwrap();
+    s.deliver(&tag).await;
+    let deleted = s.repo.delete_branch("feature/x").unwrap();
+    s.deliver(&deleted).await;
+    s.assert_replicated().await;
+    assert!(s.p.store().get_model(&s.id, "models/new.json").await.unwrap().is_none());
+}
+
+async fn force_pushes_are_replicated<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let first = s.head();
+    s.commit(&[FileOp::write("models/extra.json", model(31, "Extra", 4_000))], "extra").await;
+    s.assert_replicated().await;
+    // Back to an older commit...
+    let back = s.repo.force_push("main", &first).unwrap();
+    s.deliver(&back).await;
+    s.assert_replicated().await;
+    // ...and onto an unrelated history.
+    let root = s.repo.write_commit(None, &[FileOp::write("fresh/only.hck.json", model(32, "Only", 6_000))], "rewrite").unwrap();
+    let rewritten = s.repo.force_push("main", &root).unwrap();
+    s.deliver(&rewritten).await;
+    s.assert_replicated().await;
+}
+
+async fn large_models_are_stored_whole<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    // Random text does not compress: this one cannot fit one DynamoDB item even gzipped.
+    let mut noisy = model(43, "Noisy", 50_000);
+    let noise: String = (0..1_200_000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26)).collect();
+    let at = noisy.iter().position(|b| *b == b'{').unwrap() + 1;
+    noisy.splice(at..at, format!("\"description\": \"{noise}\",").into_bytes());
+    s.commit(
+        &[
+            FileOp::write("big/two-megabytes.hck.json", model(41, "Two", 2 * 1024 * 1024)),
+            FileOp::write("big/ten-megabytes.hck.json", model(42, "Ten", 10 * 1024 * 1024)),
+            FileOp::write("big/noisy.hck.json", noisy),
+        ],
+        "large models",
+    )
+    .await;
+    s.assert_replicated().await;
+    // Replacing a large model switches to the new version whole.
+    s.commit(&[FileOp::write("big/ten-megabytes.hck.json", model(44, "Ten v2", 10 * 1024 * 1024 + 7))], "replace").await;
+    s.assert_replicated().await;
+}
+
+async fn a_lost_webhook_is_healed_by_the_next_push<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    // Bitbucket never delivered this one.
+    s.repo.commit("main", &[FileOp::write("lost/one.json", model(51, "Lost", 3_000)), FileOp::delete("root model.json")], "lost").unwrap();
+    s.commit(&[FileOp::write("found/two.json", model(52, "Found", 3_000))], "next").await;
+    s.assert_replicated().await;
+    assert!(s.p.store().get_model(&s.id, "lost/one.json").await.unwrap().is_some());
+    assert!(s.p.store().get_model(&s.id, "root model.json").await.unwrap().is_none());
+}
+
+async fn a_duplicate_delivery_is_harmless<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    let push = s.repo.commit("main", &[FileOp::write("dup.json", model(61, "Dup", 3_000))], "dup").unwrap();
+    let delivery = s.p.sim().webhook(&s.repo, &push, Some(WEBHOOK_SECRET)).unwrap();
+    assert_eq!(s.p.deliver(&delivery).await, 202);
+    assert_eq!(s.p.deliver(&delivery).await, 202);
+    s.assert_replicated().await;
+    // A late redelivery after the sync finds the cursor at the head and changes nothing.
+    let before = s.p.store().list_models(&s.id).await.unwrap();
+    assert_eq!(s.p.deliver(&delivery).await, 202);
+    s.assert_replicated().await;
+    assert_eq!(s.p.store().list_models(&s.id).await.unwrap(), before);
+}
+
+async fn a_burst_of_twenty_pushes_ends_at_the_last_head<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    for i in 0..20u64 {
+        let mut ops = vec![FileOp::write(format!("burst/m{i:02}.json"), model(100 + i, &format!("Burst {i}"), 2_000))];
+        if i % 4 == 3 {
+            ops.push(FileOp::delete(format!("burst/m{:02}.json", i - 1)));
+        }
+        s.commit(&ops, &format!("burst {i}")).await;
+    }
+    s.assert_replicated().await;
+}
+
+async fn a_wrong_token_gives_a_clear_error_and_keeps_the_cursor<P: Pipeline>() {
+    let wrong = "BBDC-this-token-is-wrong-0123456789";
+    let s = Scene::<P>::new(Setup { token: Some(wrong.into()), local_max_attempts: 1, ..Setup::default() }).await;
+    assert_eq!(s.p.drain().await, 1, "{}: the push ends in the dead-letter queue, not lost", P::NAME);
+    let record = s.p.store().repo(&s.id).await.unwrap().unwrap();
+    assert!(record.cursor.is_none(), "the cursor did not move");
+    let error = record.last_error.expect("the error is recorded on the repository").message;
+    assert!(error.contains("DATA/models") && error.contains("401"), "{error}");
+    assert!(!error.contains(wrong), "the token never appears in errors: {error}");
+    assert!(s.p.store().list_models(&s.id).await.unwrap().is_empty());
+}
+
+async fn hubignore_changes_apply_at_once<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    s.commit(&[FileOp::write(".hubignore", b"# private drafts\nmodels/hr/\n".to_vec())], "ignore hr").await;
+    assert_eq!(s.p.drain().await, 0);
+    s.assert_store_matches_head(&["models/hr/"]).await;
+    s.commit(&[FileOp::write("models/hr/payroll.json", model(71, "Payroll", 3_000))], "ignored add").await;
+    assert_eq!(s.p.drain().await, 0);
+    s.assert_store_matches_head(&["models/hr/"]).await;
+    s.commit(&[FileOp::delete(".hubignore")], "publish hr").await;
+    s.assert_replicated().await;
+    assert!(s.p.store().get_model(&s.id, "models/hr/payroll.json").await.unwrap().is_some());
+}
+
+async fn a_diff_over_the_server_cap_falls_back_to_a_full_sync<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup { max_changes: 4, ..Setup::default() }).await;
+    s.assert_replicated().await;
+    let ops: Vec<FileOp> = (0..10u64).map(|i| FileOp::write(format!("many/m{i}.json"), model(80 + i, &format!("Many {i}"), 1_500))).collect();
+    s.commit(&ops, "ten at once").await;
+    s.assert_replicated().await;
+    assert_eq!(s.p.store().list_models(&s.id).await.unwrap().len(), 14);
+}
+
+async fn malformed_models_are_recorded_not_dropped<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    let broken = br#"{"modelName": "Broken", "persistenceSchemaVersion": "8", "collections": ["#.to_vec();
+    s.commit(&[FileOp::write("broken/model.hck.json", broken.clone())], "broken").await;
+    s.assert_replicated().await;
+    let stored = s.p.store().get_model(&s.id, "broken/model.hck.json").await.unwrap().expect("recorded");
+    assert!(matches!(stored.status, ModelStatus::Malformed { .. }), "{:?}", stored.status);
+    assert_eq!(stored.content, broken);
+}
+
+async fn unregistered_repositories_are_not_replicated<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let other = s.p.sim().create_repo("DATA", "unregistered").unwrap();
+    let push = other.commit("main", &[FileOp::write("m.json", model(91, "M", 2_000))], "x").unwrap();
+    let delivery = s.p.sim().webhook(&other, &push, Some(WEBHOOK_SECRET)).unwrap();
+    assert_eq!(s.p.deliver(&delivery).await, 202);
+    assert_eq!(s.p.drain().await, 0);
+    let other_id = RepoRef::parse("DATA/unregistered").unwrap();
+    assert!(s.p.store().list_models(&other_id).await.unwrap().is_empty());
+    assert!(s.p.store().repo(&other_id).await.unwrap().is_none());
+}
+
+async fn transient_server_errors_are_retried<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.p.sim().fail_next(2, hubsync_bitbucket_sim::StatusCode::SERVICE_UNAVAILABLE, None);
+    s.p.sim().fail_next(1, hubsync_bitbucket_sim::StatusCode::TOO_MANY_REQUESTS, Some(0));
+    s.assert_replicated().await;
+    assert!(s.p.sim().requests().iter().any(|r| r.injected), "the faults were served");
+}
+
+/// The `hubsync` binary, built once per test run.
+fn hubsync_binary() -> &'static std::path::Path {
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "hubsync-cli", "--bin", "hubsync", "--message-format=json"])
+            .current_dir(hubsync_tests::workspace_root())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["executable"].as_str().filter(|e| e.ends_with("/hubsync")).map(Into::into))
+            .expect("cargo reports the hubsync executable")
+    })
+}
+
+async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.commit(&[FileOp::write("big/two.hck.json", model(95, "Two", 2 * 1024 * 1024))], "big").await;
+    s.assert_replicated().await;
+    let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
+    for path in ["big/two.hck.json", "modèles/données.hck.json"] {
+        let out = Command::new(bin).args(["models", "get", "DATA/models", path]).envs(s.p.cli_env()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == s.repo.read_file(&s.head(), path).unwrap().unwrap(), "{}: {path}", P::NAME);
+    }
+    let listed = Command::new(bin).args(["models", "list", "DATA/models"]).envs(s.p.cli_env()).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("big/two.hck.json"));
+    let missing = Command::new(bin).args(["models", "get", "DATA/models", "nope.json"]).envs(s.p.cli_env()).output().unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no model at nope.json"));
+}

@@ -1,0 +1,244 @@
+//! The pipeline under test, in its two deployments behind one trait, so every scenario runs
+//! against both with the same code:
+//!
+//! - [`AwsPipeline`]: webhook function (driven with API Gateway HTTP API events) → SQS FIFO →
+//!   sync function (driven with SQS batches, as the event source mapping would) → DynamoDB, with
+//!   the secret in Secrets Manager; all AWS services served by moto.
+//! - [`LocalPipeline`]: `hubsync serve` over real HTTP on loopback, its SQLite queue and workers.
+//!
+//! Both read from the same Bitbucket Data Center simulator, backed by real git repositories.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsPushQueue};
+use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use hubsync_bitbucket_sim::{SimConfig, Simulator, WebhookDelivery};
+use hubsync_cli::config::LocalConfig;
+use hubsync_cli::serve::{RunningServer, ServeArgs};
+use hubsync_core::ports::{ModelStore, RepoRegistry};
+use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL, HubSecret};
+use hubsync_core::sync::{SyncOptions, SyncWorker};
+use hubsync_core::webhook::WebhookHandler;
+use hubsync_sqlite::SqliteHub;
+use hubsync_tests::aws::TestAws;
+use hubsync_tests::lambda::{Gateway, apigw_event, request_from_event, sqs_event};
+use secrecy::ExposeSecret;
+
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+
+/// How the pipeline is set up for one scenario.
+#[derive(Clone)]
+pub struct Setup {
+    /// `page.max.changes` of the simulated server (and what the client expects).
+    pub max_changes: u32,
+    /// The token the hub is configured with; `None` = the simulator's own (the right one).
+    pub token: Option<String>,
+    /// Local backend: deliveries before a push is dead-lettered (the AWS queue's redrive policy
+    /// says 5). Permanent failures back off for long locally, so tests of them use 1.
+    pub local_max_attempts: u32,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            max_changes: 1000,
+            token: None,
+            local_max_attempts: 5,
+        }
+    }
+}
+
+/// Tiny backoffs, so retried requests do not slow the suite down.
+fn client_options(setup: &Setup) -> ClientOptions {
+    ClientOptions {
+        max_changes: setup.max_changes as usize,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(20),
+        ..ClientOptions::default()
+    }
+}
+
+async fn simulator(setup: &Setup) -> Simulator {
+    Simulator::start(SimConfig {
+        // Small pages, so every paged resource is followed across pages.
+        max_page_size: 3,
+        max_changes: setup.max_changes,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulator starts")
+}
+
+fn secret_json(sim: &Simulator, setup: &Setup) -> String {
+    let token = setup.token.clone().unwrap_or_else(|| sim.token().expose_secret().to_owned());
+    serde_json::json!({"baseUrl": sim.base_url(), "accessToken": token, "webhookSecret": WEBHOOK_SECRET}).to_string()
+}
+
+pub trait Pipeline: Sized {
+    type Store: RepoRegistry + ModelStore;
+    const NAME: &'static str;
+
+    async fn start(setup: Setup) -> Self;
+    fn sim(&self) -> &Simulator;
+    fn store(&self) -> &Self::Store;
+    /// Delivers a webhook to the pipeline's endpoint; the HTTP status it answered.
+    async fn deliver(&self, delivery: &WebhookDelivery) -> u16;
+    /// Lets the sync take every queued push (retrying failures as the platform would) until the
+    /// queue is empty; returns how many pushes ended in the dead-letter queue so far.
+    async fn drain(&self) -> usize;
+    /// Environment for running the `hubsync` binary against this pipeline's store.
+    fn cli_env(&self) -> Vec<(String, String)>;
+}
+
+type AwsWorker = SyncWorker<DynamoStore, CachedSecretSource<SecretsManagerSource>, BitbucketConnector>;
+
+pub struct AwsPipeline {
+    sim: Simulator,
+    aws: TestAws,
+    webhook: WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>,
+    worker: AwsWorker,
+}
+
+impl Pipeline for AwsPipeline {
+    type Store = DynamoStore;
+    const NAME: &'static str = "aws";
+
+    async fn start(setup: Setup) -> Self {
+        let sim = simulator(&setup).await;
+        let aws = TestAws::new(&secret_json(&sim, &setup)).await;
+        let secrets = || {
+            CachedSecretSource::new(SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()), DEFAULT_SECRET_TTL)
+        };
+        let webhook = WebhookHandler::new(SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()), secrets());
+        let worker = SyncWorker {
+            store: DynamoStore::new(aws.dynamodb(), aws.resources.table.clone()),
+            secrets: secrets(),
+            connector: BitbucketConnector::new(client_options(&setup)).expect("client"),
+            options: SyncOptions::default(),
+        };
+        Self { sim, aws, webhook, worker }
+    }
+
+    fn sim(&self) -> &Simulator {
+        &self.sim
+    }
+
+    fn store(&self) -> &DynamoStore {
+        &self.worker.store
+    }
+
+    async fn deliver(&self, delivery: &WebhookDelivery) -> u16 {
+        let event = apigw_event(Gateway::Http, "POST", &delivery.headers, &delivery.body);
+        let response = hubsync_webhook_function::handle(&self.webhook, request_from_event(&event)).await.expect("infallible");
+        response.status().as_u16()
+    }
+
+    async fn drain(&self) -> usize {
+        let sqs = self.aws.sqs();
+        let queue = &self.aws.resources.queue_url;
+        let arn = "arn:aws:sqs:us-east-1:123456789012:e2e.fifo";
+        // Bounded: at most this many batches (the dead-letter queue takes a message after 5 receives).
+        for _ in 0..200 {
+            let out = sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            let response = hubsync_sync_function::process_batch(&self.worker, sqs_event(arn, &messages)).await;
+            let failed: HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+            for m in &messages {
+                let receipt = m.receipt_handle().unwrap_or_default();
+                if failed.contains(m.message_id().unwrap_or_default()) {
+                    // What the visibility timeout would do, without waiting for it.
+                    sqs.change_message_visibility().queue_url(queue).receipt_handle(receipt).visibility_timeout(0).send().await.expect("ChangeMessageVisibility");
+                } else {
+                    sqs.delete_message().queue_url(queue).receipt_handle(receipt).send().await.expect("DeleteMessage");
+                }
+            }
+        }
+        self.aws.receive_all(&self.aws.resources.dead_letter_queue_url).await.len()
+    }
+
+    fn cli_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("HUB_BACKEND".into(), "aws".into()),
+            ("HUB_TABLE".into(), self.aws.resources.table.clone()),
+            ("HUB_SECRET_ID".into(), self.aws.resources.secret_id.clone()),
+            ("AWS_ENDPOINT_URL".into(), hubsync_tests::moto::moto().endpoint.clone()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]
+    }
+}
+
+pub struct LocalPipeline {
+    sim: Simulator,
+    server: RunningServer,
+    db: tempfile::TempDir,
+}
+
+impl Pipeline for LocalPipeline {
+    type Store = SqliteHub;
+    const NAME: &'static str = "local";
+
+    async fn start(setup: Setup) -> Self {
+        let sim = simulator(&setup).await;
+        let db = tempfile::tempdir().expect("a temporary folder");
+        let local = LocalConfig {
+            db_path: db.path().join("hub.db"),
+            secret: Some(HubSecret::from_json(&secret_json(&sim, &setup)).expect("a valid secret")),
+        };
+        let args = ServeArgs {
+            listen: ([127, 0, 0, 1], 0).into(),
+            max_attempts: setup.local_max_attempts,
+            ..ServeArgs::default()
+        };
+        let connector = BitbucketConnector::new(client_options(&setup)).expect("client");
+        let server = hubsync_cli::serve::start_with(args, local, connector).await.expect("hubsync serve starts");
+        Self { sim, server, db }
+    }
+
+    fn sim(&self) -> &Simulator {
+        &self.sim
+    }
+
+    fn store(&self) -> &SqliteHub {
+        self.server.hub()
+    }
+
+    async fn deliver(&self, delivery: &WebhookDelivery) -> u16 {
+        delivery.send(&self.server.webhook_url()).await.expect("the server answers").status
+    }
+
+    async fn drain(&self) -> usize {
+        // Wait for the workers to empty the queue: a condition, checked until a deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let stats = self.server.hub().queue_stats().await.expect("queue stats");
+            if stats.is_drained() {
+                return stats.dead_letters as usize;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the local queue did not drain: {stats:?}");
+            tokio::select! {
+                _ = self.server.hub().notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    }
+
+    fn cli_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("HUB_BACKEND".into(), "local".into()),
+            ("HUB_DB".into(), self.db.path().join("hub.db").display().to_string()),
+        ]
+    }
+}
