@@ -364,7 +364,12 @@ impl RepoRegistry for DynamoStore {
         items.iter().map(Self::record_from).collect()
     }
 
-    async fn advance_cursor(&self, repo: &RepoRef, expected: Option<&CommitId>, cursor: &SyncCursor) -> Result<(), StoreError> {
+    async fn advance_cursor(
+        &self,
+        repo: &RepoRef,
+        expected: Option<&CommitId>,
+        cursor: &SyncCursor,
+    ) -> Result<(), StoreError> {
         let stats = serde_json::to_string(&cursor.stats).map_err(|e| corrupt(e.to_string()))?;
         let mut update = self
             .client
@@ -376,7 +381,9 @@ impl RepoRegistry for DynamoStore {
             .expression_attribute_values(":c", s(cursor.commit.as_str()))
             .expression_attribute_values(":at", s(cursor.synced_at.to_rfc3339()))
             .expression_attribute_values(":st", s(stats))
-            .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld);
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            );
         update = match expected {
             None => update.condition_expression("attribute_exists(pk) AND attribute_not_exists(cursorCommit)"),
             Some(c) => update
@@ -387,7 +394,9 @@ impl RepoRegistry for DynamoStore {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 let exists = match e.err() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item.is_some(),
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item.is_some()
+                    }
                     _ => true,
                 };
                 if exists || self.repo(repo).await?.is_some() {
@@ -457,10 +466,10 @@ impl ModelStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("DynamoDB PutItem (model)", e))?;
-        if let Some((old_version, old_chunks)) = out.attributes.as_ref().and_then(Self::chunked_version) {
-            if !(chunk_count > 0 && old_version == record.content_sha256) {
-                self.expire_chunks(repo, &record.path, &old_version, old_chunks).await?;
-            }
+        if let Some((old_version, old_chunks)) = out.attributes.as_ref().and_then(Self::chunked_version)
+            && !(chunk_count > 0 && old_version == record.content_sha256)
+        {
+            self.expire_chunks(repo, &record.path, &old_version, old_chunks).await?;
         }
         Ok(())
     }
@@ -534,7 +543,9 @@ impl ModelStore for DynamoStore {
                     _ => return Err(corrupt(format!("model {path} has neither content nor chunks"))),
                 },
                 Some((version, chunks)) => {
-                    let parts = self.query_all(repo_pk(repo), &chunk_prefix(path, &version), None).await?;
+                    let parts = self
+                        .query_all(repo_pk(repo), &chunk_prefix(path, &version), None)
+                        .await?;
                     if parts.len() as u64 != chunks {
                         continue;
                     }
@@ -561,6 +572,8 @@ impl ModelStore for DynamoStore {
                 content_sha256: summary.content_sha256,
             }));
         }
-        Err(corrupt(format!("model {path} of {repo} could not be read consistently")))
+        Err(corrupt(format!(
+            "model {path} of {repo} could not be read consistently"
+        )))
     }
 }

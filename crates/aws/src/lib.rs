@@ -18,7 +18,8 @@ pub use sqs::SqsPushQueue;
 /// delivery id), level from `RUST_LOG` (default `info`). CloudWatch adds the timestamp of arrival,
 /// the line keeps its own.
 pub fn init_lambda_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

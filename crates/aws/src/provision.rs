@@ -23,7 +23,11 @@ pub struct ProvisionError(pub String);
 
 /// Creates (or reuses) a FIFO queue named `{name}.fifo` with a dead-letter queue, a table named
 /// `name`, and a secret named `name` holding `secret_json`.
-pub async fn provision(sdk: &aws_config::SdkConfig, name: &str, secret_json: &str) -> Result<Provisioned, ProvisionError> {
+pub async fn provision(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    secret_json: &str,
+) -> Result<Provisioned, ProvisionError> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
@@ -100,7 +104,13 @@ pub async fn provision(sdk: &aws_config::SdkConfig, name: &str, secret_json: &st
         Err(e) => return Err(ProvisionError(describe("DynamoDB CreateTable", &e))),
     }
 
-    let secret_id = match secrets.create_secret().name(name).secret_string(secret_json).send().await {
+    let secret_id = match secrets
+        .create_secret()
+        .name(name)
+        .secret_string(secret_json)
+        .send()
+        .await
+    {
         Ok(out) => out.arn.unwrap_or_else(|| name.to_owned()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
             secrets

@@ -28,13 +28,20 @@ impl SecretSource for SecretsManagerSource {
         let out = match self.client.get_secret_value().secret_id(&self.secret_id).send().await {
             Ok(out) => out,
             Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or_default().to_owned();
+                let code = e
+                    .as_service_error()
+                    .and_then(|s| s.code())
+                    .unwrap_or_default()
+                    .to_owned();
                 return Err(match code.as_str() {
-                    "ResourceNotFoundException" => SecretError::Missing(format!("secret {} does not exist", self.secret_id)),
-                    // A secret created without a value yet: the administrator has not set it.
-                    "InvalidRequestException" => {
-                        SecretError::Missing(format!("secret {} has no value yet; set it as described in the README", self.secret_id))
+                    "ResourceNotFoundException" => {
+                        SecretError::Missing(format!("secret {} does not exist", self.secret_id))
                     }
+                    // A secret created without a value yet: the administrator has not set it.
+                    "InvalidRequestException" => SecretError::Missing(format!(
+                        "secret {} has no value yet; set it as described in the README",
+                        self.secret_id
+                    )),
                     _ => SecretError::Unavailable {
                         message: describe("Secrets Manager GetSecretValue", &e),
                         source: Some(Box::new(e)),
@@ -42,9 +49,12 @@ impl SecretSource for SecretsManagerSource {
                 });
             }
         };
-        let text = out
-            .secret_string()
-            .ok_or_else(|| SecretError::Invalid(format!("secret {} holds binary data, not the JSON object", self.secret_id)))?;
+        let text = out.secret_string().ok_or_else(|| {
+            SecretError::Invalid(format!(
+                "secret {} holds binary data, not the JSON object",
+                self.secret_id
+            ))
+        })?;
         HubSecret::from_json(text)
     }
 }

@@ -56,7 +56,9 @@ impl HubIgnore {
     pub fn is_ignored(&self, path: &str) -> bool {
         match &self.matcher {
             None => false,
-            Some(m) => m.matched_path_or_any_parents(format!("/{}", path.trim_start_matches('/')), false).is_ignore(),
+            Some(m) => m
+                .matched_path_or_any_parents(format!("/{}", path.trim_start_matches('/')), false)
+                .is_ignore(),
         }
     }
 }

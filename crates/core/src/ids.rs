@@ -26,9 +26,7 @@ pub struct RepoRef {
 }
 
 fn is_valid_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars().all(|c| !c.is_control() && c != '/' && !c.is_whitespace())
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| !c.is_control() && c != '/' && !c.is_whitespace())
 }
 
 impl RepoRef {

@@ -84,9 +84,16 @@ impl RepoRegistry for MemoryStore {
         Ok(lock(&self.repos).values().cloned().collect())
     }
 
-    async fn advance_cursor(&self, repo: &RepoRef, expected: Option<&CommitId>, cursor: &SyncCursor) -> Result<(), StoreError> {
+    async fn advance_cursor(
+        &self,
+        repo: &RepoRef,
+        expected: Option<&CommitId>,
+        cursor: &SyncCursor,
+    ) -> Result<(), StoreError> {
         let mut repos = lock(&self.repos);
-        let record = repos.get_mut(repo).ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
+        let record = repos
+            .get_mut(repo)
+            .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
         if record.cursor.as_ref().map(|c| &c.commit) != expected {
             return Err(StoreError::CursorMoved(repo.clone()));
         }

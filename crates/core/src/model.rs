@@ -113,7 +113,13 @@ pub struct ModelRecord {
 }
 
 impl ModelRecord {
-    pub fn new(path: String, commit: CommitId, synced_at: DateTime<Utc>, status: ModelStatus, content: Vec<u8>) -> Self {
+    pub fn new(
+        path: String,
+        commit: CommitId,
+        synced_at: DateTime<Utc>,
+        status: ModelStatus,
+        content: Vec<u8>,
+    ) -> Self {
         let content_sha256 = sha256_hex(&content);
         Self {
             path,
@@ -184,8 +190,8 @@ pub fn classify(path: &str, content: &[u8]) -> Classification {
             Classification::NotAModel
         };
     };
-    let claims = claims_model_by_name(path)
-        || HACKOLADE_ONLY_KEYS.iter().filter(|k| map.contains_key(**k)).count() >= 2;
+    let claims =
+        claims_model_by_name(path) || HACKOLADE_ONLY_KEYS.iter().filter(|k| map.contains_key(**k)).count() >= 2;
     match check_required(&map) {
         Ok(()) => Classification::Model(facts(&map)),
         Err(problem) if claims => Classification::Malformed(problem),
@@ -249,7 +255,9 @@ mod tests {
     #[test]
     fn a_model_is_recognised_and_its_facts_are_counted() {
         let bytes = serde_json::to_vec_pretty(&model_json()).unwrap();
-        let Classification::Model(f) = classify("a/orders.json", &bytes) else { panic!() };
+        let Classification::Model(f) = classify("a/orders.json", &bytes) else {
+            panic!()
+        };
         assert_eq!(f.model_name, "Orders");
         assert_eq!(f.app_target, "PostgreSQL");
         assert_eq!(f.db_version.as_deref(), Some("v16.x"));
@@ -259,14 +267,20 @@ mod tests {
 
     #[test]
     fn other_json_is_not_a_model() {
-        assert_eq!(classify("openapi.json", br#"{"openapi":"3.0.0","paths":{}}"#), Classification::NotAModel);
+        assert_eq!(
+            classify("openapi.json", br#"{"openapi":"3.0.0","paths":{}}"#),
+            Classification::NotAModel
+        );
         assert_eq!(classify("list.json", b"[1,2]"), Classification::NotAModel);
         assert_eq!(classify("broken.json", b"{oops"), Classification::NotAModel);
     }
 
     #[test]
     fn a_broken_hck_json_is_malformed_not_skipped() {
-        assert!(matches!(classify("m.hck.json", b"{\"modelName\": "), Classification::Malformed(_)));
+        assert!(matches!(
+            classify("m.hck.json", b"{\"modelName\": "),
+            Classification::Malformed(_)
+        ));
         assert!(matches!(classify("m.HCK.JSON", b"[]"), Classification::Malformed(_)));
     }
 
@@ -274,14 +288,19 @@ mod tests {
     fn a_model_with_a_wrong_key_type_is_malformed_with_the_reason() {
         let mut v = model_json();
         v["collections"] = serde_json::json!("nope");
-        let Classification::Malformed(why) = classify("m.json", &serde_json::to_vec(&v).unwrap()) else { panic!() };
+        let Classification::Malformed(why) = classify("m.json", &serde_json::to_vec(&v).unwrap()) else {
+            panic!()
+        };
         assert!(why.contains("collections must be an array"), "{why}");
     }
 
     #[test]
     fn truncated_model_json_is_malformed_even_without_the_hck_suffix() {
         let bytes = serde_json::to_vec(&model_json()).unwrap();
-        assert!(matches!(classify("m.json", &bytes[..bytes.len() - 3]), Classification::Malformed(_)));
+        assert!(matches!(
+            classify("m.json", &bytes[..bytes.len() - 3]),
+            Classification::Malformed(_)
+        ));
     }
 
     #[test]

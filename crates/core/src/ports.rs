@@ -92,9 +92,13 @@ pub enum FileChangeKind {
     Modify,
     Delete,
     /// Renamed from `from`; the old path no longer exists.
-    Move { from: String },
+    Move {
+        from: String,
+    },
     /// Copied from `from`; the old path still exists.
-    Copy { from: String },
+    Copy {
+        from: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,7 +48,9 @@ impl HubSecret {
             return Err(SecretError::Invalid("baseUrl is empty".into()));
         }
         if !(secret.base_url.starts_with("https://") || secret.base_url.starts_with("http://")) {
-            return Err(SecretError::Invalid("baseUrl must start with https:// or http://".into()));
+            return Err(SecretError::Invalid(
+                "baseUrl must start with https:// or http://".into(),
+            ));
         }
         if secret.access_token.expose_secret().trim().is_empty() {
             return Err(SecretError::Invalid("accessToken is empty".into()));
@@ -92,10 +94,10 @@ impl<S: SecretSource> CachedSecretSource<S> {
 impl<S: SecretSource> SecretSource for CachedSecretSource<S> {
     async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
         let mut cached = self.cached.lock().await;
-        if let Some((at, secret)) = cached.as_ref() {
-            if at.elapsed() < self.ttl {
-                return Ok(HubSecret::clone(secret));
-            }
+        if let Some((at, secret)) = cached.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(HubSecret::clone(secret));
         }
         let fresh = Arc::new(self.inner.hub_secret().await?);
         *cached = Some((Instant::now(), fresh.clone()));
@@ -118,7 +120,9 @@ impl<S: SecretSource> SecretSource for Option<S> {
     async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
         match self {
             Some(source) => source.hub_secret().await,
-            None => Err(SecretError::Missing("no hub secret is configured (HUB_SECRET_ID or the local configuration)".into())),
+            None => Err(SecretError::Missing(
+                "no hub secret is configured (HUB_SECRET_ID or the local configuration)".into(),
+            )),
         }
     }
 }

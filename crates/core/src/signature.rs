@@ -33,7 +33,9 @@ impl Signature {
     pub fn parse(header: &str) -> Result<Self, SignatureError> {
         let (algorithm, digest) = header.trim().split_once('=').ok_or(SignatureError::Malformed)?;
         if !algorithm.eq_ignore_ascii_case("sha256") {
-            return Err(SignatureError::UnsupportedAlgorithm(algorithm.chars().take(16).collect()));
+            return Err(SignatureError::UnsupportedAlgorithm(
+                algorithm.chars().take(16).collect(),
+            ));
         }
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(digest, &mut bytes).map_err(|_| SignatureError::Malformed)?;
@@ -42,7 +44,11 @@ impl Signature {
 
     /// Whether this signature was made over `body` with any of `secrets`. Every secret is tried
     /// (no early exit on the first match), so timing does not tell which one matched.
-    pub fn verify<'a>(&self, body: &[u8], secrets: impl IntoIterator<Item = &'a SecretString>) -> Result<(), SignatureError> {
+    pub fn verify<'a>(
+        &self,
+        body: &[u8],
+        secrets: impl IntoIterator<Item = &'a SecretString>,
+    ) -> Result<(), SignatureError> {
         let mut matched = false;
         for secret in secrets {
             let mut mac = mac_for(secret);
@@ -55,7 +61,8 @@ impl Signature {
 
 fn mac_for(secret: &SecretString) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    <HmacSha256 as KeyInit>::new_from_slice(secret.expose_secret().as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+    <HmacSha256 as KeyInit>::new_from_slice(secret.expose_secret().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 /// The header value Bitbucket Data Center would send for `body` signed with `secret`.
@@ -78,7 +85,10 @@ mod tests {
     fn a_known_vector_matches() {
         // RFC 4231 test case 2.
         let header = sign(b"what do ya want for nothing?", &secret("Jefe"));
-        assert_eq!(header, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            header,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]
@@ -100,11 +110,23 @@ mod tests {
 
     #[test]
     fn other_algorithms_and_shapes_are_refused() {
-        assert!(matches!(Signature::parse("sha1=0123"), Err(SignatureError::UnsupportedAlgorithm(_))));
-        assert!(matches!(Signature::parse("md5=00"), Err(SignatureError::UnsupportedAlgorithm(_))));
+        assert!(matches!(
+            Signature::parse("sha1=0123"),
+            Err(SignatureError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            Signature::parse("md5=00"),
+            Err(SignatureError::UnsupportedAlgorithm(_))
+        ));
         assert_eq!(Signature::parse("sha256="), Err(SignatureError::Malformed));
-        assert_eq!(Signature::parse(&format!("sha256={}", "z".repeat(64))), Err(SignatureError::Malformed));
-        assert_eq!(Signature::parse(&format!("sha256={}", "a".repeat(63))), Err(SignatureError::Malformed));
+        assert_eq!(
+            Signature::parse(&format!("sha256={}", "z".repeat(64))),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            Signature::parse(&format!("sha256={}", "a".repeat(63))),
+            Err(SignatureError::Malformed)
+        );
         assert_eq!(Signature::parse("deadbeef"), Err(SignatureError::Malformed));
     }
 

@@ -19,8 +19,8 @@ use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path, sha256_hex};
 use crate::ports::{
-    DefaultBranch, FileChangeKind, GitHost, SecretError, SecretSource, GitHostError, GitHostErrorKind, LastError, ModelStore, RepoRecord, RepoRegistry,
-    StoreError, SyncCursor, SyncStats,
+    DefaultBranch, FileChangeKind, GitHost, GitHostError, GitHostErrorKind, LastError, ModelStore, RepoRecord,
+    RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncStats,
 };
 use crate::push::PushMessage;
 use crate::secrets::HubSecret;
@@ -156,19 +156,33 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     }
 
     /// Syncs a registered repository now, whatever was pushed: `full` reconciles the whole tree.
-    pub async fn sync_repo(&self, repo: &RepoRef, full: bool, progress: &dyn SyncProgress) -> Result<SyncOutcome, SyncError> {
-        let record = self.store.repo(repo).await?.ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
+    pub async fn sync_repo(
+        &self,
+        repo: &RepoRef,
+        full: bool,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
+        let record = self
+            .store
+            .repo(repo)
+            .await?
+            .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
         let result = async {
             let Some(branch) = self.host.default_branch(repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            self.sync_to(&record, branch, full.then_some(FullSyncReason::Requested), progress).await
+            self.sync_to(&record, branch, full.then_some(FullSyncReason::Requested), progress)
+                .await
         }
         .await;
         self.record_failure(repo, result).await
     }
 
-    async fn record_failure(&self, repo: &RepoRef, result: Result<SyncOutcome, SyncError>) -> Result<SyncOutcome, SyncError> {
+    async fn record_failure(
+        &self,
+        repo: &RepoRef,
+        result: Result<SyncOutcome, SyncError>,
+    ) -> Result<SyncOutcome, SyncError> {
         if let Err(e) = &result {
             let last = LastError {
                 message: e.to_string(),
@@ -201,7 +215,12 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             (None, None) => Plan::Full(FullSyncReason::FirstSync),
             (None, Some(since)) => match self.host.changes(repo, since, &head).await {
                 Ok(set) if set.truncated => Plan::Full(FullSyncReason::TooManyChanges),
-                Ok(set) if set.changes.iter().any(|c| touches_path(&c.kind, &c.path, HUBIGNORE_PATH)) => {
+                Ok(set)
+                    if set
+                        .changes
+                        .iter()
+                        .any(|c| touches_path(&c.kind, &c.path, HUBIGNORE_PATH)) =>
+                {
                     Plan::Full(FullSyncReason::HubignoreChanged)
                 }
                 Ok(set) => Plan::Incremental(set.changes),
@@ -254,7 +273,13 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
 
     /// Full sync: every candidate file at the head is fetched; stored models that are not at the
     /// head (or now ignored, or no longer models) are removed.
-    async fn reconcile_tree(&self, repo: &RepoRef, head: &CommitId, ignore: &HubIgnore, progress: &dyn SyncProgress) -> Result<SyncStats, SyncError> {
+    async fn reconcile_tree(
+        &self,
+        repo: &RepoRef,
+        head: &CommitId,
+        ignore: &HubIgnore,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncStats, SyncError> {
         let files = self.host.list_files(repo, head).await?;
         let stored: BTreeMap<String, (String, ModelStatus)> = self
             .store
@@ -426,13 +451,22 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
     /// Applies one queued push (see [`SyncEngine::handle_push`]).
     pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
         let host = self.host().await?;
-        SyncEngine::new(&host, &self.store, self.options.clone()).handle_push(push).await
+        SyncEngine::new(&host, &self.store, self.options.clone())
+            .handle_push(push)
+            .await
     }
 
     /// Syncs a registered repository now (see [`SyncEngine::sync_repo`]).
-    pub async fn sync_repo(&self, repo: &RepoRef, full: bool, progress: &dyn SyncProgress) -> Result<SyncOutcome, SyncError> {
+    pub async fn sync_repo(
+        &self,
+        repo: &RepoRef,
+        full: bool,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
         let host = self.host().await?;
-        SyncEngine::new(&host, &self.store, self.options.clone()).sync_repo(repo, full, progress).await
+        SyncEngine::new(&host, &self.store, self.options.clone())
+            .sync_repo(repo, full, progress)
+            .await
     }
 
     async fn host(&self) -> Result<C::Host, SyncError> {

@@ -41,7 +41,13 @@ fn push(repo: &RepoRef, ref_id: &str, to: &CommitId) -> PushMessage {
 }
 
 async fn stored_paths(store: &MemoryStore, repo: &RepoRef) -> Vec<String> {
-    store.list_models(repo).await.unwrap().into_iter().map(|m| m.path).collect()
+    store
+        .list_models(repo)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.path)
+        .collect()
 }
 
 struct Fixture {
@@ -63,7 +69,10 @@ impl Fixture {
 
     async fn push_main(&self, head: &CommitId) -> SyncOutcome {
         let engine = SyncEngine::new(&self.host, &self.store, SyncOptions::default());
-        engine.handle_push(&push(&self.repo, "refs/heads/main", head)).await.unwrap()
+        engine
+            .handle_push(&push(&self.repo, "refs/heads/main", head))
+            .await
+            .unwrap()
     }
 }
 
@@ -72,30 +81,52 @@ async fn a_first_push_syncs_every_model_and_skips_other_json() {
     let f = Fixture::registered().await;
     let head = f.host.commit(
         &f.repo,
-        files(&[("a/orders.hck.json", model("Orders")), ("b/c/users.json", model("Users")), ("openapi.json", b"{\"openapi\":\"3.1.0\"}".to_vec()), ("README.md", b"# hi".to_vec())]),
+        files(&[
+            ("a/orders.hck.json", model("Orders")),
+            ("b/c/users.json", model("Users")),
+            ("openapi.json", b"{\"openapi\":\"3.1.0\"}".to_vec()),
+            ("README.md", b"# hi".to_vec()),
+        ]),
     );
     let outcome = f.push_main(&head).await;
-    let SyncOutcome::Synced { mode, stats, .. } = outcome else { panic!("{outcome:?}") };
+    let SyncOutcome::Synced { mode, stats, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(mode, SyncMode::Full(FullSyncReason::FirstSync));
     assert_eq!((stats.written, stats.skipped), (2, 1));
-    assert_eq!(stored_paths(&f.store, &f.repo).await, ["a/orders.hck.json", "b/c/users.json"]);
+    assert_eq!(
+        stored_paths(&f.store, &f.repo).await,
+        ["a/orders.hck.json", "b/c/users.json"]
+    );
     let stored = f.store.get_model(&f.repo, "a/orders.hck.json").await.unwrap().unwrap();
     assert_eq!(stored.content, model("Orders"));
-    assert_eq!(f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit, head);
+    assert_eq!(
+        f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit,
+        head
+    );
 }
 
 #[tokio::test]
 async fn later_pushes_apply_the_diff_from_the_cursor() {
     let f = Fixture::registered().await;
-    let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A")), ("b.json", model("B"))]));
+    let c1 = f
+        .host
+        .commit(&f.repo, files(&[("a.json", model("A")), ("b.json", model("B"))]));
     f.push_main(&c1).await;
-    let c2 = f.host.commit(&f.repo, files(&[("a.json", model("A2")), ("c.json", model("C"))]));
-    let SyncOutcome::Synced { mode, stats, from, .. } = f.push_main(&c2).await else { panic!() };
+    let c2 = f
+        .host
+        .commit(&f.repo, files(&[("a.json", model("A2")), ("c.json", model("C"))]));
+    let SyncOutcome::Synced { mode, stats, from, .. } = f.push_main(&c2).await else {
+        panic!()
+    };
     assert_eq!(mode, SyncMode::Incremental);
     assert_eq!(from, Some(c1));
     assert_eq!((stats.written, stats.removed), (2, 1));
     assert_eq!(stored_paths(&f.store, &f.repo).await, ["a.json", "c.json"]);
-    assert_eq!(f.store.get_model(&f.repo, "a.json").await.unwrap().unwrap().content, model("A2"));
+    assert_eq!(
+        f.store.get_model(&f.repo, "a.json").await.unwrap().unwrap().content,
+        model("A2")
+    );
 }
 
 #[tokio::test]
@@ -111,8 +142,12 @@ async fn a_lost_event_is_healed_by_the_next_push() {
     let f = Fixture::registered().await;
     let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
     f.push_main(&c1).await;
-    let _lost = f.host.commit(&f.repo, files(&[("a.json", model("A")), ("b.json", model("B"))]));
-    let c3 = f.host.commit(&f.repo, files(&[("b.json", model("B")), ("c.json", model("C"))]));
+    let _lost = f
+        .host
+        .commit(&f.repo, files(&[("a.json", model("A")), ("b.json", model("B"))]));
+    let c3 = f
+        .host
+        .commit(&f.repo, files(&[("b.json", model("B")), ("c.json", model("C"))]));
     f.push_main(&c3).await;
     assert_eq!(stored_paths(&f.store, &f.repo).await, ["b.json", "c.json"]);
 }
@@ -122,23 +157,42 @@ async fn pushes_to_other_branches_and_unregistered_repositories_are_skipped() {
     let f = Fixture::registered().await;
     let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
     let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
-    let outcome = engine.handle_push(&push(&f.repo, "refs/heads/feature", &c1)).await.unwrap();
+    let outcome = engine
+        .handle_push(&push(&f.repo, "refs/heads/feature", &c1))
+        .await
+        .unwrap();
     assert!(matches!(outcome, SyncOutcome::NotDefaultBranch { .. }), "{outcome:?}");
     let other = RepoRef::parse("DATA/other").unwrap();
-    assert_eq!(engine.handle_push(&push(&other, "refs/heads/main", &c1)).await.unwrap(), SyncOutcome::NotRegistered);
+    assert_eq!(
+        engine.handle_push(&push(&other, "refs/heads/main", &c1)).await.unwrap(),
+        SyncOutcome::NotRegistered
+    );
     assert!(stored_paths(&f.store, &f.repo).await.is_empty());
 }
 
 #[tokio::test]
 async fn a_hubignore_change_removes_and_restores_models_at_once() {
     let f = Fixture::registered().await;
-    let c1 = f.host.commit(&f.repo, files(&[("drafts/a.json", model("A")), ("b.json", model("B"))]));
+    let c1 = f
+        .host
+        .commit(&f.repo, files(&[("drafts/a.json", model("A")), ("b.json", model("B"))]));
     f.push_main(&c1).await;
-    let c2 = f.host.commit(&f.repo, files(&[(".hubignore", b"drafts/\n".to_vec()), ("drafts/a.json", model("A")), ("b.json", model("B"))]));
-    let SyncOutcome::Synced { mode, .. } = f.push_main(&c2).await else { panic!() };
+    let c2 = f.host.commit(
+        &f.repo,
+        files(&[
+            (".hubignore", b"drafts/\n".to_vec()),
+            ("drafts/a.json", model("A")),
+            ("b.json", model("B")),
+        ]),
+    );
+    let SyncOutcome::Synced { mode, .. } = f.push_main(&c2).await else {
+        panic!()
+    };
     assert_eq!(mode, SyncMode::Full(FullSyncReason::HubignoreChanged));
     assert_eq!(stored_paths(&f.store, &f.repo).await, ["b.json"]);
-    let c3 = f.host.commit(&f.repo, files(&[("drafts/a.json", model("A")), ("b.json", model("B"))]));
+    let c3 = f
+        .host
+        .commit(&f.repo, files(&[("drafts/a.json", model("A")), ("b.json", model("B"))]));
     f.push_main(&c3).await;
     assert_eq!(stored_paths(&f.store, &f.repo).await, ["b.json", "drafts/a.json"]);
 }
@@ -149,9 +203,13 @@ async fn a_capped_diff_falls_back_to_a_full_sync() {
     let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
     f.push_main(&c1).await;
     f.host.set_max_changes(Some(2));
-    let many: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("m{i}.json"), model(&format!("M{i}")))).collect();
+    let many: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("m{i}.json"), model(&format!("M{i}"))))
+        .collect();
     let c2 = f.host.commit(&f.repo, many.into_iter().collect());
-    let SyncOutcome::Synced { mode, .. } = f.push_main(&c2).await else { panic!() };
+    let SyncOutcome::Synced { mode, .. } = f.push_main(&c2).await else {
+        panic!()
+    };
     assert_eq!(mode, SyncMode::Full(FullSyncReason::TooManyChanges));
     assert_eq!(stored_paths(&f.store, &f.repo).await.len(), 5);
 }
@@ -163,7 +221,9 @@ async fn a_vanished_cursor_commit_falls_back_to_a_full_sync() {
     f.push_main(&c1).await;
     f.host.forget(&c1);
     let c2 = f.host.commit(&f.repo, files(&[("b.json", model("B"))]));
-    let SyncOutcome::Synced { mode, .. } = f.push_main(&c2).await else { panic!() };
+    let SyncOutcome::Synced { mode, .. } = f.push_main(&c2).await else {
+        panic!()
+    };
     assert_eq!(mode, SyncMode::Full(FullSyncReason::CursorUnreachable));
     assert_eq!(stored_paths(&f.store, &f.repo).await, ["b.json"]);
 }
@@ -171,8 +231,12 @@ async fn a_vanished_cursor_commit_falls_back_to_a_full_sync() {
 #[tokio::test]
 async fn a_malformed_model_is_recorded_with_its_error() {
     let f = Fixture::registered().await;
-    let c1 = f.host.commit(&f.repo, files(&[("bad.hck.json", b"{\"modelName\": ".to_vec())]));
-    let SyncOutcome::Synced { stats, .. } = f.push_main(&c1).await else { panic!() };
+    let c1 = f
+        .host
+        .commit(&f.repo, files(&[("bad.hck.json", b"{\"modelName\": ".to_vec())]));
+    let SyncOutcome::Synced { stats, .. } = f.push_main(&c1).await else {
+        panic!()
+    };
     assert_eq!(stats.malformed, 1);
     let stored = f.store.get_model(&f.repo, "bad.hck.json").await.unwrap().unwrap();
     assert!(matches!(stored.status, ModelStatus::Malformed { .. }));
@@ -186,7 +250,10 @@ async fn a_failed_sync_keeps_the_cursor_and_records_the_error() {
     let c2 = f.host.commit(&f.repo, files(&[("a.json", model("A2"))]));
     f.host.fail_next(GitHostErrorKind::Unauthorized);
     let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
-    let err = engine.handle_push(&push(&f.repo, "refs/heads/main", &c2)).await.unwrap_err();
+    let err = engine
+        .handle_push(&push(&f.repo, "refs/heads/main", &c2))
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable());
     let record = f.store.repo(&f.repo).await.unwrap().unwrap();
     assert_eq!(record.cursor.unwrap().commit, c1);
@@ -200,8 +267,12 @@ async fn a_file_that_stops_being_a_model_is_removed() {
     let f = Fixture::registered().await;
     let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
     f.push_main(&c1).await;
-    let c2 = f.host.commit(&f.repo, files(&[("a.json", b"{\"just\":\"data\"}".to_vec())]));
-    let SyncOutcome::Synced { stats, .. } = f.push_main(&c2).await else { panic!() };
+    let c2 = f
+        .host
+        .commit(&f.repo, files(&[("a.json", b"{\"just\":\"data\"}".to_vec())]));
+    let SyncOutcome::Synced { stats, .. } = f.push_main(&c2).await else {
+        panic!()
+    };
     assert_eq!((stats.removed, stats.skipped), (1, 1));
     assert!(stored_paths(&f.store, &f.repo).await.is_empty());
 }

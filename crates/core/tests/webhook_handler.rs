@@ -59,7 +59,12 @@ async fn a_signed_push_is_queued_once_even_when_redelivered() {
 #[tokio::test]
 async fn wrong_missing_or_sha1_signatures_get_401_and_queue_nothing() {
     let h = handler();
-    for sig in [None, signed(BODY.as_bytes(), "wrong"), Some("sha1=abcdef".into()), Some("sha256=zz".into())] {
+    for sig in [
+        None,
+        signed(BODY.as_bytes(), "wrong"),
+        Some("sha1=abcdef".into()),
+        Some("sha256=zz".into()),
+    ] {
         let hd = headers("repo:refs_changed", sig, "req-2");
         assert_eq!(post(&h, &hd, BODY.as_bytes()).await, StatusCode::UNAUTHORIZED);
     }
@@ -77,9 +82,18 @@ async fn a_previous_secret_is_still_accepted() {
 async fn pings_answer_200_unless_their_signature_is_wrong() {
     let h = handler();
     let body = br#"{"test": true}"#;
-    assert_eq!(post(&h, &headers("diagnostics:ping", None, "p1"), body).await, StatusCode::OK);
-    assert_eq!(post(&h, &headers("diagnostics:ping", signed(body, SECRET), "p2"), body).await, StatusCode::OK);
-    assert_eq!(post(&h, &headers("diagnostics:ping", signed(body, "nope"), "p3"), body).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(&h, &headers("diagnostics:ping", None, "p1"), body).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&h, &headers("diagnostics:ping", signed(body, SECRET), "p2"), body).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&h, &headers("diagnostics:ping", signed(body, "nope"), "p3"), body).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(h.queue().messages().is_empty());
 }
 
@@ -96,13 +110,33 @@ async fn other_events_are_acknowledged_and_ignored() {
 async fn bad_payloads_sizes_methods_and_paths_are_refused() {
     let h = handler();
     let bad = br#"{"changes":[]}"#;
-    assert_eq!(post(&h, &headers("repo:refs_changed", signed(bad, SECRET), "b1"), bad).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(&h, &headers("repo:refs_changed", signed(bad, SECRET), "b1"), bad).await,
+        StatusCode::BAD_REQUEST
+    );
     let big = vec![b' '; 1024 * 1024 + 1];
-    assert_eq!(post(&h, &headers("repo:refs_changed", signed(&big, SECRET), "b2"), &big).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        post(&h, &headers("repo:refs_changed", signed(&big, SECRET), "b2"), &big).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let hd = headers("repo:refs_changed", signed(BODY.as_bytes(), SECRET), "b3");
-    let get = h.handle(WebhookRequest { method: &Method::GET, path: "/gateway/public/sync", headers: &hd, body: b"" }).await;
+    let get = h
+        .handle(WebhookRequest {
+            method: &Method::GET,
+            path: "/gateway/public/sync",
+            headers: &hd,
+            body: b"",
+        })
+        .await;
     assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
-    let other = h.handle(WebhookRequest { method: &Method::POST, path: "/elsewhere", headers: &hd, body: BODY.as_bytes() }).await;
+    let other = h
+        .handle(WebhookRequest {
+            method: &Method::POST,
+            path: "/elsewhere",
+            headers: &hd,
+            body: BODY.as_bytes(),
+        })
+        .await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
     assert!(h.queue().messages().is_empty());
 }
@@ -127,7 +161,14 @@ async fn without_a_secret_every_request_is_refused() {
     let h = WebhookHandler::new(MemoryQueue::default(), NoSecret);
     let body = br#"{"test": true}"#;
     let hd = headers("diagnostics:ping", None, "n1");
-    let r = h.handle(WebhookRequest { method: &Method::POST, path: "/gateway/public/sync", headers: &hd, body }).await;
+    let r = h
+        .handle(WebhookRequest {
+            method: &Method::POST,
+            path: "/gateway/public/sync",
+            headers: &hd,
+            body,
+        })
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(h.queue().messages().is_empty());
 }

@@ -28,7 +28,10 @@ pub enum MessageError {
 }
 
 /// Processes one SQS message: parses the push and syncs it.
-pub async fn process_one<S, Src, C>(worker: &SyncWorker<S, Src, C>, message: &SqsMessage) -> Result<SyncOutcome, MessageError>
+pub async fn process_one<S, Src, C>(
+    worker: &SyncWorker<S, Src, C>,
+    message: &SqsMessage,
+) -> Result<SyncOutcome, MessageError>
 where
     S: RepoRegistry + ModelStore,
     Src: SecretSource,
@@ -57,7 +60,8 @@ where
         let group = message.attributes.get("MessageGroupId").cloned().unwrap_or_default();
         groups.entry(group).or_default().push(message);
     }
-    let failures = futures::future::join_all(groups.into_values().map(|messages| process_group(worker, messages))).await;
+    let failures =
+        futures::future::join_all(groups.into_values().map(|messages| process_group(worker, messages))).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures.into_iter().flatten().collect();
     response

@@ -24,8 +24,10 @@ async fn main() -> Result<(), Error> {
         options: SyncOptions::default(),
     };
     let worker = &worker;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-        Ok::<_, Error>(hubsync_sync_function::process_batch(worker, event.payload).await)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
+            Ok::<_, Error>(hubsync_sync_function::process_batch(worker, event.payload).await)
+        },
+    ))
     .await
 }

@@ -9,7 +9,10 @@ use hubsync_core::webhook::{WebhookHandler, WebhookRequest, WebhookResponse};
 use lambda_http::{Body, Request, Response};
 
 /// Answers one HTTP request. Never fails: every error is an HTTP answer with a JSON body.
-pub async fn handle<Q: PushQueue, S: SecretSource>(handler: &WebhookHandler<Q, S>, request: Request) -> Result<Response<Body>, Infallible> {
+pub async fn handle<Q: PushQueue, S: SecretSource>(
+    handler: &WebhookHandler<Q, S>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
     let body: &[u8] = match request.body() {
         Body::Empty => b"",
         Body::Text(text) => text.as_bytes(),

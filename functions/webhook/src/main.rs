@@ -24,5 +24,8 @@ async fn main() -> Result<(), Error> {
     };
     let handler = WebhookHandler::new(SqsPushQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url), secrets);
     let handler = &handler;
-    lambda_http::run(service_fn(move |request: Request| hubsync_webhook_function::handle(handler, request))).await
+    lambda_http::run(service_fn(move |request: Request| {
+        hubsync_webhook_function::handle(handler, request)
+    }))
+    .await
 }

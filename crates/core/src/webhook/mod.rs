@@ -133,7 +133,10 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
             return WebhookResponse::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("no endpoint at {}; Bitbucket webhooks must point at .../gateway/public/sync", req.path),
+                format!(
+                    "no endpoint at {}; Bitbucket webhooks must point at .../gateway/public/sync",
+                    req.path
+                ),
             );
         }
         if req.method != Method::POST {
@@ -163,20 +166,29 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
             }
         };
 
-        let signature = req.headers.get(HEADER_SIGNATURE).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let signature = req
+            .headers
+            .get(HEADER_SIGNATURE)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let verified = match signature {
             None => Err(SignatureError::Missing),
-            Some(value) => Signature::parse(value).and_then(|sig| sig.verify(req.body, secret.accepted_webhook_secrets())),
+            Some(value) => {
+                Signature::parse(value).and_then(|sig| sig.verify(req.body, secret.accepted_webhook_secrets()))
+            }
         };
 
         if event_key == EVENT_PING {
             // "Test connection" may be sent unsigned; a signed ping must carry the right signature,
             // so the administrator learns at once that the secrets differ.
             return match verified {
-                Ok(()) => WebhookResponse::new(StatusCode::OK, json!({"status": "ok", "message": "pong: the signature is valid"})),
-                Err(SignatureError::Missing) => {
-                    WebhookResponse::new(StatusCode::OK, json!({"status": "ok", "message": "pong (the ping was not signed)"}))
-                }
+                Ok(()) => WebhookResponse::new(
+                    StatusCode::OK,
+                    json!({"status": "ok", "message": "pong: the signature is valid"}),
+                ),
+                Err(SignatureError::Missing) => WebhookResponse::new(
+                    StatusCode::OK,
+                    json!({"status": "ok", "message": "pong (the ping was not signed)"}),
+                ),
                 Err(e) => unauthorized(&e),
             };
         }

@@ -74,9 +74,14 @@ struct Ref {
 }
 
 /// Parses a `repo:refs_changed` body into the push to queue.
-pub fn parse_refs_changed(body: &[u8], delivery_id: DeliveryId, received_at: DateTime<Utc>) -> Result<PushMessage, PayloadError> {
+pub fn parse_refs_changed(
+    body: &[u8],
+    delivery_id: DeliveryId,
+    received_at: DateTime<Utc>,
+) -> Result<PushMessage, PayloadError> {
     let payload: RefsChanged = serde_json::from_slice(body)?;
-    let repo = RepoRef::new(&payload.repository.project.key, &payload.repository.slug).map_err(PayloadError::Repository)?;
+    let repo =
+        RepoRef::new(&payload.repository.project.key, &payload.repository.slug).map_err(PayloadError::Repository)?;
     if payload.changes.is_empty() {
         return Err(PayloadError::NoChanges);
     }
@@ -160,7 +165,12 @@ mod tests {
 
     #[test]
     fn a_push_to_main_is_normalized() {
-        let push = parse(&payload("PROJ", "models", vec![change("refs/heads/main", A, B, "UPDATE")])).unwrap();
+        let push = parse(&payload(
+            "PROJ",
+            "models",
+            vec![change("refs/heads/main", A, B, "UPDATE")],
+        ))
+        .unwrap();
         assert_eq!(push.repo.to_string(), "PROJ/models");
         assert_eq!(push.repository_id, Some(84));
         assert_eq!(push.changes[0].ref_id, "refs/heads/main");
@@ -171,7 +181,8 @@ mod tests {
 
     #[test]
     fn fields_newer_servers_add_are_ignored() {
-        let mut v: serde_json::Value = serde_json::from_slice(&payload("P", "r", vec![change("refs/heads/main", A, B, "UPDATE")])).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&payload("P", "r", vec![change("refs/heads/main", A, B, "UPDATE")])).unwrap();
         v["commits"] = json!([{"id": B, "displayId": "178864a", "message": "x", "parents": [{"id": A}]}]);
         v["toCommit"] = json!({"id": B, "author": {"name": "a"}});
         v["repository"]["hierarchyId"] = json!("abc");
@@ -181,7 +192,12 @@ mod tests {
 
     #[test]
     fn personal_projects_and_unicode_names_are_kept() {
-        let push = parse(&payload("~jdoe", "modèles-日本", vec![change("refs/heads/main", ZERO, B, "ADD")])).unwrap();
+        let push = parse(&payload(
+            "~jdoe",
+            "modèles-日本",
+            vec![change("refs/heads/main", ZERO, B, "ADD")],
+        ))
+        .unwrap();
         assert_eq!(push.repo.project(), "~jdoe");
         assert_eq!(push.repo.slug(), "modèles-日本");
         assert!(push.changes[0].from_hash.is_zero());
@@ -189,7 +205,9 @@ mod tests {
 
     #[test]
     fn a_thousand_changes_are_all_kept() {
-        let changes = (0..1000).map(|i| change(&format!("refs/heads/b{i}"), A, B, "UPDATE")).collect();
+        let changes = (0..1000)
+            .map(|i| change(&format!("refs/heads/b{i}"), A, B, "UPDATE"))
+            .collect();
         assert_eq!(parse(&payload("P", "r", changes)).unwrap().changes.len(), 1000);
     }
 
@@ -197,20 +215,33 @@ mod tests {
     fn missing_fields_are_named_in_the_error() {
         let err = parse(br#"{"changes": []}"#).unwrap_err().to_string();
         assert!(err.contains("repository"), "{err}");
-        let err = parse(&payload("P", "r", vec![json!({"refId": "refs/heads/main", "toHash": B, "type": "UPDATE"})])).unwrap_err().to_string();
+        let err = parse(&payload(
+            "P",
+            "r",
+            vec![json!({"refId": "refs/heads/main", "toHash": B, "type": "UPDATE"})],
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("fromHash"), "{err}");
     }
 
     #[test]
     fn bad_hashes_and_types_are_refused() {
         assert!(matches!(
-            parse(&payload("P", "r", vec![change("refs/heads/main", "nothex", B, "UPDATE")])),
+            parse(&payload(
+                "P",
+                "r",
+                vec![change("refs/heads/main", "nothex", B, "UPDATE")]
+            )),
             Err(PayloadError::Commit { field: "fromHash", .. })
         ));
         assert!(matches!(
             parse(&payload("P", "r", vec![change("refs/heads/main", A, B, "MERGE")])),
             Err(PayloadError::ChangeType { .. })
         ));
-        assert!(matches!(parse(&payload("P", "r", vec![])), Err(PayloadError::NoChanges)));
+        assert!(matches!(
+            parse(&payload("P", "r", vec![])),
+            Err(PayloadError::NoChanges)
+        ));
     }
 }

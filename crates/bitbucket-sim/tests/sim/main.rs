@@ -1,0 +1,10 @@
+//! Integration suite of the Bitbucket simulator: real git, real HTTP, real webhooks.
+
+mod changes;
+mod commits;
+mod content;
+mod gate;
+mod helpers;
+mod openapi;
+mod pushes;
+mod webhooks;

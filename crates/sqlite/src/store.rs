@@ -1,0 +1,357 @@
+//! [`RepoRegistry`] and [`ModelStore`] over the `repos` and `models` tables, with the semantics of
+//! `hubsync_core::memory::MemoryStore`. Model content is zlib-compressed at rest and checked
+//! against its SHA-256 when read back, so a damaged row is reported as corrupt instead of served.
+
+use std::io::{Read, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use flate2::Compression;
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+use hubsync_core::ids::{CommitId, RepoRef};
+use hubsync_core::model::{ModelRecord, ModelStatus, sha256_hex};
+use hubsync_core::ports::{LastError, ModelStore, ModelSummary, RepoRecord, RepoRegistry, StoreError, SyncCursor};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::error::corrupt;
+use crate::{SqliteError, SqliteHub};
+
+const ENCODING_ZLIB: &str = "zlib";
+
+pub(crate) fn to_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+pub(crate) fn from_text(what: &str, s: &str) -> Result<DateTime<Utc>, SqliteError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt(format!("{what} {s:?}"), e))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, SqliteError> {
+    serde_json::to_string(value).map_err(|e| corrupt("value not serializable", e))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, SqliteError> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+/// A `repos` row as read, before it is checked.
+struct RepoRow {
+    repo: String,
+    registered_at: String,
+    cursor: Option<String>,
+    last_error: Option<String>,
+}
+
+const REPO_COLUMNS: &str = "repo, registered_at, cursor, last_error";
+
+impl RepoRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            repo: row.get(0)?,
+            registered_at: row.get(1)?,
+            cursor: row.get(2)?,
+            last_error: row.get(3)?,
+        })
+    }
+
+    fn into_record(self) -> Result<RepoRecord, SqliteError> {
+        let repo = RepoRef::parse(&self.repo).map_err(|e| corrupt("repository name", e))?;
+        Ok(RepoRecord {
+            registered_at: from_text("registered_at", &self.registered_at)?,
+            cursor: self
+                .cursor
+                .map(|c| parse_json::<SyncCursor>(&format!("cursor of {repo}"), &c))
+                .transpose()?,
+            last_error: self
+                .last_error
+                .map(|e| parse_json::<LastError>(&format!("last error of {repo}"), &e))
+                .transpose()?,
+            repo,
+        })
+    }
+}
+
+impl RepoRegistry for SqliteHub {
+    async fn register(&self, repo: &RepoRef) -> Result<bool, StoreError> {
+        let repo = repo.clone();
+        Ok(self
+            .blocking(move |inner| {
+                let now = to_text(&inner.now());
+                let added = inner.conn().execute(
+                    "INSERT INTO repos (repo, project, slug, registered_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repo) DO NOTHING",
+                    params![repo.to_string(), repo.project(), repo.slug(), now],
+                )?;
+                Ok(added == 1)
+            })
+            .await?)
+    }
+
+    async fn unregister(&self, repo: &RepoRef) -> Result<bool, StoreError> {
+        let key = repo.to_string();
+        Ok(self
+            .blocking(move |inner| {
+                let mut conn = inner.conn();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute("DELETE FROM models WHERE repo = ?1", [&key])?;
+                let removed = tx.execute("DELETE FROM repos WHERE repo = ?1", [&key])?;
+                tx.commit()?;
+                Ok(removed == 1)
+            })
+            .await?)
+    }
+
+    async fn repo(&self, repo: &RepoRef) -> Result<Option<RepoRecord>, StoreError> {
+        let key = repo.to_string();
+        Ok(self
+            .blocking(move |inner| {
+                let row = inner
+                    .conn()
+                    .query_row(
+                        &format!("SELECT {REPO_COLUMNS} FROM repos WHERE repo = ?1"),
+                        [&key],
+                        RepoRow::read,
+                    )
+                    .optional()?;
+                row.map(RepoRow::into_record).transpose()
+            })
+            .await?)
+    }
+
+    async fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
+        Ok(self
+            .blocking(|inner| {
+                let conn = inner.conn();
+                let mut stmt = conn.prepare(&format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY project, slug"))?;
+                let rows = stmt.query_map([], RepoRow::read)?.collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter().map(RepoRow::into_record).collect()
+            })
+            .await?)
+    }
+
+    async fn advance_cursor(
+        &self,
+        repo: &RepoRef,
+        expected: Option<&CommitId>,
+        cursor: &SyncCursor,
+    ) -> Result<(), StoreError> {
+        let (repo, expected, cursor) = (repo.clone(), expected.map(|c| c.to_string()), cursor.clone());
+        self.blocking(move |inner| {
+            let cursor_json = json(&cursor)?;
+            let mut conn = inner.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let updated = tx.execute(
+                "UPDATE repos SET cursor_commit = ?1, cursor = ?2, last_error = NULL
+                     WHERE repo = ?3 AND cursor_commit IS ?4",
+                params![cursor.commit.as_str(), cursor_json, repo.to_string(), expected],
+            )?;
+            let outcome = if updated == 1 {
+                Ok(())
+            } else {
+                let registered = tx
+                    .query_row("SELECT 1 FROM repos WHERE repo = ?1", [repo.to_string()], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                Err(if registered {
+                    StoreError::CursorMoved(repo)
+                } else {
+                    StoreError::NotRegistered(repo)
+                })
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await?
+    }
+
+    async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {
+        let (key, error) = (repo.to_string(), error.clone());
+        Ok(self
+            .blocking(move |inner| {
+                inner.conn().execute(
+                    "UPDATE repos SET last_error = ?1 WHERE repo = ?2",
+                    params![json(&error)?, key],
+                )?;
+                Ok(())
+            })
+            .await?)
+    }
+}
+
+fn compress(content: &[u8]) -> Result<Vec<u8>, SqliteError> {
+    let mut encoder = ZlibEncoder::new(Vec::with_capacity(content.len() / 4 + 64), Compression::default());
+    encoder
+        .write_all(content)
+        .and_then(|()| encoder.finish())
+        .map_err(|e| corrupt("could not compress a model", e))
+}
+
+fn decompress(what: &str, encoding: &str, stored: &[u8], size: u64) -> Result<Vec<u8>, SqliteError> {
+    if encoding != ENCODING_ZLIB {
+        return Err(SqliteError::Corrupt(format!(
+            "{what}: unknown content encoding {encoding:?}"
+        )));
+    }
+    let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // Never inflate past the recorded size: a damaged row cannot exhaust memory.
+    ZlibDecoder::new(stored)
+        .take(size.saturating_add(1))
+        .read_to_end(&mut content)
+        .map_err(|e| corrupt(what, e))?;
+    if content.len() as u64 != size {
+        return Err(SqliteError::Corrupt(format!(
+            "{what}: {} bytes after decompression, {size} recorded",
+            content.len()
+        )));
+    }
+    Ok(content)
+}
+
+const SUMMARY_COLUMNS: &str = "path, commit_id, synced_at, content_sha256, size, status";
+
+struct SummaryRow {
+    path: String,
+    commit: String,
+    synced_at: String,
+    content_sha256: String,
+    size: i64,
+    status: String,
+}
+
+impl SummaryRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            path: row.get(0)?,
+            commit: row.get(1)?,
+            synced_at: row.get(2)?,
+            content_sha256: row.get(3)?,
+            size: row.get(4)?,
+            status: row.get(5)?,
+        })
+    }
+
+    fn into_summary(self) -> Result<ModelSummary, SqliteError> {
+        let what = |field: &str| format!("{field} of model {:?}", self.path);
+        Ok(ModelSummary {
+            commit: CommitId::parse(&self.commit).map_err(|e| corrupt(what("commit"), e))?,
+            synced_at: from_text(&what("synced_at"), &self.synced_at)?,
+            status: parse_json::<ModelStatus>(&what("status"), &self.status)?,
+            size: u64::try_from(self.size).map_err(|e| corrupt(what("size"), e))?,
+            content_sha256: self.content_sha256,
+            path: self.path,
+        })
+    }
+}
+
+impl ModelStore for SqliteHub {
+    async fn put_model(&self, repo: &RepoRef, record: &ModelRecord) -> Result<(), StoreError> {
+        let (key, record) = (repo.to_string(), record.clone());
+        Ok(self
+            .blocking(move |inner| {
+                // Compress before taking the connection: other callers are not held up by it.
+                let compressed = compress(&record.content)?;
+                let status = json(&record.status)?;
+                // One statement, hence one transaction: a reader sees the old row or the new one.
+                inner.conn().execute(
+                    "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (repo, path) DO UPDATE SET
+                        commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
+                        content_sha256 = excluded.content_sha256, size = excluded.size,
+                        encoding = excluded.encoding, content = excluded.content",
+                    params![
+                        key,
+                        record.path,
+                        record.commit.as_str(),
+                        to_text(&record.synced_at),
+                        status,
+                        record.content_sha256,
+                        i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?,
+                        ENCODING_ZLIB,
+                        compressed,
+                    ],
+                )?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn delete_model(&self, repo: &RepoRef, path: &str) -> Result<bool, StoreError> {
+        let (key, path) = (repo.to_string(), path.to_owned());
+        Ok(self
+            .blocking(move |inner| {
+                let removed = inner
+                    .conn()
+                    .execute("DELETE FROM models WHERE repo = ?1 AND path = ?2", params![key, path])?;
+                Ok(removed == 1)
+            })
+            .await?)
+    }
+
+    async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {
+        let key = repo.to_string();
+        Ok(self
+            .blocking(move |inner| {
+                let conn = inner.conn();
+                // BINARY collation orders by UTF-8 bytes, as Rust orders strings.
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM models WHERE repo = ?1 ORDER BY path COLLATE BINARY"
+                ))?;
+                let rows = stmt
+                    .query_map([&key], SummaryRow::read)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                drop(stmt);
+                drop(conn);
+                rows.into_iter().map(SummaryRow::into_summary).collect()
+            })
+            .await?)
+    }
+
+    async fn get_model(&self, repo: &RepoRef, path: &str) -> Result<Option<ModelRecord>, StoreError> {
+        let (key, path) = (repo.to_string(), path.to_owned());
+        Ok(self
+            .blocking(move |inner| {
+                let row = inner
+                    .conn()
+                    .query_row(
+                        &format!(
+                            "SELECT {SUMMARY_COLUMNS}, encoding, content FROM models WHERE repo = ?1 AND path = ?2"
+                        ),
+                        params![key, path],
+                        |row| {
+                            Ok((
+                                SummaryRow::read(row)?,
+                                row.get::<_, String>(6)?,
+                                row.get::<_, Vec<u8>>(7)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                // Decompress after the connection is released.
+                let Some((summary, encoding, stored)) = row else {
+                    return Ok(None);
+                };
+                let what = format!("content of model {path:?}");
+                let summary = summary.into_summary()?;
+                let content = decompress(&what, &encoding, &stored, summary.size)?;
+                let digest = sha256_hex(&content);
+                if digest != summary.content_sha256 {
+                    return Err(SqliteError::Corrupt(format!(
+                        "{what}: SHA-256 {digest} differs from the recorded {}",
+                        summary.content_sha256
+                    )));
+                }
+                Ok(Some(ModelRecord {
+                    path: summary.path,
+                    commit: summary.commit,
+                    synced_at: summary.synced_at,
+                    status: summary.status,
+                    content,
+                    content_sha256: summary.content_sha256,
+                }))
+            })
+            .await?)
+    }
+}
