@@ -33,7 +33,11 @@ fn template() -> &'static Value {
         let python = hubsync_tests::python::tool("python");
         let script = "import json,sys\nfrom cfnlint.decode import decode\ntpl, errs = decode(sys.argv[1])\n\
                       assert not errs, errs\nprint(json.dumps(tpl, default=str))";
-        let out = Command::new(python).args(["-c", script]).arg(template_path()).output().expect("python runs");
+        let out = Command::new(python)
+            .args(["-c", script])
+            .arg(template_path())
+            .output()
+            .expect("python runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("the template as JSON")
     })
@@ -54,9 +58,19 @@ fn metadata() -> &'static Value {
 
 #[test]
 fn cfn_lint_reports_nothing() {
-    let out = Command::new(hubsync_tests::python::tool("cfn-lint")).arg(template_path()).output().expect("cfn-lint runs");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "cfn-lint found problems:\n{report}");
+    let out = Command::new(hubsync_tests::python::tool("cfn-lint"))
+        .arg(template_path())
+        .output()
+        .expect("cfn-lint runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "cfn-lint found problems:\n{report}"
+    );
 }
 
 /// The function resources of the template, with the binary each is built from.
@@ -71,7 +85,9 @@ fn functions() -> BTreeMap<String, &'static Value> {
 }
 
 fn binary_of(function: &Value) -> &str {
-    function["Metadata"]["BuildProperties"]["Binary"].as_str().expect("BuildProperties.Binary")
+    function["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .expect("BuildProperties.Binary")
 }
 
 /// The package directory whose `[[bin]]` is `binary`.
@@ -80,8 +96,19 @@ fn package_dir_of_binary(binary: &str) -> PathBuf {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["targets"].as_array().unwrap().iter().any(|t| t["name"] == binary && t["kind"][0] == "bin"))
-        .map(|p| Path::new(p["manifest_path"].as_str().unwrap()).parent().unwrap().to_path_buf())
+        .find(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == binary && t["kind"][0] == "bin")
+        })
+        .map(|p| {
+            Path::new(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        })
         .unwrap_or_else(|| panic!("no package builds a binary named {binary}"))
 }
 
@@ -95,7 +122,10 @@ fn the_template_builds_both_functions_with_cargo_lambda_for_arm64_by_default() {
         assert_eq!(f["Properties"]["Runtime"], "provided.al2023", "{name}");
         assert_eq!(f["Properties"]["Handler"], "bootstrap", "{name}");
         let code_uri = root().join("infra").join(f["Properties"]["CodeUri"].as_str().unwrap());
-        assert!(code_uri.join("Cargo.toml").exists(), "{name}: CodeUri points at the workspace");
+        assert!(
+            code_uri.join("Cargo.toml").exists(),
+            "{name}: CodeUri points at the workspace"
+        );
         package_dir_of_binary(binary_of(f));
     }
 }
@@ -106,11 +136,18 @@ fn both_functions_are_built_as_arm64_bootstrap_binaries() {
     for (name, f) in functions() {
         let bootstrap = target.join("lambda").join(binary_of(f)).join("bootstrap");
         let bytes = std::fs::read(&bootstrap).unwrap_or_else(|e| {
-            panic!("{name}: {} is missing ({e}); `cargo xtask test` builds it with cargo lambda build --release --arm64", bootstrap.display())
+            panic!(
+                "{name}: {} is missing ({e}); `cargo xtask test` builds it with cargo lambda build --release --arm64",
+                bootstrap.display()
+            )
         });
         assert_eq!(&bytes[..4], b"\x7fELF", "{name}: an ELF executable");
         assert_eq!(bytes[4], 2, "{name}: 64-bit");
-        assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 0xB7, "{name}: machine is AArch64");
+        assert_eq!(
+            u16::from_le_bytes([bytes[18], bytes[19]]),
+            0xB7,
+            "{name}: machine is AArch64"
+        );
     }
 }
 
@@ -133,11 +170,19 @@ fn env_read_by(main_rs: &str) -> BTreeSet<String> {
         .split("required_env(")
         .skip(1)
         .filter_map(|rest| rest.split(')').next())
-        .map(|name| constants.get(name.trim()).cloned().unwrap_or_else(|| panic!("unknown variable constant {name}")))
+        .map(|name| {
+            constants
+                .get(name.trim())
+                .cloned()
+                .unwrap_or_else(|| panic!("unknown variable constant {name}"))
+        })
         .collect();
     if main_rs.contains("init_lambda_logs()") {
         let lib = std::fs::read_to_string(root().join("crates/aws/src/lib.rs")).unwrap();
-        assert!(lib.contains("EnvFilter::try_from_default_env"), "init_lambda_logs reads RUST_LOG");
+        assert!(
+            lib.contains("EnvFilter::try_from_default_env"),
+            "init_lambda_logs reads RUST_LOG"
+        );
         vars.insert("RUST_LOG".into());
     }
     vars
@@ -168,8 +213,18 @@ fn pascal(snake: &str) -> String {
 fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
     let adapters = [
         ("SqsPushQueue::new", "crates/aws/src/sqs.rs", "aws-sdk-sqs", "sqs"),
-        ("SecretsManagerSource::new", "crates/aws/src/secretsmanager.rs", "aws-sdk-secretsmanager", "secretsmanager"),
-        ("DynamoStore::new", "crates/aws/src/dynamodb.rs", "aws-sdk-dynamodb", "dynamodb"),
+        (
+            "SecretsManagerSource::new",
+            "crates/aws/src/secretsmanager.rs",
+            "aws-sdk-secretsmanager",
+            "secretsmanager",
+        ),
+        (
+            "DynamoStore::new",
+            "crates/aws/src/dynamodb.rs",
+            "aws-sdk-dynamodb",
+            "dynamodb",
+        ),
     ];
     let mut actions = BTreeSet::new();
     for (constructor, module, sdk, prefix) in adapters {
@@ -187,7 +242,12 @@ fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
 }
 
 /// What Lambda's SQS event source mapping does with the function's role.
-const EVENT_SOURCE_ACTIONS: [&str; 4] = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"];
+const EVENT_SOURCE_ACTIONS: [&str; 4] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+];
 
 fn policy_statements(function: &Value) -> Vec<&Value> {
     function["Properties"]["Policies"]
@@ -199,11 +259,9 @@ fn policy_statements(function: &Value) -> Vec<&Value> {
 }
 
 fn has_event_source_mapping(function_name: &str) -> bool {
-    template()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .any(|r| r["Type"] == "AWS::Lambda::EventSourceMapping" && r["Properties"]["FunctionName"]["Ref"] == function_name)
+    template()["Resources"].as_object().unwrap().values().any(|r| {
+        r["Type"] == "AWS::Lambda::EventSourceMapping" && r["Properties"]["FunctionName"]["Ref"] == function_name
+    })
 }
 
 #[test]
@@ -211,9 +269,17 @@ fn the_environment_each_function_reads_is_exactly_what_the_template_sets() {
     for (name, f) in functions() {
         let main_rs = std::fs::read_to_string(package_dir_of_binary(binary_of(f)).join("src/main.rs")).unwrap();
         let read = env_read_by(&main_rs);
-        let set: BTreeSet<String> = f["Properties"]["Environment"]["Variables"].as_object().unwrap().keys().cloned().collect();
+        let set: BTreeSet<String> = f["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         assert_eq!(read, set, "{name}: variables read by the code vs set by the template");
-        assert!(template()["Globals"]["Function"]["Environment"].is_null(), "no global environment");
+        assert!(
+            template()["Globals"]["Function"]["Environment"].is_null(),
+            "no global environment"
+        );
     }
 }
 
@@ -231,7 +297,10 @@ fn each_function_may_call_exactly_the_aws_actions_its_code_calls() {
                 other => vec![other],
             };
             for r in resources {
-                assert!(r.as_str().is_none_or(|s| !s.contains('*')), "{name}: no wildcard resources: {r}");
+                assert!(
+                    r.as_str().is_none_or(|s| !s.contains('*')),
+                    "{name}: no wildcard resources: {r}"
+                );
             }
             for action in statement["Action"].as_array().expect("Action is a list") {
                 let action = action.as_str().unwrap();
@@ -251,23 +320,39 @@ fn each_function_may_call_exactly_the_aws_actions_its_code_calls() {
 fn the_contract_reader_sees_the_calls_it_should() {
     // Guards the source reading itself: the webhook sends to SQS and reads the secret.
     let webhook = actions_called_by(&std::fs::read_to_string(root().join("functions/webhook/src/main.rs")).unwrap());
-    assert_eq!(webhook, BTreeSet::from(["sqs:SendMessage".to_owned(), "secretsmanager:GetSecretValue".to_owned()]));
+    assert_eq!(
+        webhook,
+        BTreeSet::from(["sqs:SendMessage".to_owned(), "secretsmanager:GetSecretValue".to_owned()])
+    );
     assert_eq!(pascal("batch_write_item"), "BatchWriteItem");
 }
 
 #[test]
 fn the_queue_gives_the_sync_six_times_its_timeout_and_a_dead_letter_queue() {
     let resources = &template()["Resources"];
-    let timeout = resources["SyncFunction"]["Properties"]["Timeout"].as_u64().expect("a Timeout");
+    let timeout = resources["SyncFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .expect("a Timeout");
     let queue = &resources["SyncQueue"]["Properties"];
     assert_eq!(queue["FifoQueue"], true);
     assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
     assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().is_some());
-    let mapping = resources.as_object().unwrap().values().find(|r| r["Type"] == "AWS::Lambda::EventSourceMapping").unwrap();
-    assert_eq!(mapping["Properties"]["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+    let mapping = resources
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["Type"] == "AWS::Lambda::EventSourceMapping")
+        .unwrap();
+    assert_eq!(
+        mapping["Properties"]["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
     let table = &resources["Table"]["Properties"];
     assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
-    assert_eq!(table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
     assert_eq!(table["DeletionProtectionEnabled"], true);
     assert_eq!(table["TimeToLiveSpecification"]["AttributeName"], "expiresAt");
 }

@@ -20,9 +20,9 @@ fn model(seed: u64, name: &str, bytes: usize) -> Vec<u8> {
     generate_model(&ModelSpec {
         seed,
         name: name.into(),
-        app_target: if seed % 2 == 0 { "MONGODB" } else { "PostgreSQL" }.into(),
+        app_target: if seed.is_multiple_of(2) { "MONGODB" } else { "PostgreSQL" }.into(),
         target_bytes: bytes,
-        polyglot_refs: seed % 3 == 0,
+        polyglot_refs: seed.is_multiple_of(3),
         polyglot_model_path: None,
     })
 }
@@ -47,19 +47,23 @@ impl<P: Pipeline> Scene<P> {
         let id = RepoRef::parse("DATA/models").unwrap();
         assert!(p.store().register(&id).await.unwrap());
         let scene = Self { p, repo, id };
-        scene.commit(
-            &[
-                FileOp::write("models/sales/orders.hck.json", model(1, "Orders", 20_000)),
-                FileOp::write("models/hr/people.json", model(2, "People", 8_000)),
-                FileOp::write("root model.json", model(3, "Root", 5_000)),
-                FileOp::write("modèles/données.hck.json", model(4, "Données", 4_000)),
-                FileOp::write("openapi/api.json", br#"{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{}}"#.to_vec()),
-                FileOp::write("package.json", br#"{"name":"models","version":"1.0.0"}"#.to_vec()),
-                FileOp::write("README.md", b"# Data models\n".to_vec()),
-            ],
-            "initial models",
-        )
-        .await;
+        scene
+            .commit(
+                &[
+                    FileOp::write("models/sales/orders.hck.json", model(1, "Orders", 20_000)),
+                    FileOp::write("models/hr/people.json", model(2, "People", 8_000)),
+                    FileOp::write("root model.json", model(3, "Root", 5_000)),
+                    FileOp::write("modèles/données.hck.json", model(4, "Données", 4_000)),
+                    FileOp::write(
+                        "openapi/api.json",
+                        br#"{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{}}"#.to_vec(),
+                    ),
+                    FileOp::write("package.json", br#"{"name":"models","version":"1.0.0"}"#.to_vec()),
+                    FileOp::write("README.md", b"# Data models\n".to_vec()),
+                ],
+                "initial models",
+            )
+            .await;
         scene
     }
 
@@ -71,8 +75,17 @@ impl<P: Pipeline> Scene<P> {
     }
 
     async fn deliver(&self, push: &Push) {
-        let delivery = self.p.sim().webhook(&self.repo, push, Some(WEBHOOK_SECRET)).expect("delivery");
-        assert_eq!(self.p.deliver(&delivery).await, 202, "{}: the webhook accepts the push", P::NAME);
+        let delivery = self
+            .p
+            .sim()
+            .webhook(&self.repo, push, Some(WEBHOOK_SECRET))
+            .expect("delivery");
+        assert_eq!(
+            self.p.deliver(&delivery).await,
+            202,
+            "{}: the webhook accepts the push",
+            P::NAME
+        );
     }
 
     fn head(&self) -> String {
@@ -90,18 +103,38 @@ impl<P: Pipeline> Scene<P> {
         let mut expected = BTreeSet::new();
         for path in self.repo.files(&head).unwrap() {
             let bytes = self.repo.read_file(&head, &path).unwrap().unwrap();
-            if path.ends_with(".json") && looks_like_model(&bytes) && !ignored_prefixes.iter().any(|p| path.starts_with(p)) {
+            if path.ends_with(".json")
+                && looks_like_model(&bytes)
+                && !ignored_prefixes.iter().any(|p| path.starts_with(p))
+            {
                 expected.insert(path);
             }
         }
-        let stored: BTreeSet<String> = self.p.store().list_models(&self.id).await.unwrap().into_iter().map(|m| m.path).collect();
+        let stored: BTreeSet<String> = self
+            .p
+            .store()
+            .list_models(&self.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
         assert_eq!(stored, expected, "{}: stored models = models at the head", P::NAME);
         for path in &expected {
             let model = self.p.store().get_model(&self.id, path).await.unwrap().expect("stored");
-            assert!(model.content == self.repo.read_file(&head, path).unwrap().unwrap(), "{}: {path} is stored byte for byte", P::NAME);
+            assert!(
+                model.content == self.repo.read_file(&head, path).unwrap().unwrap(),
+                "{}: {path} is stored byte for byte",
+                P::NAME
+            );
         }
         let record = self.p.store().repo(&self.id).await.unwrap().unwrap();
-        assert_eq!(record.cursor.map(|c| c.commit.to_string()), Some(head), "{}: the cursor is at the head", P::NAME);
+        assert_eq!(
+            record.cursor.map(|c| c.commit.to_string()),
+            Some(head),
+            "{}: the cursor is at the head",
+            P::NAME
+        );
         assert!(record.last_error.is_none(), "{}: {:?}", P::NAME, record.last_error);
     }
 }
@@ -142,18 +175,50 @@ async fn adds_modifications_deletions_and_moves_are_replicated<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     s.assert_replicated().await;
 
-    s.commit(&[FileOp::write("models/sales/orders.hck.json", model(11, "Orders v2", 25_000))], "modify").await;
+    s.commit(
+        &[FileOp::write(
+            "models/sales/orders.hck.json",
+            model(11, "Orders v2", 25_000),
+        )],
+        "modify",
+    )
+    .await;
     s.assert_replicated().await;
-    s.commit(&[FileOp::write("models/finance/ledger.json", model(12, "Ledger", 9_000))], "add").await;
+    s.commit(
+        &[FileOp::write("models/finance/ledger.json", model(12, "Ledger", 9_000))],
+        "add",
+    )
+    .await;
     s.assert_replicated().await;
     s.commit(&[FileOp::delete("models/hr/people.json")], "delete").await;
     s.assert_replicated().await;
-    s.commit(&[FileOp::rename("models/finance/ledger.json", "archive/2026/ledger.json")], "move").await;
+    s.commit(
+        &[FileOp::rename("models/finance/ledger.json", "archive/2026/ledger.json")],
+        "move",
+    )
+    .await;
     s.assert_replicated().await;
-    let stored: Vec<String> = s.p.store().list_models(&s.id).await.unwrap().into_iter().map(|m| m.path).collect();
-    assert!(stored.contains(&"archive/2026/ledger.json".to_owned()) && !stored.iter().any(|p| p.starts_with("models/finance")));
-    let orders = s.p.store().get_model(&s.id, "models/sales/orders.hck.json").await.unwrap().unwrap();
-    let ModelStatus::Valid { facts } = orders.status else { panic!("orders is a valid model") };
+    let stored: Vec<String> =
+        s.p.store()
+            .list_models(&s.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+    assert!(
+        stored.contains(&"archive/2026/ledger.json".to_owned())
+            && !stored.iter().any(|p| p.starts_with("models/finance"))
+    );
+    let orders =
+        s.p.store()
+            .get_model(&s.id, "models/sales/orders.hck.json")
+            .await
+            .unwrap()
+            .unwrap();
+    let ModelStatus::Valid { facts } = orders.status else {
+        panic!("orders is a valid model")
+    };
     assert_eq!(facts.model_name, "Orders v2");
     assert!(facts.entities > 0);
 }
@@ -164,7 +229,14 @@ async fn pushes_to_other_branches_and_tags_change_nothing<P: Pipeline>() {
     let main_head = s.head();
     let created = s.repo.create_branch("feature/x", &main_head).unwrap();
     s.deliver(&created).await;
-    let on_branch = s.repo.commit("feature/x", &[FileOp::write("models/new.json", model(21, "New", 3_000))], "wip").unwrap();
+    let on_branch = s
+        .repo
+        .commit(
+            "feature/x",
+            &[FileOp::write("models/new.json", model(21, "New", 3_000))],
+            "wip",
+        )
+        .unwrap();
     s.deliver(&on_branch).await;
     let tag = s.repo.tag("v1.0.0", on_branch.to_hash().unwrap()).unwrap();
     s.deliver(&tag).await;
@@ -178,14 +250,25 @@ async fn force_pushes_are_replicated<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     s.assert_replicated().await;
     let first = s.head();
-    s.commit(&[FileOp::write("models/extra.json", model(31, "Extra", 4_000))], "extra").await;
+    s.commit(
+        &[FileOp::write("models/extra.json", model(31, "Extra", 4_000))],
+        "extra",
+    )
+    .await;
     s.assert_replicated().await;
     // Back to an older commit...
     let back = s.repo.force_push("main", &first).unwrap();
     s.deliver(&back).await;
     s.assert_replicated().await;
     // ...and onto an unrelated history.
-    let root = s.repo.write_commit(None, &[FileOp::write("fresh/only.hck.json", model(32, "Only", 6_000))], "rewrite").unwrap();
+    let root = s
+        .repo
+        .write_commit(
+            None,
+            &[FileOp::write("fresh/only.hck.json", model(32, "Only", 6_000))],
+            "rewrite",
+        )
+        .unwrap();
     let rewritten = s.repo.force_push("main", &root).unwrap();
     s.deliver(&rewritten).await;
     s.assert_replicated().await;
@@ -196,7 +279,9 @@ async fn large_models_are_stored_whole<P: Pipeline>() {
     s.assert_replicated().await;
     // Random text does not compress: this one cannot fit one DynamoDB item even gzipped.
     let mut noisy = model(43, "Noisy", 50_000);
-    let noise: String = (0..1_200_000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26)).collect();
+    let noise: String = (0..1_200_000u32)
+        .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+        .collect();
     let at = noisy.iter().position(|b| *b == b'{').unwrap() + 1;
     noisy.splice(at..at, format!("\"description\": \"{noise}\",").into_bytes());
     s.commit(
@@ -210,7 +295,14 @@ async fn large_models_are_stored_whole<P: Pipeline>() {
     .await;
     s.assert_replicated().await;
     // Replacing a large model switches to the new version whole.
-    s.commit(&[FileOp::write("big/ten-megabytes.hck.json", model(44, "Ten v2", 10 * 1024 * 1024 + 7))], "replace").await;
+    s.commit(
+        &[FileOp::write(
+            "big/ten-megabytes.hck.json",
+            model(44, "Ten v2", 10 * 1024 * 1024 + 7),
+        )],
+        "replace",
+    )
+    .await;
     s.assert_replicated().await;
 }
 
@@ -218,8 +310,18 @@ async fn a_lost_webhook_is_healed_by_the_next_push<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     s.assert_replicated().await;
     // Bitbucket never delivered this one.
-    s.repo.commit("main", &[FileOp::write("lost/one.json", model(51, "Lost", 3_000)), FileOp::delete("root model.json")], "lost").unwrap();
-    s.commit(&[FileOp::write("found/two.json", model(52, "Found", 3_000))], "next").await;
+    s.repo
+        .commit(
+            "main",
+            &[
+                FileOp::write("lost/one.json", model(51, "Lost", 3_000)),
+                FileOp::delete("root model.json"),
+            ],
+            "lost",
+        )
+        .unwrap();
+    s.commit(&[FileOp::write("found/two.json", model(52, "Found", 3_000))], "next")
+        .await;
     s.assert_replicated().await;
     assert!(s.p.store().get_model(&s.id, "lost/one.json").await.unwrap().is_some());
     assert!(s.p.store().get_model(&s.id, "root model.json").await.unwrap().is_none());
@@ -227,7 +329,10 @@ async fn a_lost_webhook_is_healed_by_the_next_push<P: Pipeline>() {
 
 async fn a_duplicate_delivery_is_harmless<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
-    let push = s.repo.commit("main", &[FileOp::write("dup.json", model(61, "Dup", 3_000))], "dup").unwrap();
+    let push = s
+        .repo
+        .commit("main", &[FileOp::write("dup.json", model(61, "Dup", 3_000))], "dup")
+        .unwrap();
     let delivery = s.p.sim().webhook(&s.repo, &push, Some(WEBHOOK_SECRET)).unwrap();
     assert_eq!(s.p.deliver(&delivery).await, 202);
     assert_eq!(s.p.deliver(&delivery).await, 202);
@@ -242,7 +347,10 @@ async fn a_duplicate_delivery_is_harmless<P: Pipeline>() {
 async fn a_burst_of_twenty_pushes_ends_at_the_last_head<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     for i in 0..20u64 {
-        let mut ops = vec![FileOp::write(format!("burst/m{i:02}.json"), model(100 + i, &format!("Burst {i}"), 2_000))];
+        let mut ops = vec![FileOp::write(
+            format!("burst/m{i:02}.json"),
+            model(100 + i, &format!("Burst {i}"), 2_000),
+        )];
         if i % 4 == 3 {
             ops.push(FileOp::delete(format!("burst/m{:02}.json", i - 1)));
         }
@@ -253,11 +361,24 @@ async fn a_burst_of_twenty_pushes_ends_at_the_last_head<P: Pipeline>() {
 
 async fn a_wrong_token_gives_a_clear_error_and_keeps_the_cursor<P: Pipeline>() {
     let wrong = "BBDC-this-token-is-wrong-0123456789";
-    let s = Scene::<P>::new(Setup { token: Some(wrong.into()), local_max_attempts: 1, ..Setup::default() }).await;
-    assert_eq!(s.p.drain().await, 1, "{}: the push ends in the dead-letter queue, not lost", P::NAME);
+    let s = Scene::<P>::new(Setup {
+        token: Some(wrong.into()),
+        local_max_attempts: 1,
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(
+        s.p.drain().await,
+        1,
+        "{}: the push ends in the dead-letter queue, not lost",
+        P::NAME
+    );
     let record = s.p.store().repo(&s.id).await.unwrap().unwrap();
     assert!(record.cursor.is_none(), "the cursor did not move");
-    let error = record.last_error.expect("the error is recorded on the repository").message;
+    let error = record
+        .last_error
+        .expect("the error is recorded on the repository")
+        .message;
     assert!(error.contains("DATA/models") && error.contains("401"), "{error}");
     assert!(!error.contains(wrong), "the token never appears in errors: {error}");
     assert!(s.p.store().list_models(&s.id).await.unwrap().is_empty());
@@ -266,21 +387,41 @@ async fn a_wrong_token_gives_a_clear_error_and_keeps_the_cursor<P: Pipeline>() {
 async fn hubignore_changes_apply_at_once<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     s.assert_replicated().await;
-    s.commit(&[FileOp::write(".hubignore", b"# private drafts\nmodels/hr/\n".to_vec())], "ignore hr").await;
+    s.commit(
+        &[FileOp::write(".hubignore", b"# private drafts\nmodels/hr/\n".to_vec())],
+        "ignore hr",
+    )
+    .await;
     assert_eq!(s.p.drain().await, 0);
     s.assert_store_matches_head(&["models/hr/"]).await;
-    s.commit(&[FileOp::write("models/hr/payroll.json", model(71, "Payroll", 3_000))], "ignored add").await;
+    s.commit(
+        &[FileOp::write("models/hr/payroll.json", model(71, "Payroll", 3_000))],
+        "ignored add",
+    )
+    .await;
     assert_eq!(s.p.drain().await, 0);
     s.assert_store_matches_head(&["models/hr/"]).await;
     s.commit(&[FileOp::delete(".hubignore")], "publish hr").await;
     s.assert_replicated().await;
-    assert!(s.p.store().get_model(&s.id, "models/hr/payroll.json").await.unwrap().is_some());
+    assert!(
+        s.p.store()
+            .get_model(&s.id, "models/hr/payroll.json")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn a_diff_over_the_server_cap_falls_back_to_a_full_sync<P: Pipeline>() {
-    let s = Scene::<P>::new(Setup { max_changes: 4, ..Setup::default() }).await;
+    let s = Scene::<P>::new(Setup {
+        max_changes: 4,
+        ..Setup::default()
+    })
+    .await;
     s.assert_replicated().await;
-    let ops: Vec<FileOp> = (0..10u64).map(|i| FileOp::write(format!("many/m{i}.json"), model(80 + i, &format!("Many {i}"), 1_500))).collect();
+    let ops: Vec<FileOp> = (0..10u64)
+        .map(|i| FileOp::write(format!("many/m{i}.json"), model(80 + i, &format!("Many {i}"), 1_500)))
+        .collect();
     s.commit(&ops, "ten at once").await;
     s.assert_replicated().await;
     assert_eq!(s.p.store().list_models(&s.id).await.unwrap().len(), 14);
@@ -289,10 +430,20 @@ async fn a_diff_over_the_server_cap_falls_back_to_a_full_sync<P: Pipeline>() {
 async fn malformed_models_are_recorded_not_dropped<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     let broken = br#"{"modelName": "Broken", "persistenceSchemaVersion": "8", "collections": ["#.to_vec();
-    s.commit(&[FileOp::write("broken/model.hck.json", broken.clone())], "broken").await;
+    s.commit(&[FileOp::write("broken/model.hck.json", broken.clone())], "broken")
+        .await;
     s.assert_replicated().await;
-    let stored = s.p.store().get_model(&s.id, "broken/model.hck.json").await.unwrap().expect("recorded");
-    assert!(matches!(stored.status, ModelStatus::Malformed { .. }), "{:?}", stored.status);
+    let stored =
+        s.p.store()
+            .get_model(&s.id, "broken/model.hck.json")
+            .await
+            .unwrap()
+            .expect("recorded");
+    assert!(
+        matches!(stored.status, ModelStatus::Malformed { .. }),
+        "{:?}",
+        stored.status
+    );
     assert_eq!(stored.content, broken);
 }
 
@@ -300,7 +451,9 @@ async fn unregistered_repositories_are_not_replicated<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
     s.assert_replicated().await;
     let other = s.p.sim().create_repo("DATA", "unregistered").unwrap();
-    let push = other.commit("main", &[FileOp::write("m.json", model(91, "M", 2_000))], "x").unwrap();
+    let push = other
+        .commit("main", &[FileOp::write("m.json", model(91, "M", 2_000))], "x")
+        .unwrap();
     let delivery = s.p.sim().webhook(&other, &push, Some(WEBHOOK_SECRET)).unwrap();
     assert_eq!(s.p.deliver(&delivery).await, 202);
     assert_eq!(s.p.drain().await, 0);
@@ -311,10 +464,15 @@ async fn unregistered_repositories_are_not_replicated<P: Pipeline>() {
 
 async fn transient_server_errors_are_retried<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
-    s.p.sim().fail_next(2, hubsync_bitbucket_sim::StatusCode::SERVICE_UNAVAILABLE, None);
-    s.p.sim().fail_next(1, hubsync_bitbucket_sim::StatusCode::TOO_MANY_REQUESTS, Some(0));
+    s.p.sim()
+        .fail_next(2, hubsync_bitbucket_sim::StatusCode::SERVICE_UNAVAILABLE, None);
+    s.p.sim()
+        .fail_next(1, hubsync_bitbucket_sim::StatusCode::TOO_MANY_REQUESTS, Some(0));
     s.assert_replicated().await;
-    assert!(s.p.sim().requests().iter().any(|r| r.injected), "the faults were served");
+    assert!(
+        s.p.sim().requests().iter().any(|r| r.injected),
+        "the faults were served"
+    );
 }
 
 /// The `hubsync` binary, built once per test run.
@@ -322,7 +480,15 @@ fn hubsync_binary() -> &'static std::path::Path {
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let out = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "hubsync-cli", "--bin", "hubsync", "--message-format=json"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "hubsync-cli",
+                "--bin",
+                "hubsync",
+                "--message-format=json",
+            ])
             .current_dir(hubsync_tests::workspace_root())
             .output()
             .expect("cargo runs");
@@ -330,24 +496,49 @@ fn hubsync_binary() -> &'static std::path::Path {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|v| v["executable"].as_str().filter(|e| e.ends_with("/hubsync")).map(Into::into))
+            .find_map(|v| {
+                v["executable"]
+                    .as_str()
+                    .filter(|e| e.ends_with("/hubsync"))
+                    .map(Into::into)
+            })
             .expect("cargo reports the hubsync executable")
     })
 }
 
 async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
-    s.commit(&[FileOp::write("big/two.hck.json", model(95, "Two", 2 * 1024 * 1024))], "big").await;
+    s.commit(
+        &[FileOp::write("big/two.hck.json", model(95, "Two", 2 * 1024 * 1024))],
+        "big",
+    )
+    .await;
     s.assert_replicated().await;
     let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
     for path in ["big/two.hck.json", "modèles/données.hck.json"] {
-        let out = Command::new(bin).args(["models", "get", "DATA/models", path]).envs(s.p.cli_env()).output().unwrap();
+        let out = Command::new(bin)
+            .args(["models", "get", "DATA/models", path])
+            .envs(s.p.cli_env())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.stdout == s.repo.read_file(&s.head(), path).unwrap().unwrap(), "{}: {path}", P::NAME);
+        assert!(
+            out.stdout == s.repo.read_file(&s.head(), path).unwrap().unwrap(),
+            "{}: {path}",
+            P::NAME
+        );
     }
-    let listed = Command::new(bin).args(["models", "list", "DATA/models"]).envs(s.p.cli_env()).output().unwrap();
+    let listed = Command::new(bin)
+        .args(["models", "list", "DATA/models"])
+        .envs(s.p.cli_env())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains("big/two.hck.json"));
-    let missing = Command::new(bin).args(["models", "get", "DATA/models", "nope.json"]).envs(s.p.cli_env()).output().unwrap();
+    let missing = Command::new(bin)
+        .args(["models", "get", "DATA/models", "nope.json"])
+        .envs(s.p.cli_env())
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no model at nope.json"));
 }

@@ -71,7 +71,10 @@ async fn simulator(setup: &Setup) -> Simulator {
 }
 
 fn secret_json(sim: &Simulator, setup: &Setup) -> String {
-    let token = setup.token.clone().unwrap_or_else(|| sim.token().expose_secret().to_owned());
+    let token = setup
+        .token
+        .clone()
+        .unwrap_or_else(|| sim.token().expose_secret().to_owned());
     serde_json::json!({"baseUrl": sim.base_url(), "accessToken": token, "webhookSecret": WEBHOOK_SECRET}).to_string()
 }
 
@@ -108,7 +111,10 @@ impl Pipeline for AwsPipeline {
         let sim = simulator(&setup).await;
         let aws = TestAws::new(&secret_json(&sim, &setup)).await;
         let secrets = || {
-            CachedSecretSource::new(SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()), DEFAULT_SECRET_TTL)
+            CachedSecretSource::new(
+                SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()),
+                DEFAULT_SECRET_TTL,
+            )
         };
         let webhook = WebhookHandler::new(SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()), secrets());
         let worker = SyncWorker {
@@ -117,7 +123,12 @@ impl Pipeline for AwsPipeline {
             connector: BitbucketConnector::new(client_options(&setup)).expect("client"),
             options: SyncOptions::default(),
         };
-        Self { sim, aws, webhook, worker }
+        Self {
+            sim,
+            aws,
+            webhook,
+            worker,
+        }
     }
 
     fn sim(&self) -> &Simulator {
@@ -130,7 +141,9 @@ impl Pipeline for AwsPipeline {
 
     async fn deliver(&self, delivery: &WebhookDelivery) -> u16 {
         let event = apigw_event(Gateway::Http, "POST", &delivery.headers, &delivery.body);
-        let response = hubsync_webhook_function::handle(&self.webhook, request_from_event(&event)).await.expect("infallible");
+        let response = hubsync_webhook_function::handle(&self.webhook, request_from_event(&event))
+            .await
+            .expect("infallible");
         response.status().as_u16()
     }
 
@@ -153,18 +166,36 @@ impl Pipeline for AwsPipeline {
                 break;
             }
             let response = hubsync_sync_function::process_batch(&self.worker, sqs_event(arn, &messages)).await;
-            let failed: HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+            let failed: HashSet<String> = response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect();
             for m in &messages {
                 let receipt = m.receipt_handle().unwrap_or_default();
                 if failed.contains(m.message_id().unwrap_or_default()) {
                     // What the visibility timeout would do, without waiting for it.
-                    sqs.change_message_visibility().queue_url(queue).receipt_handle(receipt).visibility_timeout(0).send().await.expect("ChangeMessageVisibility");
+                    sqs.change_message_visibility()
+                        .queue_url(queue)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .expect("ChangeMessageVisibility");
                 } else {
-                    sqs.delete_message().queue_url(queue).receipt_handle(receipt).send().await.expect("DeleteMessage");
+                    sqs.delete_message()
+                        .queue_url(queue)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await
+                        .expect("DeleteMessage");
                 }
             }
         }
-        self.aws.receive_all(&self.aws.resources.dead_letter_queue_url).await.len()
+        self.aws
+            .receive_all(&self.aws.resources.dead_letter_queue_url)
+            .await
+            .len()
     }
 
     fn cli_env(&self) -> Vec<(String, String)> {
@@ -203,7 +234,9 @@ impl Pipeline for LocalPipeline {
             ..ServeArgs::default()
         };
         let connector = BitbucketConnector::new(client_options(&setup)).expect("client");
-        let server = hubsync_cli::serve::start_with(args, local, connector).await.expect("hubsync serve starts");
+        let server = hubsync_cli::serve::start_with(args, local, connector)
+            .await
+            .expect("hubsync serve starts");
         Self { sim, server, db }
     }
 
@@ -216,7 +249,11 @@ impl Pipeline for LocalPipeline {
     }
 
     async fn deliver(&self, delivery: &WebhookDelivery) -> u16 {
-        delivery.send(&self.server.webhook_url()).await.expect("the server answers").status
+        delivery
+            .send(&self.server.webhook_url())
+            .await
+            .expect("the server answers")
+            .status
     }
 
     async fn drain(&self) -> usize {
@@ -227,7 +264,10 @@ impl Pipeline for LocalPipeline {
             if stats.is_drained() {
                 return stats.dead_letters as usize;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the local queue did not drain: {stats:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the local queue did not drain: {stats:?}"
+            );
             tokio::select! {
                 _ = self.server.hub().notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}

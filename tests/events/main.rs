@@ -9,7 +9,14 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 const SAMPLE_SECRET: &str = "hubsync-sample-webhook-secret";
-const NAMES: [&str; 6] = ["ping", "push-default-branch", "branch-created", "branch-deleted", "tag-pushed", "bad-signature"];
+const NAMES: [&str; 6] = [
+    "ping",
+    "push-default-branch",
+    "branch-created",
+    "branch-deleted",
+    "tag-pushed",
+    "bad-signature",
+];
 
 fn events_dir() -> std::path::PathBuf {
     hubsync_tests::workspace_root().join("events")
@@ -28,14 +35,20 @@ fn raw(name: &str) -> (Vec<u8>, Vec<(String, String)>) {
 
 fn verifies(body: &[u8], signature: &str) -> bool {
     let secret = SecretString::from(SAMPLE_SECRET.to_owned());
-    Signature::parse(signature).and_then(|s| s.verify(body, [&secret])).is_ok()
+    Signature::parse(signature)
+        .and_then(|s| s.verify(body, [&secret]))
+        .is_ok()
 }
 
 #[test]
 fn every_raw_sample_is_signed_with_the_documented_secret() {
     for name in NAMES {
         let (body, headers) = raw(name);
-        let signature = headers.iter().find(|(k, _)| k == "X-Hub-Signature").map(|(_, v)| v.as_str()).expect(name);
+        let signature = headers
+            .iter()
+            .find(|(k, _)| k == "X-Hub-Signature")
+            .map(|(_, v)| v.as_str())
+            .expect(name);
         assert_eq!(verifies(&body, signature), name != "bad-signature", "{name}");
     }
 }
@@ -53,13 +66,27 @@ fn api_gateway_samples_wrap_the_raw_delivery_exactly() {
             let (body, headers) = raw(name);
             let path = events_dir().join(sub).join(format!("{name}.json"));
             let event: Value = serde_json::from_slice(&std::fs::read(&path).expect("event")).expect("JSON");
-            assert_eq!(event["body"].as_str().map(str::as_bytes), Some(body.as_slice()), "{}", path.display());
+            assert_eq!(
+                event["body"].as_str().map(str::as_bytes),
+                Some(body.as_slice()),
+                "{}",
+                path.display()
+            );
             assert_eq!(event["isBase64Encoded"], false);
             for (k, v) in &headers {
-                assert_eq!(event["headers"][k.to_ascii_lowercase()].as_str(), Some(v.as_str()), "{} {k}", path.display());
+                assert_eq!(
+                    event["headers"][k.to_ascii_lowercase()].as_str(),
+                    Some(v.as_str()),
+                    "{} {k}",
+                    path.display()
+                );
             }
             let request = hubsync_tests::lambda::request_from_event(&event);
-            assert!(request.uri().path().ends_with("/gateway/public/sync"), "{}", Path::new(&path).display());
+            assert!(
+                request.uri().path().ends_with("/gateway/public/sync"),
+                "{}",
+                Path::new(&path).display()
+            );
         }
     }
 }

@@ -11,7 +11,13 @@ pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "hubsync-tests"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "hubsync-tests",
+        ))
         .load()
         .await
 }
@@ -34,7 +40,9 @@ impl TestAws {
     pub async fn new(secret_json: &str) -> Self {
         let sdk = sdk_config().await;
         let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let resources = provision(&sdk, &name, secret_json).await.expect("moto accepts the resources");
+        let resources = provision(&sdk, &name, secret_json)
+            .await
+            .expect("moto accepts the resources");
         Self { sdk, resources }
     }
 

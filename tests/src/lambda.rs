@@ -91,7 +91,11 @@ pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> S
         .map(|m| {
             let attributes: serde_json::Map<String, Value> = m
                 .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                        .collect()
+                })
                 .unwrap_or_default();
             json!({
                 "messageId": m.message_id(),

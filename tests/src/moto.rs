@@ -62,7 +62,10 @@ fn start() -> Moto {
     // Wait until it accepts connections: a readiness check, bounded in time.
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start listening on {addr} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start listening on {addr} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Moto {

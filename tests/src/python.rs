@@ -26,7 +26,9 @@ pub fn tool(name: &str) -> PathBuf {
 pub fn ensure_installed() {
     let root = workspace_root();
     let requirements = root.join("tests").join("requirements.txt");
-    let wanted = hex::encode(Sha256::digest(std::fs::read(&requirements).expect("tests/requirements.txt is readable")));
+    let wanted = hex::encode(Sha256::digest(
+        std::fs::read(&requirements).expect("tests/requirements.txt is readable"),
+    ));
     let venv = root.join(".venv");
     let stamp = venv.join("hubsync-requirements.sha256");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == wanted) {

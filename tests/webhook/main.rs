@@ -18,7 +18,8 @@ use serde_json::Value;
 const SAMPLE_SECRET: &str = "hubsync-sample-webhook-secret";
 
 fn secret_json(webhook_secret: &str) -> String {
-    serde_json::json!({"baseUrl": "http://127.0.0.1:9", "accessToken": "sample-token", "webhookSecret": webhook_secret}).to_string()
+    serde_json::json!({"baseUrl": "http://127.0.0.1:9", "accessToken": "sample-token", "webhookSecret": webhook_secret})
+        .to_string()
 }
 
 type Handler = WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>;
@@ -33,13 +34,18 @@ impl App {
         let aws = TestAws::new(&secret_json(SAMPLE_SECRET)).await;
         let handler = WebhookHandler::new(
             SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()),
-            CachedSecretSource::new(SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()), DEFAULT_SECRET_TTL),
+            CachedSecretSource::new(
+                SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()),
+                DEFAULT_SECRET_TTL,
+            ),
         );
         Self { aws, handler }
     }
 
     async fn invoke(&self, event: &Value) -> (StatusCode, Value) {
-        let response = hubsync_webhook_function::handle(&self.handler, request_from_event(event)).await.expect("infallible");
+        let response = hubsync_webhook_function::handle(&self.handler, request_from_event(event))
+            .await
+            .expect("infallible");
         let status = response.status();
         let body = match response.body() {
             Body::Text(t) => serde_json::from_str(t).expect("a JSON answer"),
@@ -55,7 +61,8 @@ impl App {
             .into_iter()
             .map(|m| {
                 let attrs = m.attributes().cloned().unwrap_or_default();
-                let get = |k: aws_sdk_sqs::types::MessageSystemAttributeName| attrs.get(&k).cloned().unwrap_or_default();
+                let get =
+                    |k: aws_sdk_sqs::types::MessageSystemAttributeName| attrs.get(&k).cloned().unwrap_or_default();
                 (
                     serde_json::from_str(m.body().unwrap_or_default()).expect("a push message"),
                     get(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId),
@@ -71,8 +78,12 @@ fn sample(gateway: Gateway, name: &str) -> Value {
         Gateway::Rest => "apigw-rest",
         Gateway::Http => "apigw-http",
     };
-    let path: PathBuf = hubsync_tests::workspace_root().join("events").join(dir).join(format!("{name}.json"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("sample JSON")
+    let path: PathBuf = hubsync_tests::workspace_root()
+        .join("events")
+        .join(dir)
+        .join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("sample JSON")
 }
 
 const GATEWAYS: [Gateway; 2] = [Gateway::Rest, Gateway::Http];
@@ -116,7 +127,10 @@ async fn a_push_to_the_default_branch_is_queued_once_with_repository_group_and_d
         assert_eq!(push.changes.len(), 1);
         assert_eq!(push.changes[0].ref_id, "refs/heads/main");
         assert_eq!(push.changes[0].change_type, RefChangeType::Update);
-        assert_eq!(push.changes[0].from_hash.as_str(), "ecddabb624f6f5ba43816f5926e580a5f680a932");
+        assert_eq!(
+            push.changes[0].from_hash.as_str(),
+            "ecddabb624f6f5ba43816f5926e580a5f680a932"
+        );
         assert_eq!(push.actor.name.as_deref(), Some("jdoe"));
         assert_eq!(group, "DATA/models");
         assert_eq!(dedup, push.delivery_id.as_str());
@@ -162,7 +176,11 @@ async fn a_wrong_signature_gets_401_and_nothing_is_queued() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("secret"), "{body}");
         let mut signed_ping_wrong = sample(gateway, "ping");
-        set_header(&mut signed_ping_wrong, "x-hub-signature", Some(&format!("sha256={}", "0".repeat(64))));
+        set_header(
+            &mut signed_ping_wrong,
+            "x-hub-signature",
+            Some(&format!("sha256={}", "0".repeat(64))),
+        );
         assert_eq!(app.invoke(&signed_ping_wrong).await.0, StatusCode::UNAUTHORIZED);
         assert!(app.queued().await.is_empty());
     }
@@ -174,7 +192,11 @@ async fn missing_or_sha1_signatures_get_401() {
     let mut missing = sample(Gateway::Rest, "push-default-branch");
     set_header(&mut missing, "x-hub-signature", None);
     let mut sha1 = sample(Gateway::Rest, "push-default-branch");
-    set_header(&mut sha1, "x-hub-signature", Some("sha1=0a4d55a8d778e5022fab701977c5d840bbc486d0"));
+    set_header(
+        &mut sha1,
+        "x-hub-signature",
+        Some("sha1=0a4d55a8d778e5022fab701977c5d840bbc486d0"),
+    );
     assert_eq!(app.invoke(&missing).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(app.invoke(&sha1).await.0, StatusCode::UNAUTHORIZED);
     assert!(app.queued().await.is_empty());
@@ -191,21 +213,35 @@ async fn a_trailing_newline_breaks_the_signature() {
 }
 
 fn headers_of(event: &Value) -> Vec<(String, String)> {
-    event["headers"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect()
+    event["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
 }
 
 fn signed_event(gateway: Gateway, event_key: &str, body: &[u8]) -> Value {
     let mut headers = headers_of(&sample(gateway, "push-default-branch"));
     headers.retain(|(k, _)| k != "x-hub-signature" && k != "x-event-key");
     headers.push(("x-event-key".into(), event_key.into()));
-    headers.push(("x-hub-signature".into(), hubsync_core::signature::sign(body, &SAMPLE_SECRET.to_owned().into())));
+    headers.push((
+        "x-hub-signature".into(),
+        hubsync_core::signature::sign(body, &SAMPLE_SECRET.to_owned().into()),
+    ));
     apigw_event(gateway, "POST", &headers, body)
 }
 
 #[tokio::test]
 async fn other_events_are_acknowledged_and_ignored() {
     let app = App::spawn().await;
-    let (status, body) = app.invoke(&signed_event(Gateway::Http, "pr:opened", br#"{"eventKey":"pr:opened"}"#)).await;
+    let (status, body) = app
+        .invoke(&signed_event(
+            Gateway::Http,
+            "pr:opened",
+            br#"{"eventKey":"pr:opened"}"#,
+        ))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["status"], "ignored");
     assert!(app.queued().await.is_empty());
@@ -214,11 +250,24 @@ async fn other_events_are_acknowledged_and_ignored() {
 #[tokio::test]
 async fn invalid_json_or_missing_fields_get_400() {
     let app = App::spawn().await;
-    let (status, body) = app.invoke(&signed_event(Gateway::Rest, "repo:refs_changed", b"{not json")).await;
+    let (status, body) = app
+        .invoke(&signed_event(Gateway::Rest, "repo:refs_changed", b"{not json"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["message"].as_str().unwrap().contains("not a repo:refs_changed payload"), "{body}");
-    let (status, body) =
-        app.invoke(&signed_event(Gateway::Rest, "repo:refs_changed", br#"{"repository":{"slug":"x","project":{"key":"P"}}}"#)).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a repo:refs_changed payload"),
+        "{body}"
+    );
+    let (status, body) = app
+        .invoke(&signed_event(
+            Gateway::Rest,
+            "repo:refs_changed",
+            br#"{"repository":{"slug":"x","project":{"key":"P"}}}"#,
+        ))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("changes"), "{body}");
     assert!(app.queued().await.is_empty());
@@ -228,7 +277,9 @@ async fn invalid_json_or_missing_fields_get_400() {
 async fn a_body_over_one_mebibyte_gets_413() {
     let app = App::spawn().await;
     let body = vec![b' '; 1024 * 1024 + 1];
-    let (status, _) = app.invoke(&signed_event(Gateway::Http, "repo:refs_changed", &body)).await;
+    let (status, _) = app
+        .invoke(&signed_event(Gateway::Http, "repo:refs_changed", &body))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(app.queued().await.is_empty());
 }
@@ -252,11 +303,17 @@ async fn a_rotated_secret_still_accepts_the_previous_one() {
     let app = App {
         handler: WebhookHandler::new(
             SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()),
-            CachedSecretSource::new(SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()), DEFAULT_SECRET_TTL),
+            CachedSecretSource::new(
+                SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()),
+                DEFAULT_SECRET_TTL,
+            ),
         ),
         aws,
     };
-    assert_eq!(app.invoke(&sample(Gateway::Http, "push-default-branch")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.invoke(&sample(Gateway::Http, "push-default-branch")).await.0,
+        StatusCode::ACCEPTED
+    );
     assert_eq!(app.queued().await.len(), 1);
 }
 
@@ -264,7 +321,10 @@ async fn a_rotated_secret_still_accepts_the_previous_one() {
 async fn an_unreachable_queue_gets_503() {
     let app = App::spawn().await;
     // A loopback port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dead_sdk = sdk_config_for(&format!("http://{closed}")).await;
     let handler = WebhookHandler::new(
         SqsPushQueue::new(aws_sdk_sqs::Client::new(&dead_sdk), app.aws.resources.queue_url.clone()),
@@ -273,9 +333,12 @@ async fn an_unreachable_queue_gets_503() {
             DEFAULT_SECRET_TTL,
         ),
     );
-    let response = hubsync_webhook_function::handle(&handler, request_from_event(&sample(Gateway::Rest, "push-default-branch")))
-        .await
-        .unwrap();
+    let response = hubsync_webhook_function::handle(
+        &handler,
+        request_from_event(&sample(Gateway::Rest, "push-default-branch")),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(app.queued().await.is_empty());
 }
@@ -288,7 +351,9 @@ async fn without_a_secret_every_delivery_is_refused() {
         Some(SecretsManagerSource::new(app.aws.secrets(), "no-such-secret")),
     );
     for name in ["ping", "push-default-branch"] {
-        let response = hubsync_webhook_function::handle(&handler, request_from_event(&sample(Gateway::Rest, name))).await.unwrap();
+        let response = hubsync_webhook_function::handle(&handler, request_from_event(&sample(Gateway::Rest, name)))
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{name}");
     }
     assert!(app.queued().await.is_empty());

@@ -31,7 +31,9 @@ fn refs_changed(changes: Value) -> Value {
 }
 
 fn change(ref_id: &str, kind: &str, from: &str, to: &str, change_type: &str) -> Value {
-    let display = ref_id.trim_start_matches("refs/heads/").trim_start_matches("refs/tags/");
+    let display = ref_id
+        .trim_start_matches("refs/heads/")
+        .trim_start_matches("refs/tags/");
     json!({"ref": {"id": ref_id, "displayId": display, "type": kind}, "refId": ref_id,
            "fromHash": from, "toHash": to, "type": change_type})
 }
@@ -46,7 +48,12 @@ struct Sample {
 
 fn samples() -> Vec<Sample> {
     vec![
-        Sample { name: "ping", event_key: "diagnostics:ping", body: json!({"test": true}), signed_with: Some(SAMPLE_SECRET) },
+        Sample {
+            name: "ping",
+            event_key: "diagnostics:ping",
+            body: json!({"test": true}),
+            signed_with: Some(SAMPLE_SECRET),
+        },
         Sample {
             name: "push-default-branch",
             event_key: "repo:refs_changed",
@@ -56,13 +63,25 @@ fn samples() -> Vec<Sample> {
         Sample {
             name: "branch-created",
             event_key: "repo:refs_changed",
-            body: refs_changed(json!([change("refs/heads/feature/orders-v2", "BRANCH", ZERO, NEW, "ADD")])),
+            body: refs_changed(json!([change(
+                "refs/heads/feature/orders-v2",
+                "BRANCH",
+                ZERO,
+                NEW,
+                "ADD"
+            )])),
             signed_with: Some(SAMPLE_SECRET),
         },
         Sample {
             name: "branch-deleted",
             event_key: "repo:refs_changed",
-            body: refs_changed(json!([change("refs/heads/feature/orders-v2", "BRANCH", NEW, ZERO, "DELETE")])),
+            body: refs_changed(json!([change(
+                "refs/heads/feature/orders-v2",
+                "BRANCH",
+                NEW,
+                ZERO,
+                "DELETE"
+            )])),
             signed_with: Some(SAMPLE_SECRET),
         },
         Sample {
@@ -88,9 +107,15 @@ pub fn write_all(dir: &Path) -> anyhow::Result<()> {
         let body = serde_json::to_vec(&sample.body)?;
         let mut headers = vec![
             ("X-Event-Key".to_owned(), sample.event_key.to_owned()),
-            ("X-Request-Id".to_owned(), format!("7f1d4a2c-0b9e-4c55-9a3e-5c2b0d8e1f{i:02}")),
+            (
+                "X-Request-Id".to_owned(),
+                format!("7f1d4a2c-0b9e-4c55-9a3e-5c2b0d8e1f{i:02}"),
+            ),
             ("Content-Type".to_owned(), "application/json; charset=utf-8".to_owned()),
-            ("User-Agent".to_owned(), "Atlassian HttpClient 4.2.0 / Bitbucket-9.2.0 (9002000) / Default".to_owned()),
+            (
+                "User-Agent".to_owned(),
+                "Atlassian HttpClient 4.2.0 / Bitbucket-9.2.0 (9002000) / Default".to_owned(),
+            ),
         ];
         if let Some(secret) = sample.signed_with {
             let signature = hubsync_core::signature::sign(&body, &SecretString::from(secret.to_owned()));
@@ -98,10 +123,16 @@ pub fn write_all(dir: &Path) -> anyhow::Result<()> {
         }
         std::fs::write(dir.join("bitbucket").join(format!("{}.json", sample.name)), &body)?;
         let header_lines: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-        std::fs::write(dir.join("bitbucket").join(format!("{}.headers", sample.name)), header_lines)?;
+        std::fs::write(
+            dir.join("bitbucket").join(format!("{}.headers", sample.name)),
+            header_lines,
+        )?;
         for (gateway, sub) in [(Gateway::Rest, "apigw-rest"), (Gateway::Http, "apigw-http")] {
             let event = apigw_event(gateway, "POST", &headers, &body);
-            std::fs::write(dir.join(sub).join(format!("{}.json", sample.name)), serde_json::to_string_pretty(&event)? + "\n")?;
+            std::fs::write(
+                dir.join(sub).join(format!("{}.json", sample.name)),
+                serde_json::to_string_pretty(&event)? + "\n",
+            )?;
         }
     }
     eprintln!("xtask: sample events written to {}", dir.display());

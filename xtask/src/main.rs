@@ -69,7 +69,16 @@ fn build_lambdas(root: &Path) -> anyhow::Result<()> {
     hubsync_tests::python::ensure_installed();
     ensure_aarch64_target()?;
     run(Command::new(hubsync_tests::python::venv_bin().join("cargo-lambda"))
-        .args(["lambda", "build", "--release", "--arm64", "--bin", "webhook", "--bin", "sync"])
+        .args([
+            "lambda",
+            "build",
+            "--release",
+            "--arm64",
+            "--bin",
+            "webhook",
+            "--bin",
+            "sync",
+        ])
         .current_dir(root)
         .env("PATH", path_with_venv()))
 }

@@ -25,10 +25,7 @@ pub(crate) enum Mapped {
 }
 
 pub(crate) fn map_change(change: &RestChange) -> Mapped {
-    if matches!(
-        change.node_type,
-        Some(NodeType::Directory | NodeType::Submodule)
-    ) {
+    if matches!(change.node_type, Some(NodeType::Directory | NodeType::Submodule)) {
         return Mapped::NotAFile;
     }
     let Some(path) = change.path.as_ref().and_then(|p| p.repo_path()) else {
@@ -75,9 +72,7 @@ mod tests {
             ("MODIFY", FileChangeKind::Modify),
             ("DELETE", FileChangeKind::Delete),
         ] {
-            let json = format!(
-                r#"{{"type":"{ty}","nodeType":"FILE","path":{{"components":["m","a.json"]}}}}"#
-            );
+            let json = format!(r#"{{"type":"{ty}","nodeType":"FILE","path":{{"components":["m","a.json"]}}}}"#);
             assert_eq!(change(&json), file("m/a.json", kind));
         }
     }
@@ -85,9 +80,7 @@ mod tests {
     #[test]
     fn moves_and_copies_carry_their_source() {
         assert_eq!(
-            change(
-                r#"{"type":"MOVE","path":{"components":["new.json"]},"srcPath":{"components":["old","x.json"]}}"#
-            ),
+            change(r#"{"type":"MOVE","path":{"components":["new.json"]},"srcPath":{"components":["old","x.json"]}}"#),
             file(
                 "new.json",
                 FileChangeKind::Move {
@@ -96,15 +89,8 @@ mod tests {
             )
         );
         assert_eq!(
-            change(
-                r#"{"type":"COPY","path":{"components":["b.json"]},"srcPath":{"components":["a.json"]}}"#
-            ),
-            file(
-                "b.json",
-                FileChangeKind::Copy {
-                    from: "a.json".into()
-                }
-            )
+            change(r#"{"type":"COPY","path":{"components":["b.json"]},"srcPath":{"components":["a.json"]}}"#),
+            file("b.json", FileChangeKind::Copy { from: "a.json".into() })
         );
     }
 
@@ -149,10 +135,7 @@ mod tests {
                 kind: FileChangeKind::Add
             }))
         );
-        assert_eq!(
-            change(r#"{"type":"ADD","nodeType":"FILE"}"#),
-            Mapped::Incomplete(None)
-        );
+        assert_eq!(change(r#"{"type":"ADD","nodeType":"FILE"}"#), Mapped::Incomplete(None));
         assert_eq!(
             change(r#"{"type":"COPY","path":{"components":["b.json"]}}"#),
             file("b.json", FileChangeKind::Add)

@@ -155,11 +155,7 @@ enum Failure {
 
 impl BitbucketClient {
     /// A client with its own connection pool, built by [`BitbucketClient::http_client`].
-    pub fn new(
-        base_url: &str,
-        token: SecretString,
-        options: ClientOptions,
-    ) -> Result<Self, ClientBuildError> {
+    pub fn new(base_url: &str, token: SecretString, options: ClientOptions) -> Result<Self, ClientBuildError> {
         let http = Self::http_client(&options)?;
         Self::with_http(http, base_url, token, options)
     }
@@ -246,13 +242,7 @@ impl BitbucketClient {
         self.status_failure(call, reply.status, &reply.body, None)
     }
 
-    fn status_failure(
-        &self,
-        call: &Call<'_>,
-        status: StatusCode,
-        body: &[u8],
-        attempts: Option<u32>,
-    ) -> GitHostError {
+    fn status_failure(&self, call: &Call<'_>, status: StatusCode, body: &[u8], attempts: Option<u32>) -> GitHostError {
         let kind = match status {
             StatusCode::UNAUTHORIZED => GitHostErrorKind::Unauthorized,
             StatusCode::FORBIDDEN => GitHostErrorKind::Forbidden,
@@ -277,32 +267,20 @@ impl BitbucketClient {
     }
 
     /// Reads a JSON answer; anything else is a protocol error.
-    pub(crate) fn parse_json<T: DeserializeOwned>(
-        &self,
-        call: &Call<'_>,
-        reply: &Reply,
-    ) -> Result<T, GitHostError> {
+    pub(crate) fn parse_json<T: DeserializeOwned>(&self, call: &Call<'_>, reply: &Reply) -> Result<T, GitHostError> {
         serde_json::from_slice(&reply.body).map_err(|e| {
             self.fail(
                 call,
                 GitHostErrorKind::Protocol,
                 Some(reply.status),
-                format!(
-                    "HTTP {}: the answer is not the expected JSON: {e}",
-                    reply.status
-                ),
+                format!("HTTP {}: the answer is not the expected JSON: {e}", reply.status),
             )
         })
     }
 
     /// GETs `url`, retrying 429, 5xx and transport failures (timeouts included) with backoff.
     /// Every other answer is returned for the caller to interpret.
-    pub(crate) async fn get(
-        &self,
-        call: &Call<'_>,
-        url: &Url,
-        expect: Expect,
-    ) -> Result<Reply, GitHostError> {
+    pub(crate) async fn get(&self, call: &Call<'_>, url: &Url, expect: Expect) -> Result<Reply, GitHostError> {
         let Some(authorization) = self.authorization() else {
             // Checked when the client was built; kept as an error rather than a panic.
             let message = "the access token cannot be sent in an HTTP header".to_owned();
@@ -319,10 +297,7 @@ impl BitbucketClient {
                 repo = %call.repo,
                 attempt,
             );
-            let outcome = self
-                .attempt(url, expect, &authorization)
-                .instrument(span.clone())
-                .await;
+            let outcome = self.attempt(url, expect, &authorization).instrument(span.clone()).await;
             let (failure, retry_after) = match outcome {
                 Ok(answer) if is_retryable_status(answer.status) => (
                     Failure::Status {
@@ -338,22 +313,16 @@ impl BitbucketClient {
                     });
                 }
                 Err(error) if error.is_builder() => {
-                    let message = format!(
-                        "the request could not be built: {}",
-                        chain(&error.without_url())
-                    );
+                    let message = format!("the request could not be built: {}", chain(&error.without_url()));
                     return Err(self.fail(call, GitHostErrorKind::Protocol, None, message));
                 }
                 Err(error) => (Failure::Transport(error), None),
             };
             if attempt >= policy.max_attempts {
                 return Err(match failure {
-                    Failure::Status { status, body } => {
-                        self.status_failure(call, status, &body, Some(attempt))
-                    }
+                    Failure::Status { status, body } => self.status_failure(call, status, &body, Some(attempt)),
                     Failure::Transport(error) => {
-                        let message =
-                            format!("after {attempt} attempts: {}", chain(&error.without_url()));
+                        let message = format!("after {attempt} attempts: {}", chain(&error.without_url()));
                         self.fail(call, GitHostErrorKind::Transport, None, message)
                     }
                 });
@@ -365,12 +334,7 @@ impl BitbucketClient {
         }
     }
 
-    async fn attempt(
-        &self,
-        url: &Url,
-        expect: Expect,
-        authorization: &HeaderValue,
-    ) -> Result<Answer, reqwest::Error> {
+    async fn attempt(&self, url: &Url, expect: Expect, authorization: &HeaderValue) -> Result<Answer, reqwest::Error> {
         let accept = match expect {
             Expect::Json => "application/json",
             Expect::Raw => "*/*",
@@ -417,14 +381,8 @@ impl BitbucketClient {
 
 /// Reads a body chunk by chunk into one buffer, reserved from `Content-Length` when there is
 /// one: tens of megabytes are copied once, not re-concatenated. With `limit`, stops there.
-async fn read_body(
-    mut response: reqwest::Response,
-    limit: Option<usize>,
-) -> Result<Vec<u8>, reqwest::Error> {
-    let expected = response
-        .content_length()
-        .unwrap_or(0)
-        .min(PREALLOCATE_LIMIT);
+async fn read_body(mut response: reqwest::Response, limit: Option<usize>) -> Result<Vec<u8>, reqwest::Error> {
+    let expected = response.content_length().unwrap_or(0).min(PREALLOCATE_LIMIT);
     let expected = usize::try_from(expected).unwrap_or(0);
     let mut body = Vec::with_capacity(limit.map_or(expected, |l| expected.min(l)));
     while let Some(chunk) = response.chunk().await? {
@@ -458,10 +416,7 @@ mod tests {
     fn debug_output_does_not_contain_the_token() {
         let printed = format!("{:?}", client());
         assert!(!printed.contains(TOKEN), "{printed}");
-        assert!(
-            printed.contains("https://bitbucket.example.com"),
-            "{printed}"
-        );
+        assert!(printed.contains("https://bitbucket.example.com"), "{printed}");
     }
 
     #[test]
@@ -469,9 +424,8 @@ mod tests {
         let client = client();
         let repo = RepoRef::parse("DATA/models").unwrap();
         let call = Call::new(&repo, "GET files");
-        let body = format!(
-            r#"{{"errors":[{{"context":null,"message":"token {TOKEN} is revoked","exceptionName":null}}]}}"#
-        );
+        let body =
+            format!(r#"{{"errors":[{{"context":null,"message":"token {TOKEN} is revoked","exceptionName":null}}]}}"#);
         let reply = Reply {
             status: StatusCode::UNAUTHORIZED,
             body: body.into_bytes(),
@@ -481,10 +435,7 @@ mod tests {
 
         let printed = format!("{error} / {error:?}");
         assert!(!printed.contains(TOKEN), "{printed}");
-        assert!(
-            printed.contains("DATA/models") && printed.contains("401"),
-            "{printed}"
-        );
+        assert!(printed.contains("DATA/models") && printed.contains("401"), "{printed}");
         assert!(printed.contains("is revoked"), "{printed}");
         assert_eq!(error.kind, GitHostErrorKind::Unauthorized);
     }
@@ -492,12 +443,7 @@ mod tests {
     #[test]
     fn a_token_that_cannot_be_a_header_is_refused_without_being_printed() {
         for bad in ["", "  ", "abc\u{7}def"] {
-            let err = BitbucketClient::new(
-                "https://h",
-                SecretString::from(bad),
-                ClientOptions::default(),
-            )
-            .unwrap_err();
+            let err = BitbucketClient::new("https://h", SecretString::from(bad), ClientOptions::default()).unwrap_err();
             assert!(matches!(err, ClientBuildError::Token));
         }
         let client = BitbucketClient::new(
@@ -519,8 +465,7 @@ mod tests {
             ..ClientOptions::default()
         };
         for options in [zero_attempts, zero_page] {
-            let err =
-                BitbucketClient::new("https://h", SecretString::from(TOKEN), options).unwrap_err();
+            let err = BitbucketClient::new("https://h", SecretString::from(TOKEN), options).unwrap_err();
             assert!(matches!(err, ClientBuildError::Option(_)));
         }
     }

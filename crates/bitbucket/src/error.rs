@@ -10,9 +10,7 @@ use crate::json::ErrorBody;
 pub enum ClientBuildError {
     #[error("the Bitbucket base URL is not valid: {0}")]
     BaseUrl(String),
-    #[error(
-        "the access token cannot be sent in an HTTP header (it is empty or holds control characters)"
-    )]
+    #[error("the access token cannot be sent in an HTTP header (it is empty or holds control characters)")]
     Token,
     #[error("invalid client option: {0}")]
     Option(String),
@@ -83,18 +81,12 @@ mod tests {
         );
         assert_eq!(describe_body(b""), "");
         let long = "é".repeat(500);
-        assert_eq!(
-            describe_body(long.as_bytes()).chars().count(),
-            SNIPPET_CHARS + 1
-        );
+        assert_eq!(describe_body(long.as_bytes()).chars().count(), SNIPPET_CHARS + 1);
     }
 
     #[test]
     fn the_secret_is_redacted_wherever_it_appears() {
-        assert_eq!(
-            redact("a tok b tok".into(), "tok"),
-            "a [redacted] b [redacted]"
-        );
+        assert_eq!(redact("a tok b tok".into(), "tok"), "a [redacted] b [redacted]");
         assert_eq!(redact("nothing".into(), ""), "nothing");
     }
 }

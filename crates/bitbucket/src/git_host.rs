@@ -33,9 +33,7 @@ impl BitbucketClient {
     fn url(&self, call: &Call<'_>, resource: &[&str]) -> Result<Url, GitHostError> {
         self.api()
             .repo_url(call.repo, resource)
-            .map_err(|e: InvalidSegment| {
-                self.fail(call, GitHostErrorKind::Protocol, None, e.to_string())
-            })
+            .map_err(|e: InvalidSegment| self.fail(call, GitHostErrorKind::Protocol, None, e.to_string()))
     }
 
     /// One page of a paged resource: `url` with `start` and `limit` added.
@@ -70,11 +68,7 @@ impl BitbucketClient {
 
     /// The commit a branch points at; `None` when the branch has no commit (an empty repository,
     /// or a configured default branch never pushed).
-    async fn branch_head(
-        &self,
-        repo: &RepoRef,
-        ref_id: &str,
-    ) -> Result<Option<CommitId>, GitHostError> {
+    async fn branch_head(&self, repo: &RepoRef, ref_id: &str) -> Result<Option<CommitId>, GitHostError> {
         let call = Call::new(repo, format!("GET head of {ref_id}"));
         let mut url = self.url(&call, &["commits"])?;
         url.query_pairs_mut()
@@ -94,14 +88,9 @@ impl BitbucketClient {
         let Some(commit) = page.values.into_iter().next() else {
             return Ok(None);
         };
-        CommitId::parse(&commit.id).map(Some).map_err(|e| {
-            self.fail(
-                &call,
-                GitHostErrorKind::Protocol,
-                Some(reply.status),
-                e.to_string(),
-            )
-        })
+        CommitId::parse(&commit.id)
+            .map(Some)
+            .map_err(|e| self.fail(&call, GitHostErrorKind::Protocol, Some(reply.status), e.to_string()))
     }
 }
 
@@ -119,9 +108,7 @@ impl GitHost for BitbucketClient {
         let reply: Reply = self.get(&call, &url, Expect::Json).await?;
         let branch: RestMinimalRef = match reply.status {
             StatusCode::NO_CONTENT => return Ok(None),
-            StatusCode::NOT_FOUND
-                if ErrorBody::parse(&reply.body).has_exception("NoDefaultBranch") =>
-            {
+            StatusCode::NOT_FOUND if ErrorBody::parse(&reply.body).has_exception("NoDefaultBranch") => {
                 return Ok(None);
             }
             status if has_content(status) => self.parse_json(&call, &reply)?,
@@ -129,12 +116,7 @@ impl GitHost for BitbucketClient {
         };
         if branch.id.trim().is_empty() {
             let message = "the default branch has an empty id".to_owned();
-            return Err(self.fail(
-                &call,
-                GitHostErrorKind::Protocol,
-                Some(reply.status),
-                message,
-            ));
+            return Err(self.fail(&call, GitHostErrorKind::Protocol, Some(reply.status), message));
         }
         let head = self.branch_head(repo, &branch.id).await?;
         Ok(head.map(|head| DefaultBranch {
@@ -147,16 +129,8 @@ impl GitHost for BitbucketClient {
     /// without saying so, so the set is `truncated` once `max_changes` entries (files or not)
     /// have been listed, when a page is not the last but gives no further start, or when a
     /// change cannot be fully read (see the `changes` module).
-    async fn changes(
-        &self,
-        repo: &RepoRef,
-        since: &CommitId,
-        until: &CommitId,
-    ) -> Result<ChangeSet, GitHostError> {
-        let call = Call::new(
-            repo,
-            format!("GET changes {}..{}", since.short(), until.short()),
-        );
+    async fn changes(&self, repo: &RepoRef, since: &CommitId, until: &CommitId) -> Result<ChangeSet, GitHostError> {
+        let call = Call::new(repo, format!("GET changes {}..{}", since.short(), until.short()));
         let mut url = self.url(&call, &["changes"])?;
         url.query_pairs_mut()
             .append_pair("since", since.as_str())
@@ -223,12 +197,7 @@ impl GitHost for BitbucketClient {
                     let message = format!(
                         "the page at {start} is not the last but its nextPageStart is {next:?}; the file list would be incomplete"
                     );
-                    return Err(self.fail(
-                        &call,
-                        GitHostErrorKind::Protocol,
-                        Some(StatusCode::OK),
-                        message,
-                    ));
+                    return Err(self.fail(&call, GitHostErrorKind::Protocol, Some(StatusCode::OK), message));
                 }
             }
         }
@@ -236,15 +205,10 @@ impl GitHost for BitbucketClient {
 
     /// `None` on a 404 for the path; a 404 whose body names a missing repository, project or
     /// commit stays a `NotFound` error (a file that "disappears" would be deleted from the store).
-    async fn raw_file(
-        &self,
-        repo: &RepoRef,
-        path: &str,
-        at: &CommitId,
-    ) -> Result<Option<Vec<u8>>, GitHostError> {
+    async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
         let call = Call::new(repo, format!("GET raw {path} at {}", at.short()));
-        let segments = file_segments(path)
-            .map_err(|e| self.fail(&call, GitHostErrorKind::Protocol, None, e.to_string()))?;
+        let segments =
+            file_segments(path).map_err(|e| self.fail(&call, GitHostErrorKind::Protocol, None, e.to_string()))?;
         let mut resource = Vec::with_capacity(segments.len() + 1);
         resource.push("raw");
         resource.extend(segments);

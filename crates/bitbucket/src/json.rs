@@ -146,11 +146,7 @@ impl ErrorBody {
         self.errors
             .iter()
             .filter_map(|e| {
-                let message = e
-                    .message
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())?;
+                let message = e.message.as_deref().map(str::trim).filter(|m| !m.is_empty())?;
                 Some(match e.context.as_deref().filter(|c| !c.is_empty()) {
                     Some(context) => format!("{context}: {message}"),
                     None => message.to_owned(),
@@ -174,10 +170,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page.values.len(), 3);
-        assert_eq!(
-            (page.size, page.limit, page.start),
-            (Some(3), Some(3), Some(0))
-        );
+        assert_eq!((page.size, page.limit, page.start), (Some(3), Some(3), Some(0)));
         assert!(!page.is_last());
         assert_eq!(page.next_page_start, Some(3));
     }
@@ -186,8 +179,7 @@ mod tests {
     fn a_page_without_is_last_page_ends_when_there_is_no_next_start() {
         let page: Page<String> = serde_json::from_str(r#"{"values": ["a"]}"#).unwrap();
         assert!(page.is_last());
-        let page: Page<String> =
-            serde_json::from_str(r#"{"values": [], "nextPageStart": 7}"#).unwrap();
+        let page: Page<String> = serde_json::from_str(r#"{"values": [], "nextPageStart": 7}"#).unwrap();
         assert!(!page.is_last());
     }
 
@@ -205,10 +197,8 @@ mod tests {
     /// `RestMinimalRef`'s documented examples.
     #[test]
     fn the_default_branch_answer_is_read() {
-        let r: RestMinimalRef = serde_json::from_str(
-            r#"{"displayId": "master", "id": "refs/heads/master", "type": "BRANCH"}"#,
-        )
-        .unwrap();
+        let r: RestMinimalRef =
+            serde_json::from_str(r#"{"displayId": "master", "id": "refs/heads/master", "type": "BRANCH"}"#).unwrap();
         assert_eq!(r.id, "refs/heads/master");
     }
 
@@ -234,22 +224,14 @@ mod tests {
         .unwrap();
         assert_eq!(change.change_type, Some(ChangeType::Move));
         assert_eq!(change.node_type, Some(NodeType::File));
-        assert_eq!(
-            change.path.unwrap().repo_path().as_deref(),
-            Some("path/to/file.txt")
-        );
-        assert_eq!(
-            change.src_path.unwrap().repo_path().as_deref(),
-            Some("path/to/old.txt")
-        );
+        assert_eq!(change.path.unwrap().repo_path().as_deref(), Some("path/to/file.txt"));
+        assert_eq!(change.src_path.unwrap().repo_path().as_deref(), Some("path/to/old.txt"));
     }
 
     #[test]
     fn unknown_change_and_node_types_are_kept_apart() {
-        let change: RestChange = serde_json::from_str(
-            r#"{"type": "UNKNOWN", "nodeType": "SYMLINK", "path": {"toString": "x"}}"#,
-        )
-        .unwrap();
+        let change: RestChange =
+            serde_json::from_str(r#"{"type": "UNKNOWN", "nodeType": "SYMLINK", "path": {"toString": "x"}}"#).unwrap();
         assert_eq!(change.change_type, Some(ChangeType::Unknown));
         assert_eq!(change.node_type, Some(NodeType::Other));
         let change: RestChange = serde_json::from_str(r#"{"type": "RENAME_AND_EDIT"}"#).unwrap();
@@ -294,10 +276,6 @@ mod tests {
             br#"{"errors":[{"context":null,"message":"Repository DATA/x does not exist.","exceptionName":"com.atlassian.bitbucket.repository.NoSuchRepositoryException"}]}"#,
         );
         assert!(body.has_exception("NoSuchRepositoryException"));
-        assert!(
-            ErrorBody::parse(b"<html>Bad gateway</html>")
-                .errors
-                .is_empty()
-        );
+        assert!(ErrorBody::parse(b"<html>Bad gateway</html>").errors.is_empty());
     }
 }

@@ -14,11 +14,7 @@ use crate::error::ClientBuildError;
 /// Everything except RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded: `/`
 /// inside a segment, `;` (a path parameter for the servlet container), `%`, `?`, `#`, `+`,
 /// spaces and every non-ASCII character (as its UTF-8 bytes).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The REST API root: `<base URL>/rest/api/latest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +70,7 @@ impl ApiRoot {
 
     /// `<root>/projects/{project}/repos/{slug}/{resource...}`, each part of `resource` being one
     /// segment (encoded, so it may contain `/` only if that is meant as data).
-    pub(crate) fn repo_url(
-        &self,
-        repo: &RepoRef,
-        resource: &[&str],
-    ) -> Result<Url, InvalidSegment> {
+    pub(crate) fn repo_url(&self, repo: &RepoRef, resource: &[&str]) -> Result<Url, InvalidSegment> {
         let mut path = self.root.path().to_owned();
         for (what, segment) in [
             ("", "projects"),
@@ -134,9 +126,7 @@ mod tests {
     #[test]
     fn repository_urls_live_under_rest_api_latest() {
         let api = ApiRoot::parse("https://bitbucket.example.com").unwrap();
-        let url = api
-            .repo_url(&repo("DATA/models"), &["default-branch"])
-            .unwrap();
+        let url = api.repo_url(&repo("DATA/models"), &["default-branch"]).unwrap();
         assert_eq!(
             url.as_str(),
             "https://bitbucket.example.com/rest/api/latest/projects/DATA/repos/models/default-branch"
@@ -164,10 +154,7 @@ mod tests {
     fn personal_project_keys_keep_their_tilde() {
         let api = ApiRoot::parse("http://127.0.0.1:7990").unwrap();
         let url = api.repo_url(&repo("~jdoe/sandbox"), &["changes"]).unwrap();
-        assert_eq!(
-            url.path(),
-            "/rest/api/latest/projects/~jdoe/repos/sandbox/changes"
-        );
+        assert_eq!(url.path(), "/rest/api/latest/projects/~jdoe/repos/sandbox/changes");
     }
 
     #[test]

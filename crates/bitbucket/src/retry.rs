@@ -51,11 +51,7 @@ pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Durat
         return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
     }
     let date = DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (date.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
+    Some((date.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -70,14 +66,8 @@ mod tests {
     #[test]
     fn retry_after_in_seconds_is_read() {
         assert_eq!(parse_retry_after("0", now()), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after(" 120 ", now()),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now()),
-            Some(Duration::MAX)
-        );
+        assert_eq!(parse_retry_after(" 120 ", now()), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("99999999999999999999999", now()), Some(Duration::MAX));
     }
 
     #[test]
@@ -117,14 +107,7 @@ mod tests {
     fn backoff_doubles_within_its_jitter_band_and_stops_at_the_maximum() {
         let initial = Duration::from_millis(200);
         let max = Duration::from_secs(10);
-        for (attempt, step_ms) in [
-            (1, 200),
-            (2, 400),
-            (3, 800),
-            (4, 1600),
-            (7, 10_000),
-            (40, 10_000),
-        ] {
+        for (attempt, step_ms) in [(1, 200), (2, 400), (3, 800), (4, 1600), (7, 10_000), (40, 10_000)] {
             let low = backoff(attempt, initial, max, 0.0);
             let high = backoff(attempt, initial, max, 0.999_999);
             assert_eq!(low, Duration::from_millis(step_ms / 2), "attempt {attempt}");

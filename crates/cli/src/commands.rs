@@ -88,7 +88,8 @@ macro_rules! with_backend {
 }
 
 pub fn open_local(cfg: &LocalConfig) -> anyhow::Result<hubsync_sqlite::SqliteHub> {
-    hubsync_sqlite::SqliteHub::open(&cfg.db_path).with_context(|| format!("opening the local database {}", cfg.db_path.display()))
+    hubsync_sqlite::SqliteHub::open(&cfg.db_path)
+        .with_context(|| format!("opening the local database {}", cfg.db_path.display()))
 }
 
 pub async fn repos(cmd: ReposCommand) -> anyhow::Result<()> {
@@ -123,11 +124,21 @@ async fn run_repos<S: RepoRegistry>(store: &S, cmd: ReposCommand) -> anyhow::Res
             for r in repos {
                 let cursor = r.cursor.as_ref().map_or_else(
                     || "never synced".to_owned(),
-                    |c| format!("at {} since {}", c.commit.short(), c.synced_at.format("%Y-%m-%d %H:%M:%S UTC")),
+                    |c| {
+                        format!(
+                            "at {} since {}",
+                            c.commit.short(),
+                            c.synced_at.format("%Y-%m-%d %H:%M:%S UTC")
+                        )
+                    },
                 );
                 println!("{}  {cursor}", r.repo);
                 if let Some(e) = r.last_error {
-                    println!("    last error ({}): {}", e.at.format("%Y-%m-%d %H:%M:%S UTC"), e.message);
+                    println!(
+                        "    last error ({}): {}",
+                        e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        e.message
+                    );
                 }
             }
         }
@@ -151,7 +162,11 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     with_backend!(|store, secrets| run_sync(store, secrets, args).await)
 }
 
-async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(store: S, secrets: Src, args: SyncArgs) -> anyhow::Result<()> {
+async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
+    store: S,
+    secrets: Src,
+    args: SyncArgs,
+) -> anyhow::Result<()> {
     let worker = SyncWorker {
         store,
         secrets,
@@ -223,7 +238,9 @@ async fn run_models<S: ModelStore>(store: &S, cmd: ModelsCommand) -> anyhow::Res
 pub async fn init(args: InitArgs) -> anyhow::Result<()> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     if endpoint.trim().is_empty() {
-        bail!("hubsync init creates resources in a local emulator only; set AWS_ENDPOINT_URL (in AWS, deploy infra/template.yaml)");
+        bail!(
+            "hubsync init creates resources in a local emulator only; set AWS_ENDPOINT_URL (in AWS, deploy infra/template.yaml)"
+        );
     }
     let secret = serde_json::json!({
         "baseUrl": args.base_url,

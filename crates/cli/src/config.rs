@@ -46,7 +46,10 @@ pub enum Backend {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 impl Backend {
@@ -88,8 +91,11 @@ impl LocalConfig {
             None
         } else {
             Some(
-                HubSecret::from_json(&serde_json::Value::Object(fields).to_string())
-                    .map_err(|e| anyhow::anyhow!("{e} (from {ENV_CONFIG} / {ENV_BITBUCKET_URL} / {ENV_BITBUCKET_TOKEN} / {ENV_WEBHOOK_SECRET})"))?,
+                HubSecret::from_json(&serde_json::Value::Object(fields).to_string()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e} (from {ENV_CONFIG} / {ENV_BITBUCKET_URL} / {ENV_BITBUCKET_TOKEN} / {ENV_WEBHOOK_SECRET})"
+                    )
+                })?,
             )
         };
         Ok(Self { db_path, secret })

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use hubsync_cli::{commands, config, demo, serve};
 
 #[derive(Parser, Debug)]
-#[command(name = "hubsync", version, about = "Replicates Hackolade models from Bitbucket Data Center into the Model Hub")]
+#[command(
+    name = "hubsync",
+    version,
+    about = "Replicates Hackolade models from Bitbucket Data Center into the Model Hub"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -11,9 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hubsync_bitbucket::{BitbucketClient, ClientOptions};
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{
-    ChangeSet, DefaultBranch, FileChange, FileChangeKind, GitHost, GitHostErrorKind,
-};
+use hubsync_core::ports::{ChangeSet, DefaultBranch, FileChange, FileChangeKind, GitHost, GitHostErrorKind};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -36,22 +34,15 @@ struct Seen {
 
 impl Seen {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn start(&self) -> usize {
-        self.param("start")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        self.param("start").and_then(|s| s.parse().ok()).unwrap_or(0)
     }
 
     fn limit(&self) -> usize {
-        self.param("limit")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(25)
+        self.param("limit").and_then(|s| s.parse().ok()).unwrap_or(25)
     }
 }
 
@@ -96,17 +87,13 @@ impl FakeBitbucket {
 
 /// Starts a server on 127.0.0.1 (a free port) that answers with `script(request, index)`, after
 /// refusing any request without `Authorization: Bearer TOKEN` as Bitbucket does.
-async fn spawn_bitbucket(
-    script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static,
-) -> FakeBitbucket {
+async fn spawn_bitbucket(script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> FakeBitbucket {
     let state = Arc::new(ServerState {
         script: Box::new(script),
         seen: Mutex::new(Vec::new()),
     });
     let app = Router::new().fallback(handle).with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     FakeBitbucket { origin, state }
@@ -125,12 +112,7 @@ async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Resp
         all.len() - 1
     };
     let bearer = format!("Bearer {TOKEN}");
-    if request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        != Some(bearer.as_bytes())
-    {
+    if request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes) != Some(bearer.as_bytes()) {
         return error(
             StatusCode::UNAUTHORIZED,
             "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException",
@@ -144,8 +126,7 @@ async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Resp
 }
 
 fn error(status: StatusCode, exception: &str, message: &str) -> Response {
-    let body =
-        json!({"errors": [{"context": null, "message": message, "exceptionName": exception}]});
+    let body = json!({"errors": [{"context": null, "message": message, "exceptionName": exception}]});
     (status, axum::Json(body)).into_response()
 }
 
@@ -218,13 +199,9 @@ fn file_change(path: &str, kind: FileChangeKind) -> FileChange {
 async fn the_default_branch_is_read_with_its_head_commit() {
     let server = spawn_bitbucket(|seen, _| match seen.path.strip_prefix(API) {
         Some("/default-branch") => {
-            axum::Json(json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"}))
-                .into()
+            axum::Json(json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"})).into()
         }
-        Some("/commits")
-            if seen.param("until") == Some("refs/heads/main")
-                && seen.param("limit") == Some("1") =>
-        {
+        Some("/commits") if seen.param("until") == Some("refs/heads/main") && seen.param("limit") == Some("1") => {
             axum::Json(
                 json!({"size": 1, "limit": 1, "isLastPage": false, "start": 0, "nextPageStart": 1,
                 "values": [{"id": HEAD, "displayId": &HEAD[..11], "message": "Add model"}]}),
@@ -249,20 +226,14 @@ async fn the_default_branch_is_read_with_its_head_commit() {
         })
     );
     let paths: Vec<String> = server.seen().into_iter().map(|s| s.path).collect();
-    assert_eq!(
-        paths,
-        [format!("{API}/default-branch"), format!("{API}/commits")]
-    );
+    assert_eq!(paths, [format!("{API}/default-branch"), format!("{API}/commits")]);
 }
 
 #[tokio::test]
 async fn an_empty_repository_has_no_default_branch() {
     let server = spawn_bitbucket(|seen, _| {
-        let main =
-            || axum::Json(json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"}));
-        let empty_page = || {
-            axum::Json(json!({"size": 0, "limit": 1, "isLastPage": true, "start": 0, "values": []}))
-        };
+        let main = || axum::Json(json!({"id": "refs/heads/main", "displayId": "main", "type": "BRANCH"}));
+        let empty_page = || axum::Json(json!({"size": 0, "limit": 1, "isLastPage": true, "start": 0, "values": []}));
         let path = seen.path.as_str();
         match (path.split('/').nth(5), path.rsplit('/').next()) {
             (Some("A"), _) => StatusCode::NO_CONTENT.into(),
@@ -272,9 +243,7 @@ async fn an_empty_repository_has_no_default_branch() {
                 "Repository B/x has no default branch.",
             )
             .into(),
-            (Some("C"), Some("default-branch")) | (Some("D"), Some("default-branch")) => {
-                main().into()
-            }
+            (Some("C"), Some("default-branch")) | (Some("D"), Some("default-branch")) => main().into(),
             (Some("C"), Some("commits")) => error(
                 StatusCode::NOT_FOUND,
                 "com.atlassian.bitbucket.commit.NoSuchCommitException",
@@ -290,11 +259,7 @@ async fn an_empty_repository_has_no_default_branch() {
 
     for project in ["A", "B", "C", "D"] {
         let repo = RepoRef::new(project, "x").unwrap();
-        assert_eq!(
-            client.default_branch(&repo).await.expect(project),
-            None,
-            "{project}"
-        );
+        assert_eq!(client.default_branch(&repo).await.expect(project), None, "{project}");
     }
 }
 
@@ -310,18 +275,12 @@ async fn a_missing_repository_is_not_found_rather_than_empty() {
     })
     .await;
 
-    let error = server
-        .client(options())
-        .default_branch(&repo())
-        .await
-        .unwrap_err();
+    let error = server.client(options()).default_branch(&repo()).await.unwrap_err();
 
     assert_eq!(error.kind, GitHostErrorKind::NotFound);
     assert_eq!(error.status, Some(404));
     assert!(
-        error
-            .to_string()
-            .contains("Repository DATA/models does not exist."),
+        error.to_string().contains("Repository DATA/models does not exist."),
         "{error}"
     );
     assert!(!error.is_retryable());
@@ -359,23 +318,12 @@ async fn every_page_of_files_is_followed_with_next_page_start() {
 
     assert_eq!(
         files,
-        [
-            "a.hck.json",
-            "dir/b c.json",
-            "dir/sub/c.json",
-            "é/d.json",
-            ".hubignore"
-        ]
+        ["a.hck.json", "dir/b c.json", "dir/sub/c.json", "é/d.json", ".hubignore"]
     );
     let asked: Vec<(Option<String>, Option<String>)> = server
         .seen()
         .iter()
-        .map(|s| {
-            (
-                s.param("start").map(Into::into),
-                s.param("limit").map(Into::into),
-            )
-        })
+        .map(|s| (s.param("start").map(Into::into), s.param("limit").map(Into::into)))
         .collect();
     let expected = ["0", "7", "20"].map(|start| (Some(start.to_owned()), Some("2".to_owned())));
     assert_eq!(asked, expected);
@@ -384,10 +332,7 @@ async fn every_page_of_files_is_followed_with_next_page_start() {
 #[tokio::test]
 async fn a_file_list_without_a_next_start_is_an_error_not_a_short_list() {
     let server = spawn_bitbucket(|_, _| {
-        axum::Json(
-            json!({"size": 1, "limit": 2, "isLastPage": false, "start": 0, "values": ["a.json"]}),
-        )
-        .into()
+        axum::Json(json!({"size": 1, "limit": 2, "isLastPage": false, "start": 0, "values": ["a.json"]})).into()
     })
     .await;
 
@@ -434,18 +379,8 @@ async fn changes_are_listed_across_pages_and_mapped_to_file_changes() {
             file_change("models/new.hck.json", FileChangeKind::Add),
             file_change("models/a.json", FileChangeKind::Modify),
             file_change("old.json", FileChangeKind::Delete),
-            file_change(
-                "moved/b.json",
-                FileChangeKind::Move {
-                    from: "b.json".into(),
-                },
-            ),
-            file_change(
-                "c2.json",
-                FileChangeKind::Copy {
-                    from: "c.json".into(),
-                },
-            ),
+            file_change("moved/b.json", FileChangeKind::Move { from: "b.json".into() }),
+            file_change("c2.json", FileChangeKind::Copy { from: "c.json".into() }),
             file_change("u.json", FileChangeKind::Modify),
         ],
         truncated: false,
@@ -511,10 +446,8 @@ async fn changes_stop_at_max_changes_even_when_more_pages_remain() {
 #[tokio::test]
 async fn changes_are_truncated_when_the_server_stops_paging_early() {
     let server = spawn_bitbucket(|_, _| {
-        axum::Json(
-            json!({"size": 1, "limit": 2, "isLastPage": false, "start": 0,
-                          "values": [change("ADD", "FILE", "a.json", None)]}),
-        )
+        axum::Json(json!({"size": 1, "limit": 2, "isLastPage": false, "start": 0,
+                          "values": [change("ADD", "FILE", "a.json", None)]}))
         .into()
     })
     .await;
@@ -532,8 +465,7 @@ async fn changes_are_truncated_when_the_server_stops_paging_early() {
 #[tokio::test]
 async fn a_complete_short_change_list_is_not_truncated() {
     let server = spawn_bitbucket(|_, _| {
-        axum::Json(json!({"size": 0, "limit": 2, "isLastPage": true, "start": 0, "values": []}))
-            .into()
+        axum::Json(json!({"size": 0, "limit": 2, "isLastPage": true, "start": 0, "values": []})).into()
     })
     .await;
 
@@ -552,8 +484,7 @@ async fn a_complete_short_change_list_is_not_truncated() {
 
 #[tokio::test]
 async fn a_large_file_is_read_whole_from_its_encoded_path() {
-    let content: Arc<Vec<u8>> =
-        Arc::new((0..24 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect());
+    let content: Arc<Vec<u8>> = Arc::new((0..24 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect());
     let served = content.clone();
     let server = spawn_bitbucket(move |seen, _| {
         let expected = format!("{API}/raw/models/Mod%C3%A8le%20client/a%3Bb%23c.hck.json");
@@ -567,18 +498,11 @@ async fn a_large_file_is_read_whole_from_its_encoded_path() {
 
     let read = server
         .client(options())
-        .raw_file(
-            &repo(),
-            "models/Modèle client/a;b#c.hck.json",
-            &commit(HEAD),
-        )
+        .raw_file(&repo(), "models/Modèle client/a;b#c.hck.json", &commit(HEAD))
         .await
         .expect("raw file");
 
-    assert!(
-        read.as_deref() == Some(content.as_slice()),
-        "the content differs"
-    );
+    assert!(read.as_deref() == Some(content.as_slice()), "the content differs");
 }
 
 #[tokio::test]
@@ -608,10 +532,7 @@ async fn a_missing_file_is_none_but_a_missing_repository_is_an_error() {
     let missing_repo = client.raw_file(&gone, "x.json", &commit(HEAD)).await;
 
     assert_eq!(missing_file.expect("missing file"), None);
-    assert_eq!(
-        missing_repo.expect_err("missing repo").kind,
-        GitHostErrorKind::NotFound
-    );
+    assert_eq!(missing_repo.expect_err("missing repo").kind, GitHostErrorKind::NotFound);
     assert_eq!(server.seen().len(), 2, "404 is not retried");
 }
 
@@ -664,10 +585,7 @@ async fn redirects_are_not_followed() {
 async fn a_rate_limit_is_retried_as_soon_as_retry_after_allows() {
     let server = spawn_bitbucket(|_, index| match index {
         0 => (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "0")]).into(),
-        _ => axum::Json(
-            json!({"size": 1, "limit": 2, "isLastPage": true, "start": 0, "values": ["a.json"]}),
-        )
-        .into(),
+        _ => axum::Json(json!({"size": 1, "limit": 2, "isLastPage": true, "start": 0, "values": ["a.json"]})).into(),
     })
     .await;
     // Without Retry-After the client would wait about a minute: the timeout below would fail.
@@ -677,13 +595,10 @@ async fn a_rate_limit_is_retried_as_soon_as_retry_after_allows() {
         ..options()
     });
 
-    let files = tokio::time::timeout(
-        Duration::from_secs(20),
-        client.list_files(&repo(), &commit(HEAD)),
-    )
-    .await
-    .expect("Retry-After: 0 was not honoured")
-    .expect("files");
+    let files = tokio::time::timeout(Duration::from_secs(20), client.list_files(&repo(), &commit(HEAD)))
+        .await
+        .expect("Retry-After: 0 was not honoured")
+        .expect("files");
 
     assert_eq!(files, ["a.json"]);
     assert_eq!(server.seen().len(), 2);
@@ -691,10 +606,7 @@ async fn a_rate_limit_is_retried_as_soon_as_retry_after_allows() {
 
 #[tokio::test]
 async fn a_rate_limit_that_lasts_is_reported_as_rate_limited() {
-    let server = spawn_bitbucket(|_, _| {
-        (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "0")]).into()
-    })
-    .await;
+    let server = spawn_bitbucket(|_, _| (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "0")]).into()).await;
 
     let error = server
         .client(options())
@@ -719,11 +631,7 @@ async fn a_server_error_is_retried_up_to_max_attempts_then_reported() {
     })
     .await;
 
-    let error = server
-        .client(options())
-        .default_branch(&repo())
-        .await
-        .unwrap_err();
+    let error = server.client(options()).default_branch(&repo()).await.unwrap_err();
 
     assert_eq!(error.kind, GitHostErrorKind::Server);
     assert_eq!(error.status, Some(500));
@@ -748,10 +656,7 @@ async fn a_rejected_token_is_unauthorized_names_the_repository_and_is_not_retrie
     assert_eq!(error.status, Some(401));
     assert!(!error.is_retryable());
     let printed = format!("{error} {error:?} {client:?}");
-    assert!(
-        printed.contains("DATA/models") && printed.contains("401"),
-        "{printed}"
-    );
+    assert!(printed.contains("DATA/models") && printed.contains("401"), "{printed}");
     assert!(printed.contains("Authentication failed."), "{printed}");
     assert!(!printed.contains(wrong_token), "{printed}");
     assert_eq!(server.seen().len(), 1);
@@ -768,22 +673,14 @@ async fn a_missing_scope_is_forbidden_and_other_client_errors_are_protocol_error
             )
             .into()
         } else {
-            error(
-                StatusCode::BAD_REQUEST,
-                "",
-                "The until parameter was not supplied.",
-            )
-            .into()
+            error(StatusCode::BAD_REQUEST, "", "The until parameter was not supplied.").into()
         }
     })
     .await;
     let client = server.client(options());
 
     let forbidden = client.list_files(&repo(), &commit(HEAD)).await.unwrap_err();
-    let bad = client
-        .changes(&repo(), &commit(BASE), &commit(HEAD))
-        .await
-        .unwrap_err();
+    let bad = client.changes(&repo(), &commit(BASE), &commit(HEAD)).await.unwrap_err();
 
     assert_eq!(forbidden.kind, GitHostErrorKind::Forbidden);
     assert_eq!(bad.kind, GitHostErrorKind::Protocol);
@@ -795,18 +692,13 @@ async fn an_unreachable_server_is_a_transport_error_after_every_attempt() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("address"));
     drop(listener);
-    let client =
-        BitbucketClient::new(&origin, SecretString::from(TOKEN), options()).expect("client");
+    let client = BitbucketClient::new(&origin, SecretString::from(TOKEN), options()).expect("client");
 
     let error = client.list_files(&repo(), &commit(HEAD)).await.unwrap_err();
 
     assert_eq!(error.kind, GitHostErrorKind::Transport);
     assert!(error.is_retryable());
-    assert!(
-        error.message.contains("after 3 attempts"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("after 3 attempts"), "{}", error.message);
 }
 
 #[tokio::test]
@@ -818,10 +710,7 @@ async fn a_server_that_never_answers_times_out() {
         ..options()
     });
 
-    let error = client
-        .raw_file(&repo(), "a.json", &commit(HEAD))
-        .await
-        .unwrap_err();
+    let error = client.raw_file(&repo(), "a.json", &commit(HEAD)).await.unwrap_err();
 
     assert_eq!(error.kind, GitHostErrorKind::Transport);
     assert_eq!(server.seen().len(), 2);
@@ -831,16 +720,8 @@ async fn a_server_that_never_answers_times_out() {
 async fn a_shared_http_client_serves_a_rotated_token() {
     let server = spawn_bitbucket(|_, _| "content".into()).await;
     let http = BitbucketClient::http_client(&options()).expect("http client");
-    let old = BitbucketClient::with_http(
-        http.clone(),
-        &server.origin,
-        SecretString::from("old"),
-        options(),
-    )
-    .unwrap();
-    let new =
-        BitbucketClient::with_http(http, &server.origin, SecretString::from(TOKEN), options())
-            .unwrap();
+    let old = BitbucketClient::with_http(http.clone(), &server.origin, SecretString::from("old"), options()).unwrap();
+    let new = BitbucketClient::with_http(http, &server.origin, SecretString::from(TOKEN), options()).unwrap();
 
     let refused = old.raw_file(&repo(), "a.json", &commit(HEAD)).await;
     let read = new.raw_file(&repo(), "a.json", &commit(HEAD)).await;
