@@ -33,9 +33,11 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-fn init_terminal_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+/// Logs to stderr, levels from `RUST_LOG`; by default `info` (the demo: `warn`, so its own
+/// output reads cleanly).
+fn init_terminal_logs(default: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -45,8 +47,9 @@ fn init_terminal_logs() {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    init_terminal_logs();
     let cli = Cli::parse();
+    let demo = matches!(&cli.command, Command::Demo(_) | Command::Serve(serve::ServeArgs { demo: true, .. }));
+    init_terminal_logs(if demo { "warn" } else { "info,aws_config=warn,aws_smithy_runtime=warn" });
     let result = match cli.command {
         Command::Repos(cmd) => commands::repos(cmd).await,
         Command::Sync(args) => commands::sync(args).await,
