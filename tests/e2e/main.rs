@@ -20,7 +20,12 @@ fn model(seed: u64, name: &str, bytes: usize) -> Vec<u8> {
     generate_model(&ModelSpec {
         seed,
         name: name.into(),
-        app_target: if seed.is_multiple_of(2) { "MONGODB" } else { "PostgreSQL" }.into(),
+        app_target: if seed.is_multiple_of(2) {
+            "MONGODB"
+        } else {
+            "PostgreSQL"
+        }
+        .into(),
         target_bytes: bytes,
         polyglot_refs: seed.is_multiple_of(3),
         polyglot_model_path: None,

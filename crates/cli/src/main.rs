@@ -36,8 +36,8 @@ enum Command {
 /// Logs to stderr, levels from `RUST_LOG`; by default `info` (the demo: `warn`, so its own
 /// output reads cleanly).
 fn init_terminal_logs(default: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -48,8 +48,15 @@ fn init_terminal_logs(default: &str) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let demo = matches!(&cli.command, Command::Demo(_) | Command::Serve(serve::ServeArgs { demo: true, .. }));
-    init_terminal_logs(if demo { "warn" } else { "info,aws_config=warn,aws_smithy_runtime=warn" });
+    let demo = matches!(
+        &cli.command,
+        Command::Demo(_) | Command::Serve(serve::ServeArgs { demo: true, .. })
+    );
+    init_terminal_logs(if demo {
+        "warn"
+    } else {
+        "info,aws_config=warn,aws_smithy_runtime=warn"
+    });
     let result = match cli.command {
         Command::Repos(cmd) => commands::repos(cmd).await,
         Command::Sync(args) => commands::sync(args).await,

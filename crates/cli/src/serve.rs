@@ -607,7 +607,7 @@ mod tests {
 
     use hubsync_core::ids::{CommitId, RepoRef};
     use hubsync_core::memory::MemoryGitHost;
-    use hubsync_core::ports::{ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind, ModelStore};
+    use hubsync_core::ports::{GitHostError, GitHostErrorKind, ModelStore};
     use hubsync_core::secrets::HubSecret;
     use hubsync_core::signature::sign;
     use hubsync_core::webhook::MAX_BODY_BYTES;
@@ -619,30 +619,7 @@ mod tests {
     const SECRET: &str = "serve-test-secret";
 
     /// The in-memory Git host, shared between the test and the workers.
-    #[derive(Clone, Default)]
-    struct SharedHost(Arc<MemoryGitHost>);
-
-    impl GitHost for SharedHost {
-        async fn default_branch(&self, repo: &RepoRef) -> Result<Option<DefaultBranch>, GitHostError> {
-            self.0.default_branch(repo).await
-        }
-        async fn changes(&self, repo: &RepoRef, since: &CommitId, until: &CommitId) -> Result<ChangeSet, GitHostError> {
-            self.0.changes(repo, since, until).await
-        }
-        async fn list_files(&self, repo: &RepoRef, at: &CommitId) -> Result<Vec<String>, GitHostError> {
-            self.0.list_files(repo, at).await
-        }
-        async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
-            self.0.raw_file(repo, path, at).await
-        }
-    }
-
-    impl GitHostConnector for SharedHost {
-        type Host = SharedHost;
-        fn connect(&self, _secret: &HubSecret) -> Result<SharedHost, String> {
-            Ok(self.clone())
-        }
-    }
+    type SharedHost = Arc<MemoryGitHost>;
 
     struct App {
         server: RunningServer,
@@ -764,7 +741,7 @@ mod tests {
     async fn a_signed_push_is_queued_once_and_replicated_by_a_worker() {
         let app = spawn_app().await;
         app.server.hub().register(&app.repo).await.unwrap();
-        let head = app.host.0.commit(
+        let head = app.host.commit(
             &app.repo,
             BTreeMap::from([
                 ("orders.hck.json".to_string(), model("Orders")),
@@ -796,11 +773,7 @@ mod tests {
         let app = spawn_app().await;
 
         let (status, answer) = app
-            .post(
-                "d",
-                refs_changed(&app.host.0.commit(&app.repo, BTreeMap::new())),
-                "wrong",
-            )
+            .post("d", refs_changed(&app.host.commit(&app.repo, BTreeMap::new())), "wrong")
             .await;
 
         assert_eq!(
@@ -899,8 +872,8 @@ mod tests {
         )
         .await;
         app.server.hub().register(&app.repo).await.unwrap();
-        let head = app.host.0.commit(&app.repo, BTreeMap::new());
-        app.host.0.fail_next(GitHostErrorKind::Unauthorized);
+        let head = app.host.commit(&app.repo, BTreeMap::new());
+        app.host.fail_next(GitHostErrorKind::Unauthorized);
 
         let (status, _) = app.post("d1", refs_changed(&head), SECRET).await;
         app.drained().await;
@@ -950,7 +923,7 @@ mod tests {
             repo: RepoRef::parse("DATA/models").unwrap(),
             _dir: dir,
         };
-        let head = app.host.0.commit(&app.repo, BTreeMap::new());
+        let head = app.host.commit(&app.repo, BTreeMap::new());
         let other = json!({
             "eventKey": "repo:refs_changed",
             "repository": {"slug": "other", "id": 2, "project": {"key": "DATA"}},

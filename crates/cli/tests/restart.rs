@@ -20,7 +20,15 @@ const BOUND: Duration = Duration::from_secs(60);
 
 async fn spawn_serve(sim: &Simulator, db: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubsync"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--visibility-timeout", "2", "--shutdown-grace", "5"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--visibility-timeout",
+            "2",
+            "--shutdown-grace",
+            "5",
+        ])
         .env("HUB_DB", db)
         .env("HUB_BITBUCKET_URL", sim.base_url())
         .env("HUB_BITBUCKET_TOKEN", sim.token().expose_secret())
@@ -36,8 +44,15 @@ async fn spawn_serve(sim: &Simulator, db: &std::path::Path) -> (Child, String) {
         .spawn()
         .expect("hubsync starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = timeout(BOUND, lines.next_line()).await.expect("an address is printed").unwrap().unwrap();
-    let base = line.rsplit_once("listening on ").map(|(_, url)| url.trim().to_owned()).expect("the address line");
+    let line = timeout(BOUND, lines.next_line())
+        .await
+        .expect("an address is printed")
+        .unwrap()
+        .unwrap();
+    let base = line
+        .rsplit_once("listening on ")
+        .map(|(_, url)| url.trim().to_owned())
+        .expect("the address line");
     (child, base)
 }
 
@@ -80,7 +95,10 @@ async fn killing_serve_mid_sync_and_starting_it_again_loses_nothing() {
     let (mut first, base) = spawn_serve(&sim, &db).await;
     let delivery = sim.webhook(&repo, &push, Some(SECRET)).unwrap();
     let answer = delivery.send(&format!("{base}/gateway/public/sync")).await.unwrap();
-    wait_until("the sync has started and hit the injected fault", async || sim.requests().iter().any(|r| r.injected)).await;
+    wait_until("the sync has started and hit the injected fault", async || {
+        sim.requests().iter().any(|r| r.injected)
+    })
+    .await;
     first.kill().await.unwrap();
 
     let hub = SqliteHub::open(&db).unwrap();
@@ -92,17 +110,34 @@ async fn killing_serve_mid_sync_and_starting_it_again_loses_nothing() {
     let (mut second, base) = spawn_serve(&sim, &db).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     wait_until("the restarted server has drained its queue", async || {
-        let health: serde_json::Value = http.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
+        let health: serde_json::Value = http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         health["queue"]["pending"] == 0 && health["queue"]["inFlight"] == 0
     })
     .await;
-    let _ = Command::new("kill").args(["-TERM", &second.id().unwrap().to_string()]).status().await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().unwrap().to_string()])
+        .status()
+        .await;
     let _ = timeout(BOUND, second.wait()).await;
 
     // Assert: the push survived the kill, and every model is replicated exactly.
     assert_eq!(answer.status, 202);
-    assert_eq!(after_kill.pending + after_kill.in_flight, 1, "the push was still queued when the server died");
-    assert!(cursor_after_kill.is_none(), "the sync had not finished when the server died");
+    assert_eq!(
+        after_kill.pending + after_kill.in_flight,
+        1,
+        "the push was still queued when the server died"
+    );
+    assert!(
+        cursor_after_kill.is_none(),
+        "the sync had not finished when the server died"
+    );
     let stats = hub.queue_stats().await.unwrap();
     assert_eq!(stats.dead_letters, 0);
     let record = hub.repo(&id).await.unwrap().unwrap();
@@ -111,6 +146,10 @@ async fn killing_serve_mid_sync_and_starting_it_again_loses_nothing() {
     assert_eq!(models.len(), 6);
     for m in models {
         let stored = hub.get_model(&id, &m.path).await.unwrap().unwrap();
-        assert!(stored.content == repo.read_file(&head, &m.path).unwrap().unwrap(), "{} is stored whole", m.path);
+        assert!(
+            stored.content == repo.read_file(&head, &m.path).unwrap().unwrap(),
+            "{} is stored whole",
+            m.path
+        );
     }
 }

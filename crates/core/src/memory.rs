@@ -10,6 +10,8 @@ use crate::ids::{CommitId, RepoRef};
 use crate::model::ModelRecord;
 use crate::ports::*;
 use crate::push::PushMessage;
+use crate::secrets::HubSecret;
+use crate::sync::GitHostConnector;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -249,5 +251,14 @@ impl GitHost for MemoryGitHost {
     async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
         self.check(repo, "raw")?;
         Ok(self.tree(repo, at, "raw")?.get(path).cloned())
+    }
+}
+
+/// A shared in-memory host connects to itself, whatever the secret.
+impl GitHostConnector for std::sync::Arc<MemoryGitHost> {
+    type Host = std::sync::Arc<MemoryGitHost>;
+
+    fn connect(&self, _secret: &HubSecret) -> Result<Self::Host, String> {
+        Ok(self.clone())
     }
 }

@@ -190,6 +190,42 @@ pub trait GitHost: Send + Sync {
     ) -> impl Future<Output = Result<Option<Vec<u8>>, GitHostError>> + Send;
 }
 
+/// A shared host is a host (tests and the local server hand one host to several workers).
+impl<T: GitHost> GitHost for std::sync::Arc<T> {
+    fn default_branch(
+        &self,
+        repo: &RepoRef,
+    ) -> impl Future<Output = Result<Option<DefaultBranch>, GitHostError>> + Send {
+        T::default_branch(self, repo)
+    }
+
+    fn changes(
+        &self,
+        repo: &RepoRef,
+        since: &CommitId,
+        until: &CommitId,
+    ) -> impl Future<Output = Result<ChangeSet, GitHostError>> + Send {
+        T::changes(self, repo, since, until)
+    }
+
+    fn list_files(
+        &self,
+        repo: &RepoRef,
+        at: &CommitId,
+    ) -> impl Future<Output = Result<Vec<String>, GitHostError>> + Send {
+        T::list_files(self, repo, at)
+    }
+
+    fn raw_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        at: &CommitId,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, GitHostError>> + Send {
+        T::raw_file(self, repo, path, at)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Store: the registry of repositories and the replicated models
 // ---------------------------------------------------------------------------------------------
