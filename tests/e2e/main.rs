@@ -174,6 +174,7 @@ on_both_backends!(
     unregistered_repositories_are_not_replicated,
     transient_server_errors_are_retried,
     models_get_prints_the_file_at_the_head_byte_for_byte,
+    the_cli_registers_syncs_lists_and_removes_repositories,
 );
 
 async fn adds_modifications_deletions_and_moves_are_replicated<P: Pipeline>() {
@@ -546,4 +547,156 @@ async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no model at nope.json"));
+}
+
+/// Runs the `hubsync` binary against the pipeline's store; (success, stdout, stderr).
+async fn hubsync<P: Pipeline>(p: &P, args: &[&str]) -> (bool, String, String) {
+    let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
+    let out = Command::new(bin)
+        .args(args)
+        .env_remove("HUB_CONFIG")
+        .env("RUST_LOG", "warn")
+        .envs(p.cli_env())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn the_cli_registers_syncs_lists_and_removes_repositories<P: Pipeline>() {
+    let p = P::start(Setup::default()).await;
+    let repo = p.sim().create_repo("DATA", "cli-repo").unwrap();
+    let push = repo
+        .commit(
+            "main",
+            &[
+                FileOp::write("a/one.hck.json", model(1, "One", 3_000)),
+                FileOp::write("two.json", model(2, "Two", 3_000)),
+            ],
+            "m",
+        )
+        .unwrap();
+    let head = push.to_hash().unwrap().to_owned();
+    let id = RepoRef::parse("DATA/cli-repo").unwrap();
+
+    let (added, out, err) = hubsync(&p, &["repos", "add", "DATA/cli-repo"]).await;
+    assert!(added, "{out}{err}");
+    let (_, listed, _) = hubsync(&p, &["repos", "list"]).await;
+    assert!(
+        listed.contains("DATA/cli-repo") && listed.contains("never synced"),
+        "{listed}"
+    );
+
+    let (synced, out, err) = hubsync(&p, &["sync", "DATA/cli-repo"]).await;
+    assert!(synced, "{out}{err}");
+    assert!(out.contains("2 written"), "{out}");
+    let record = p.store().repo(&id).await.unwrap().unwrap();
+    assert_eq!(record.cursor.unwrap().commit.to_string(), head);
+    let (_, json, _) = hubsync(&p, &["repos", "list", "--json"]).await;
+    assert!(json.contains(&head), "{json}");
+    let (_, models, _) = hubsync(&p, &["models", "list", "DATA/cli-repo"]).await;
+    assert!(
+        models.contains("a/one.hck.json") && models.contains("two.json"),
+        "{models}"
+    );
+
+    let (removed, out, err) = hubsync(&p, &["repos", "remove", "DATA/cli-repo"]).await;
+    assert!(removed, "{out}{err}");
+    assert!(p.store().repo(&id).await.unwrap().is_none());
+    assert!(p.store().list_models(&id).await.unwrap().is_empty());
+    let (again, _, err) = hubsync(&p, &["repos", "remove", "DATA/cli-repo"]).await;
+    assert!(!again && err.contains("not registered"), "{err}");
+    let (bad, _, err) = hubsync(&p, &["repos", "add", "no-slash"]).await;
+    assert!(!bad && err.contains("PROJECT/SLUG"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubsync_init_creates_the_queue_table_and_secret_in_the_emulator() {
+    let endpoint = tokio::task::spawn_blocking(|| hubsync_tests::moto::moto().endpoint.clone())
+        .await
+        .unwrap();
+    let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
+    let name = format!("init{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let token = "BBDC-init-test-token-never-printed";
+    let out = Command::new(bin)
+        .args([
+            "init",
+            "--name",
+            &name,
+            "--base-url",
+            "http://127.0.0.1:7990",
+            "--token",
+            token,
+            "--webhook-secret",
+            "hook",
+        ])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains(token), "the token is not printed");
+    let vars: std::collections::BTreeMap<String, String> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("export ")?
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    assert_eq!(
+        vars.keys().collect::<Vec<_>>(),
+        ["AWS_ENDPOINT_URL", "HUB_QUEUE_URL", "HUB_SECRET_ID", "HUB_TABLE"]
+    );
+
+    let sdk = hubsync_tests::aws::sdk_config().await;
+    let secrets = hubsync_aws::SecretsManagerSource::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        vars["HUB_SECRET_ID"].clone(),
+    );
+    let secret = hubsync_core::ports::SecretSource::hub_secret(&secrets).await.unwrap();
+    assert_eq!(secret.base_url, "http://127.0.0.1:7990");
+    let store = hubsync_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), vars["HUB_TABLE"].clone());
+    assert!(
+        store.register(&RepoRef::parse("P/r").unwrap()).await.unwrap(),
+        "the table is usable"
+    );
+    let queue = aws_sdk_sqs::Client::new(&sdk)
+        .get_queue_attributes()
+        .queue_url(&vars["HUB_QUEUE_URL"])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attributes = queue.attributes.unwrap_or_default();
+    assert_eq!(
+        attributes
+            .get(&aws_sdk_sqs::types::QueueAttributeName::FifoQueue)
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(attributes.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
+
+    let refused = Command::new(bin)
+        .args([
+            "init",
+            "--base-url",
+            "http://x",
+            "--token",
+            "t",
+            "--webhook-secret",
+            "w",
+        ])
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("AWS_ENDPOINT_URL"));
 }

@@ -279,6 +279,12 @@ impl Pipeline for LocalPipeline {
         vec![
             ("HUB_BACKEND".into(), "local".into()),
             ("HUB_DB".into(), self.db.path().join("hub.db").display().to_string()),
+            ("HUB_BITBUCKET_URL".into(), self.sim.base_url().to_owned()),
+            (
+                "HUB_BITBUCKET_TOKEN".into(),
+                self.sim.token().expose_secret().to_owned(),
+            ),
+            ("HUB_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
         ]
     }
 }

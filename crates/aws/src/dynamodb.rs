@@ -276,7 +276,14 @@ impl DynamoStore {
         Some((opt_s(item, "contentSha256")?, chunks))
     }
 
-    async fn query_all(&self, pk: String, sk_prefix: &str, projection: Option<&str>) -> Result<Vec<Item>, StoreError> {
+    /// Every item of partition `pk` whose sort key starts with `sk_prefix` (all pages), projected
+    /// to `projection` (with its `#name` placeholders) when given.
+    async fn query_all(
+        &self,
+        pk: String,
+        sk_prefix: &str,
+        projection: Option<(&str, &[(&str, &str)])>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -285,12 +292,20 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(pk.clone()))
-                .expression_attribute_values(":prefix", s(sk_prefix))
                 .set_exclusive_start_key(start);
-            if let Some(p) = projection {
-                q = q.projection_expression(p);
+            // DynamoDB refuses an empty begins_with prefix: no prefix means the whole partition.
+            q = if sk_prefix.is_empty() {
+                q.key_condition_expression("pk = :pk")
+            } else {
+                q.key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(sk_prefix))
+            };
+            if let Some((expression, names)) = projection {
+                q = q.projection_expression(expression);
+                for (placeholder, name) in names {
+                    q = q.expression_attribute_names(*placeholder, *name);
+                }
             }
             let out = q.send().await.map_err(|e| store_error("DynamoDB Query", e))?;
             items.extend(out.items.unwrap_or_default());
@@ -335,7 +350,7 @@ impl RepoRegistry for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("DynamoDB DeleteItem (unregister)", e))?;
-        let items = self.query_all(repo_pk(repo), "", Some("pk, sk")).await?;
+        let items = self.query_all(repo_pk(repo), "", Some(("pk, sk", &[]))).await?;
         let deletes = items
             .into_iter()
             .filter_map(|key| DeleteRequest::builder().set_key(Some(key)).build().ok())
@@ -493,30 +508,10 @@ impl ModelStore for DynamoStore {
     }
 
     async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(repo_pk(repo)))
-                .expression_attribute_values(":prefix", s("MODEL#"))
-                .projection_expression(SUMMARY_PROJECTION)
-                .expression_attribute_names("#views", "views")
-                .expression_attribute_names("#error", "error")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("DynamoDB Query (models)", e))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let names: &[(&str, &str)] = &[("#views", "views"), ("#error", "error")];
+        let items = self
+            .query_all(repo_pk(repo), "MODEL#", Some((SUMMARY_PROJECTION, names)))
+            .await?;
         let mut models: Vec<ModelSummary> = items.iter().map(Self::summary_from).collect::<Result<_, _>>()?;
         models.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(models)
