@@ -182,16 +182,9 @@ async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
     let outcome = worker.sync_repo(&args.repo, !args.incremental, &Bar(bar.clone())).await;
     bar.finish_and_clear();
     match outcome.with_context(|| format!("syncing {}", args.repo))? {
-        SyncOutcome::Synced { to, stats, mode, .. } => println!(
-            "{} synced at {} ({mode:?}): {} written, {} removed, {} malformed, {} other JSON skipped, {} ignored",
-            args.repo,
-            to.short(),
-            stats.written,
-            stats.removed,
-            stats.malformed,
-            stats.skipped,
-            stats.ignored
-        ),
+        SyncOutcome::Synced { to, stats, mode, .. } => {
+            println!("{} synced at {} ({mode:?}): {stats}", args.repo, to.short())
+        }
         SyncOutcome::UpToDate { head } => println!("{} is up to date at {}", args.repo, head.short()),
         SyncOutcome::EmptyRepository => println!("{} has no commits yet", args.repo),
         other => println!("{}: {other:?}", args.repo),

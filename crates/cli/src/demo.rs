@@ -370,14 +370,10 @@ async fn show_models(server: &RunningServer, repo: &RepoRef) -> anyhow::Result<(
     if let Some(record) = server.hub().repo(repo).await? {
         match record.cursor {
             Some(c) => println!(
-                "\nCursor: {} synced at {} (last sync: {} written, {} removed, {} malformed, {} not models, {} ignored)",
+                "\nCursor: {} synced at {} (last sync: {})",
                 c.commit,
                 c.synced_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                c.stats.written,
-                c.stats.removed,
-                c.stats.malformed,
-                c.stats.skipped,
-                c.stats.ignored
+                c.stats
             ),
             None => println!("\nCursor: none (never synced)"),
         }

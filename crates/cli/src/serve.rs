@@ -586,14 +586,9 @@ fn describe(outcome: &SyncOutcome) -> String {
         SyncOutcome::EmptyRepository => "empty repository; nothing to replicate".into(),
         SyncOutcome::UpToDate { head } => format!("already at {}", head.short()),
         SyncOutcome::Synced { from, to, mode, stats } => format!(
-            "synced {} -> {} ({mode:?}): {} written, {} removed, {} malformed, {} skipped, {} ignored",
+            "synced {} -> {} ({mode:?}): {stats}",
             from.as_ref().map_or("(none)", |c| c.short()),
             to.short(),
-            stats.written,
-            stats.removed,
-            stats.malformed,
-            stats.skipped,
-            stats.ignored
         ),
     }
 }

@@ -275,6 +275,16 @@ pub struct SyncStats {
     pub ignored: u64,
 }
 
+impl std::fmt::Display for SyncStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} written, {} removed, {} malformed, {} other JSON skipped, {} ignored",
+            self.written, self.removed, self.malformed, self.skipped, self.ignored
+        )
+    }
+}
+
 /// The last commit of the default branch fully replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

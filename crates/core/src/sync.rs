@@ -297,18 +297,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 wanted.insert(path);
             }
         }
-        progress.planned(wanted.len());
-        stream::iter(wanted.iter().map(Ok::<_, SyncError>))
-            .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| {
-                let stored = stored.get(path);
-                let stats = &stats;
-                async move {
-                    self.fetch_and_store(repo, head, path, stored, stats).await?;
-                    progress.file_done(path);
-                    Ok(())
-                }
-            })
-            .await?;
+        self.fetch_all(repo, head, &wanted, &stored, &stats, progress).await?;
         for path in stored.keys().filter(|p| !wanted.contains(*p)) {
             if self.store.delete_model(repo, path).await? {
                 bump(&stats, |s| s.removed += 1);
@@ -360,7 +349,6 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 fetches.push(path);
             }
         }
-        progress.planned(fetches.len());
         // The stored digest lets an unchanged file (e.g. a mode change) skip the write.
         let stored: BTreeMap<String, (String, ModelStatus)> = if fetches.is_empty() {
             BTreeMap::new()
@@ -372,18 +360,29 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 .map(|m| (m.path, (m.content_sha256, m.status)))
                 .collect()
         };
-        stream::iter(fetches.iter().map(Ok::<_, SyncError>))
-            .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| {
-                let stored = stored.get(path);
-                let stats = &stats;
-                async move {
-                    self.fetch_and_store(repo, head, path, stored, stats).await?;
-                    progress.file_done(path);
-                    Ok(())
-                }
-            })
-            .await?;
+        self.fetch_all(repo, head, &fetches, &stored, &stats, progress).await?;
         Ok(stats.into_inner().unwrap_or_default())
+    }
+
+    /// Fetches `paths` at the head, a few at a time, and applies each one.
+    async fn fetch_all<'p>(
+        &self,
+        repo: &RepoRef,
+        head: &CommitId,
+        paths: impl IntoIterator<Item = &'p String>,
+        stored: &BTreeMap<String, (String, ModelStatus)>,
+        stats: &Mutex<SyncStats>,
+        progress: &dyn SyncProgress,
+    ) -> Result<(), SyncError> {
+        let paths: Vec<&String> = paths.into_iter().collect();
+        progress.planned(paths.len());
+        stream::iter(paths.into_iter().map(Ok::<_, SyncError>))
+            .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| async move {
+                self.fetch_and_store(repo, head, path, stored.get(path), stats).await?;
+                progress.file_done(path);
+                Ok(())
+            })
+            .await
     }
 
     /// Fetches one candidate file at the head and writes, replaces or removes its model.
