@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsPushQueue};
+use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_bitbucket_sim::{SimConfig, Simulator, WebhookDelivery};
 use hubsync_cli::config::LocalConfig;
@@ -101,6 +101,7 @@ pub struct AwsPipeline {
     aws: TestAws,
     webhook: WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>,
     worker: AwsWorker,
+    retries: SqsRetries,
 }
 
 impl Pipeline for AwsPipeline {
@@ -123,11 +124,13 @@ impl Pipeline for AwsPipeline {
             connector: BitbucketConnector::new(client_options(&setup)).expect("client"),
             options: SyncOptions::default(),
         };
+        let retries = SqsRetries::new(aws.sqs(), aws.resources.queue_url.clone());
         Self {
             sim,
             aws,
             webhook,
             worker,
+            retries,
         }
     }
 
@@ -165,24 +168,16 @@ impl Pipeline for AwsPipeline {
             if messages.is_empty() {
                 break;
             }
-            let response = hubsync_sync_function::process_batch(&self.worker, sqs_event(arn, &messages)).await;
-            let failed: HashSet<String> = response
+            let result = hubsync_sync_function::process_batch(&self.worker, sqs_event(arn, &messages)).await;
+            let failed: HashSet<&str> = result
+                .response
                 .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
+                .iter()
+                .map(|f| f.item_identifier.as_str())
                 .collect();
             for m in &messages {
-                let receipt = m.receipt_handle().unwrap_or_default();
-                if failed.contains(m.message_id().unwrap_or_default()) {
-                    // What the visibility timeout would do, without waiting for it.
-                    sqs.change_message_visibility()
-                        .queue_url(queue)
-                        .receipt_handle(receipt)
-                        .visibility_timeout(0)
-                        .send()
-                        .await
-                        .expect("ChangeMessageVisibility");
-                } else {
+                if !failed.contains(m.message_id().unwrap_or_default()) {
+                    let receipt = m.receipt_handle().unwrap_or_default();
                     sqs.delete_message()
                         .queue_url(queue)
                         .receipt_handle(receipt)
@@ -190,6 +185,14 @@ impl Pipeline for AwsPipeline {
                         .await
                         .expect("DeleteMessage");
                 }
+            }
+            for retry in &result.retries {
+                assert!(retry.delay > Duration::ZERO, "a failed push is not retried at once");
+                // As if the retry delay had passed: the message is visible again now.
+                self.retries
+                    .retry_in(&retry.receipt_handle, Duration::ZERO)
+                    .await
+                    .expect("ChangeMessageVisibility");
             }
         }
         self.aws

@@ -9,10 +9,12 @@ pub mod errors;
 pub mod provision;
 pub mod secretsmanager;
 pub mod sqs;
+pub mod sqs_retries;
 
 pub use dynamodb::DynamoStore;
 pub use secretsmanager::SecretsManagerSource;
 pub use sqs::SqsPushQueue;
+pub use sqs_retries::SqsRetries;
 
 /// Logs for Lambda: JSON lines (one object per event, with the current span's fields such as the
 /// delivery id), level from `RUST_LOG` (default `info`). CloudWatch adds the timestamp of arrival,

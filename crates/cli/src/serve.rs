@@ -33,7 +33,7 @@ use futures::{FutureExt, StreamExt};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::ports::RepoRegistry;
 use hubsync_core::secrets::StaticSecret;
-use hubsync_core::sync::{GitHostConnector, SyncError, SyncOptions, SyncOutcome, SyncWorker};
+use hubsync_core::sync::{GitHostConnector, RetryPolicy, SyncError, SyncOptions, SyncOutcome, SyncWorker};
 use hubsync_core::webhook::{MAX_BODY_BYTES, WEBHOOK_PATH, WebhookHandler, WebhookRequest, WebhookResponse};
 use hubsync_sqlite::{HubOptions, QueuedPush, RetryOutcome, SqliteHub};
 use serde_json::json;
@@ -530,15 +530,15 @@ async fn with_heartbeat<T>(
 
 /// Transient failures come back after 2 s, 4 s, 8 s...; permanent ones after 30 s, 60 s... (a
 /// person has to fix them, and may meanwhile). Both are capped at 10 minutes.
-fn backoff(error: &SyncError, attempts: u32) -> Duration {
-    let base = if error.is_retryable() { 2 } else { 30 };
-    let exponent = attempts.saturating_sub(1).min(16);
-    Duration::from_secs((base * 2u64.pow(exponent)).min(600))
-}
+const RETRY_POLICY: RetryPolicy = RetryPolicy {
+    transient: Duration::from_secs(2),
+    permanent: Duration::from_secs(30),
+    max: Duration::from_secs(600),
+};
 
 async fn fail(hub: &SqliteHub, message: &QueuedPush, error: &SyncError) {
     let cause = error_chain(error);
-    let delay = backoff(error, message.attempts);
+    let delay = RETRY_POLICY.delay(error.is_retryable(), message.attempts);
     let kind = if error.is_retryable() { "transient" } else { "permanent" };
     match hub.retry(&message.receipt, delay, &cause).await {
         Ok(RetryOutcome::Scheduled { visible_at }) if error.is_retryable() => warn!(
@@ -602,7 +602,7 @@ mod tests {
 
     use hubsync_core::ids::{CommitId, RepoRef};
     use hubsync_core::memory::MemoryGitHost;
-    use hubsync_core::ports::{GitHostError, GitHostErrorKind, ModelStore};
+    use hubsync_core::ports::{GitHostErrorKind, ModelStore};
     use hubsync_core::secrets::HubSecret;
     use hubsync_core::signature::sign;
     use hubsync_core::webhook::MAX_BODY_BYTES;
@@ -954,28 +954,5 @@ mod tests {
         app.server.shutdown().await.unwrap();
 
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_slower_for_permanent_failures() {
-        let error = |kind| {
-            SyncError::GitHost(GitHostError {
-                kind,
-                repo: RepoRef::parse("A/b").unwrap(),
-                operation: "x".into(),
-                status: None,
-                message: "x".into(),
-            })
-        };
-        let transient = error(GitHostErrorKind::Server);
-        let permanent = error(GitHostErrorKind::Forbidden);
-
-        assert_eq!(
-            [1, 2, 3].map(|n| backoff(&transient, n).as_secs()),
-            [2, 4, 8],
-            "transient failures come back soon"
-        );
-        assert_eq!(backoff(&permanent, 1).as_secs(), 30);
-        assert_eq!(backoff(&transient, 40).as_secs(), 600);
     }
 }

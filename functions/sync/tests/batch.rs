@@ -63,11 +63,23 @@ async fn a_failure_holds_back_the_rest_of_its_repository_but_not_other_repositor
     let response = hubsync_sync_function::process_batch(&w, event).await;
 
     let failed: Vec<&str> = response
+        .response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(failed, ["a1", "a2"], "a2 is held back behind a1; b1 succeeded");
+    let delays: Vec<_> = response
+        .retries
+        .iter()
+        .map(|r| (r.receipt_handle.as_str(), r.delay))
+        .collect();
+    let unreadable = hubsync_sync_function::RETRY_POLICY.permanent;
+    assert_eq!(
+        delays,
+        [("rh-a1", unreadable), ("rh-a2", unreadable)],
+        "the held-back push waits as long as the failed one"
+    );
     assert_eq!(w.store.list_models(&b).await.unwrap().len(), 1);
     assert!(
         w.store.list_models(&a).await.unwrap().is_empty(),
@@ -86,6 +98,6 @@ async fn a_clean_batch_reports_no_failures() {
         serde_json::from_value(json!({"Records": [record("a1", &a, &head, None), record("a2", &a, &head, None)]}))
             .unwrap();
     let response = hubsync_sync_function::process_batch(&w, event).await;
-    assert!(response.batch_item_failures.is_empty());
+    assert!(response.response.batch_item_failures.is_empty() && response.retries.is_empty());
     assert_eq!(w.store.repo(&a).await.unwrap().unwrap().cursor.unwrap().commit, head);
 }
