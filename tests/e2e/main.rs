@@ -700,3 +700,25 @@ async fn hubsync_init_creates_the_queue_table_and_secret_in_the_emulator() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("AWS_ENDPOINT_URL"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_dead_letters_can_be_listed_and_redriven_with_the_cli() {
+    let wrong = "BBDC-wrong-token-for-the-queue-test";
+    let s = Scene::<LocalPipeline>::new(Setup {
+        token: Some(wrong.into()),
+        local_max_attempts: 1,
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(s.p.drain().await, 1);
+
+    let (ok, status, err) = hubsync(&s.p, &["queue", "status"]).await;
+    assert!(ok && status.contains("dead letters 1"), "{status}{err}");
+    let (_, letters, _) = hubsync(&s.p, &["queue", "dead-letters"]).await;
+    assert!(letters.contains("DATA/models") && letters.contains("401"), "{letters}");
+    assert!(!letters.contains(wrong), "no token in the listing");
+    let (redriven, out, err) = hubsync(&s.p, &["queue", "redrive"]).await;
+    assert!(redriven && out.contains("queued again"), "{out}{err}");
+    let (missing, _, err) = hubsync(&s.p, &["queue", "redrive", "999999"]).await;
+    assert!(!missing && err.contains("no dead letter 999999"), "{err}");
+}

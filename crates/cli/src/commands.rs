@@ -50,6 +50,19 @@ pub enum ModelsCommand {
     Get { repo: RepoRef, path: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Pending, in-flight and dead-lettered pushes of the local queue.
+    Status,
+    /// The pushes given up on, with why.
+    DeadLetters,
+    /// Put dead-lettered pushes back on the queue (after fixing the cause).
+    Redrive {
+        /// Dead letter ids (see `dead-letters`); none means all of them.
+        ids: Vec<i64>,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Name of the queue, table and secret to create.
@@ -223,6 +236,60 @@ async fn run_models<S: ModelStore>(store: &S, cmd: ModelsCommand) -> anyhow::Res
             let mut out = std::io::stdout().lock();
             out.write_all(&model.content)?;
             out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// The local queue. In AWS the queue is SQS: its dead-letter queue is redriven with
+/// `aws sqs start-message-move-task` (see the README).
+pub async fn queue(cmd: QueueCommand) -> anyhow::Result<()> {
+    let cfg = match Backend::from_env()? {
+        Backend::Local(cfg) => cfg,
+        Backend::Aws(_) => bail!(
+            "`hubsync queue` manages the local queue; in AWS, inspect the dead-letter queue in SQS and redrive it with \
+             `aws sqs start-message-move-task --source-arn <DeadLetterQueueArn>`"
+        ),
+    };
+    let hub = open_local(&cfg)?;
+    match cmd {
+        QueueCommand::Status => {
+            let stats = hub.queue_stats().await?;
+            println!(
+                "pending {}  in flight {}  dead letters {}",
+                stats.pending, stats.in_flight, stats.dead_letters
+            );
+        }
+        QueueCommand::DeadLetters => {
+            let letters = hub.dead_letters().await?;
+            if letters.is_empty() {
+                println!("no dead letters");
+            }
+            for d in letters {
+                println!(
+                    "{}  {}  delivery {}  {} attempts  dead since {}\n    {}",
+                    d.id,
+                    d.message_group,
+                    d.delivery_id,
+                    d.attempts,
+                    d.dead_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    d.reason
+                );
+            }
+        }
+        QueueCommand::Redrive { ids } => {
+            let ids = if ids.is_empty() {
+                hub.dead_letters().await?.into_iter().map(|d| d.id).collect()
+            } else {
+                ids
+            };
+            for id in ids {
+                if hub.redrive(id).await? {
+                    println!("dead letter {id} is queued again");
+                } else {
+                    bail!("there is no dead letter {id}");
+                }
+            }
         }
     }
     Ok(())

@@ -25,6 +25,9 @@ enum Command {
     /// List and read replicated models.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
+    /// Inspect the local queue and redrive its dead letters.
+    #[command(subcommand)]
+    Queue(commands::QueueCommand),
     /// Create the queue, table and secret in a local AWS emulator (needs AWS_ENDPOINT_URL).
     Init(commands::InitArgs),
     /// Run the webhook endpoint, the queue and the sync worker as one local process.
@@ -61,6 +64,7 @@ async fn main() -> std::process::ExitCode {
         Command::Repos(cmd) => commands::repos(cmd).await,
         Command::Sync(args) => commands::sync(args).await,
         Command::Models(cmd) => commands::models(cmd).await,
+        Command::Queue(cmd) => commands::queue(cmd).await,
         Command::Init(args) => commands::init(args).await,
         Command::Serve(args) => match config::LocalConfig::from_env() {
             Ok(local) => serve::run(args, local).await,
