@@ -83,17 +83,53 @@ fn build_lambdas(root: &Path) -> anyhow::Result<()> {
         .env("PATH", path_with_venv()))
 }
 
+/// Runs `cargo test`, passing its output through, and ends with the totals of every test binary
+/// on one line (cargo's own last line is that of the last binary, often a doc-test run of 0).
+fn run_tests(cmd: &mut Command) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(counts) = line.strip_prefix("test result: ") {
+                let count = |what: &str| {
+                    counts
+                        .split([';', '.'])
+                        .find_map(|part| part.trim().strip_suffix(what)?.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+                ignored += count(" ignored");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let root = root();
     match Cli::parse().command {
         Task::Test { cargo_test_args } => {
             hubsync_tests::python::ensure_installed();
             build_lambdas(&root)?;
-            run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["test", "--workspace", "--all-targets"])
+            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cmd.args(["test", "--workspace", "--all-targets"])
                 .args(&cargo_test_args)
                 .current_dir(&root)
-                .env("PATH", path_with_venv()))
+                .env("PATH", path_with_venv());
+            run_tests(&mut cmd)
         }
         Task::BuildLambdas => build_lambdas(&root),
         Task::Events => events::write_all(&root.join("events")),
