@@ -7,7 +7,6 @@ mod pipeline;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
 use hubsync_bitbucket_sim::{FileOp, Push, Repo};
@@ -482,34 +481,8 @@ async fn transient_server_errors_are_retried<P: Pipeline>() {
 }
 
 /// The `hubsync` binary, built once per test run.
-fn hubsync_binary() -> &'static std::path::Path {
-    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "hubsync-cli",
-                "--bin",
-                "hubsync",
-                "--message-format=json",
-            ])
-            .current_dir(hubsync_tests::workspace_root())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|v| {
-                v["executable"]
-                    .as_str()
-                    .filter(|e| e.ends_with("/hubsync"))
-                    .map(Into::into)
-            })
-            .expect("cargo reports the hubsync executable")
-    })
+fn hubsync_binary() -> std::path::PathBuf {
+    hubsync_tests::cargo_bin("hubsync-cli", "hubsync")
 }
 
 async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
@@ -522,7 +495,7 @@ async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
     s.assert_replicated().await;
     let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
     for path in ["big/two.hck.json", "modèles/données.hck.json"] {
-        let out = Command::new(bin)
+        let out = Command::new(&bin)
             .args(["models", "get", "DATA/models", path])
             .envs(s.p.cli_env())
             .output()
@@ -534,13 +507,13 @@ async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
             P::NAME
         );
     }
-    let listed = Command::new(bin)
+    let listed = Command::new(&bin)
         .args(["models", "list", "DATA/models"])
         .envs(s.p.cli_env())
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains("big/two.hck.json"));
-    let missing = Command::new(bin)
+    let missing = Command::new(&bin)
         .args(["models", "get", "DATA/models", "nope.json"])
         .envs(s.p.cli_env())
         .output()
@@ -552,7 +525,7 @@ async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
 /// Runs the `hubsync` binary against the pipeline's store; (success, stdout, stderr).
 async fn hubsync<P: Pipeline>(p: &P, args: &[&str]) -> (bool, String, String) {
     let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .args(args)
         .env_remove("HUB_CONFIG")
         .env("RUST_LOG", "warn")
@@ -621,7 +594,7 @@ async fn hubsync_init_creates_the_queue_table_and_secret_in_the_emulator() {
     let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
     let name = format!("init{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let token = "BBDC-init-test-token-never-printed";
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .args([
             "init",
             "--name",
@@ -684,7 +657,7 @@ async fn hubsync_init_creates_the_queue_table_and_secret_in_the_emulator() {
     );
     assert!(attributes.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
 
-    let refused = Command::new(bin)
+    let refused = Command::new(&bin)
         .args([
             "init",
             "--base-url",
