@@ -26,7 +26,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{FutureExt, StreamExt};
@@ -374,7 +374,7 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
             body: &body,
         })
         .await;
-    to_response(answer)
+    answer.into_http()
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]; a larger body is refused without reading the rest.
@@ -384,7 +384,7 @@ async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<Vec<u8
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(to_response(WebhookResponse::payload_too_large()));
+        return Err(WebhookResponse::payload_too_large().into_http());
     }
     let mut bytes = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
     let mut stream = body.into_data_stream();
@@ -398,22 +398,11 @@ async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<Vec<u8
                 .into_response()
         })?;
         if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(to_response(WebhookResponse::payload_too_large()));
+            return Err(WebhookResponse::payload_too_large().into_http());
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-fn to_response(answer: WebhookResponse) -> Response {
-    let mut response = Response::new(Body::from(answer.body_bytes()));
-    *response.status_mut() = answer.status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for (name, value) in answer.headers {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
-    }
-    response
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,12 +34,6 @@ pub struct RefChange {
     pub to_hash: CommitId,
 }
 
-impl RefChange {
-    pub fn is_branch(&self) -> bool {
-        self.ref_id.starts_with("refs/heads/")
-    }
-}
-
 /// Who pushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,14 +61,5 @@ impl PushMessage {
     /// Whether any change of this push moved `ref_id`.
     pub fn touches(&self, ref_id: &str) -> bool {
         self.changes.iter().any(|c| c.ref_id == ref_id)
-    }
-
-    /// The commit the push left on `ref_id`, if it moved it (and did not delete it).
-    pub fn head_of(&self, ref_id: &str) -> Option<&CommitId> {
-        self.changes
-            .iter()
-            .rev()
-            .find(|c| c.ref_id == ref_id && c.change_type != RefChangeType::Delete)
-            .map(|c| &c.to_hash)
     }
 }

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 use hubsync_core::ports::{PushQueue, SecretSource};
-use hubsync_core::webhook::{WebhookHandler, WebhookRequest, WebhookResponse};
+use hubsync_core::webhook::{WebhookHandler, WebhookRequest};
 use lambda_http::{Body, Request, Response};
 
 /// Answers one HTTP request. Never fails: every error is an HTTP answer with a JSON body.
@@ -27,17 +27,5 @@ pub async fn handle<Q: PushQueue, S: SecretSource>(
             body,
         })
         .await;
-    Ok(into_response(answer))
-}
-
-fn into_response(answer: WebhookResponse) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(answer.status)
-        .header("content-type", "application/json");
-    for (name, value) in &answer.headers {
-        builder = builder.header(*name, *value);
-    }
-    builder
-        .body(Body::Text(answer.body.to_string()))
-        .unwrap_or_else(|_| Response::new(Body::Text(r#"{"error":"internal"}"#.into())))
+    Ok(answer.into_http())
 }

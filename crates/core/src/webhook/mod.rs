@@ -78,8 +78,22 @@ impl WebhookResponse {
         )
     }
 
-    pub fn body_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).unwrap_or_default()
+    /// The answer as an HTTP response (JSON body), for any body type a text converts into.
+    pub fn into_http<B: From<String>>(self) -> http::Response<B> {
+        let mut response = http::Response::new(B::from(self.body.to_string()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in self.headers {
+            headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        response
     }
 }
 
