@@ -316,7 +316,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 wanted.insert(path);
             }
         }
-        self.fetch_all(repo, head, &wanted, &stored, &stats, progress).await?;
+        self.fetch_all(repo, head, &wanted, Some(&stored), &stats, progress)
+            .await?;
         for path in stored.keys().filter(|p| !wanted.contains(*p)) {
             if self.store.delete_model(repo, path).await? {
                 bump(&stats, |s| s.removed += 1);
@@ -326,7 +327,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     }
 
     /// Incremental sync: removals first (deleted files, move sources), then every added, modified,
-    /// copied or moved-to path is fetched at the head.
+    /// copied or moved-to path is fetched at the head and written.
     async fn apply_changes(
         &self,
         repo: &RepoRef,
@@ -368,28 +369,20 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 fetches.push(path);
             }
         }
-        // The stored digest lets an unchanged file (e.g. a mode change) skip the write.
-        let stored: BTreeMap<String, (String, ModelStatus)> = if fetches.is_empty() {
-            BTreeMap::new()
-        } else {
-            self.store
-                .list_models(repo)
-                .await?
-                .into_iter()
-                .map(|m| (m.path, (m.content_sha256, m.status)))
-                .collect()
-        };
-        self.fetch_all(repo, head, &fetches, &stored, &stats, progress).await?;
+        // Every path here changed, so what the store holds is not looked up first.
+        self.fetch_all(repo, head, &fetches, None, &stats, progress).await?;
         Ok(stats.into_inner().unwrap_or_default())
     }
 
-    /// Fetches `paths` at the head, a few at a time, and applies each one.
+    /// Fetches `paths` at the head, a few at a time, and applies each one. `stored` is what the
+    /// store holds (digest and status per path) when known: an unchanged file is then not
+    /// written again.
     async fn fetch_all<'p>(
         &self,
         repo: &RepoRef,
         head: &CommitId,
         paths: impl IntoIterator<Item = &'p String>,
-        stored: &BTreeMap<String, (String, ModelStatus)>,
+        stored: Option<&BTreeMap<String, (String, ModelStatus)>>,
         stats: &Mutex<SyncStats>,
         progress: &dyn SyncProgress,
     ) -> Result<(), SyncError> {
@@ -397,7 +390,11 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         progress.planned(paths.len());
         stream::iter(paths.into_iter().map(Ok::<_, SyncError>))
             .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| async move {
-                self.fetch_and_store(repo, head, path, stored.get(path), stats).await?;
+                let known = match stored {
+                    None => Known::Unknown,
+                    Some(map) => map.get(path).map_or(Known::Absent, Known::Stored),
+                };
+                self.fetch_and_store(repo, head, path, known, stats).await?;
                 progress.file_done(path);
                 Ok(())
             })
@@ -410,7 +407,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         repo: &RepoRef,
         head: &CommitId,
         path: &str,
-        stored: Option<&(String, ModelStatus)>,
+        known: Known<'_>,
         stats: &Mutex<SyncStats>,
     ) -> Result<(), SyncError> {
         let Some(content) = self.host.raw_file(repo, path, head).await? else {
@@ -428,7 +425,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
             Classification::NotAModel => {
                 bump(stats, |s| s.skipped += 1);
-                if stored.is_some() && self.store.delete_model(repo, path).await? {
+                if !matches!(known, Known::Absent) && self.store.delete_model(repo, path).await? {
                     bump(stats, |s| s.removed += 1);
                 }
                 return Ok(());
@@ -436,7 +433,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         };
         let malformed = matches!(status, ModelStatus::Malformed { .. });
         let digest = sha256_hex(&content);
-        if stored.is_some_and(|(sha, st)| *sha == digest && *st == status) {
+        if matches!(known, Known::Stored((sha, st)) if *sha == digest && *st == status) {
             if malformed {
                 bump(stats, |s| s.malformed += 1);
             }
@@ -447,6 +444,16 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
         Ok(())
     }
+}
+
+/// What the store holds at a path before the file is fetched.
+#[derive(Clone, Copy)]
+enum Known<'a> {
+    /// Not looked up (an incremental sync: the path changed anyway).
+    Unknown,
+    Absent,
+    /// Its content digest and status.
+    Stored(&'a (String, ModelStatus)),
 }
 
 /// Builds a Git host client from the current hub secret (base URL and token), so a rotated token
