@@ -2,58 +2,25 @@
 //! database, loses nothing: the push was queued durably before the webhook was answered, its lease
 //! expires, and the restarted server syncs it to completion.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
+use common::BOUND;
 use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
 use hubsync_bitbucket_sim::{FileOp, SimConfig, Simulator, StatusCode};
 use hubsync_core::ids::RepoRef;
 use hubsync_core::ports::{ModelStore, RepoRegistry};
 use hubsync_sqlite::SqliteHub;
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout};
 
 const SECRET: &str = "restart-test-secret";
-const BOUND: Duration = Duration::from_secs(60);
 
 async fn spawn_serve(sim: &Simulator, db: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubsync"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--visibility-timeout",
-            "2",
-            "--shutdown-grace",
-            "5",
-        ])
-        .env("HUB_DB", db)
-        .env("HUB_BITBUCKET_URL", sim.base_url())
-        .env("HUB_BITBUCKET_TOKEN", sim.token().expose_secret())
-        .env("HUB_WEBHOOK_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .env_remove("HUB_CONFIG")
-        .env_remove("HUB_TABLE")
-        .env_remove("HUB_BACKEND")
-        .env_remove("HUB_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("hubsync starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = timeout(BOUND, lines.next_line())
-        .await
-        .expect("an address is printed")
-        .unwrap()
-        .unwrap();
-    let base = line
-        .rsplit_once("listening on ")
-        .map(|(_, url)| url.trim().to_owned())
-        .expect("the address line");
-    (child, base)
+    let token = sim.token().expose_secret().to_owned();
+    common::spawn_serve(db, sim.base_url(), &token, SECRET, &["--visibility-timeout", "2"]).await
 }
 
 /// Waits for a condition, checked again whenever `poll` says so, until a deadline.

@@ -1,17 +1,15 @@
 //! `hubsync serve` as a process: it says where it listens, answers Bitbucket and `/health`, and a
 //! SIGTERM stops it cleanly (exit 0) with the queue kept in its database.
 
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
+use common::BOUND;
 use hubsync_core::signature::sign;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
 const SECRET: &str = "process-test-secret";
-const BOUND: Duration = Duration::from_secs(30);
 
 struct Served {
     child: Child,
@@ -22,32 +20,8 @@ struct Served {
 /// Starts the binary on a free port and reads the address it prints.
 async fn spawn_serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubsync"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "5"])
-        .env("HUB_DB", dir.path().join("hub.db"))
-        .env("HUB_BITBUCKET_URL", "http://127.0.0.1:9")
-        .env("HUB_BITBUCKET_TOKEN", "token")
-        .env("HUB_WEBHOOK_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .env_remove("HUB_CONFIG")
-        .env_remove("HUB_TABLE")
-        .env_remove("HUB_BACKEND")
-        .env_remove("HUB_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = timeout(BOUND, lines.next_line())
-        .await
-        .expect("no address printed")
-        .unwrap()
-        .unwrap();
-    let base = line
-        .rsplit_once("listening on ")
-        .map(|(_, url)| url.trim().to_owned())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    let (child, base) =
+        common::spawn_serve(&dir.path().join("hub.db"), "http://127.0.0.1:9", "token", SECRET, &[]).await;
     Served { child, base, _dir: dir }
 }
 
