@@ -132,75 +132,35 @@ async fn replay(sim: &Simulator, repo: &Repo, repo_ref: &RepoRef, server: &Runni
     )
     .await?;
 
-    let r = repo.clone();
-    let push = git(move || {
-        let bigger = generate_model(&ModelSpec {
-            seed: 12,
-            name: "Orders".into(),
-            app_target: "PostgreSQL".into(),
-            target_bytes: 120 * 1024,
-            ..ModelSpec::default()
-        });
-        r.commit(
-            "main",
-            &[FileOp::write("models/sales/orders.hck.json", bigger)],
+    let bigger = generate_model(&ModelSpec {
+        seed: 12,
+        name: "Orders".into(),
+        app_target: "PostgreSQL".into(),
+        target_bytes: 120 * 1024,
+        ..ModelSpec::default()
+    });
+    let changes = [
+        (
+            "change models/sales/orders.hck.json",
+            FileOp::write("models/sales/orders.hck.json", bigger),
             "Add entities to Orders",
-        )
-    })
-    .await?;
-    step(
-        sim,
-        repo,
-        repo_ref,
-        server,
-        2,
-        "change models/sales/orders.hck.json",
-        &push,
-    )
-    .await?;
-
-    let r = repo.clone();
-    let push = git(move || {
-        r.commit(
-            "main",
-            &[FileOp::rename(
-                "models/customers.hck.json",
-                "models/crm/customers.hck.json",
-            )],
+        ),
+        (
+            "move models/customers.hck.json to models/crm/",
+            FileOp::rename("models/customers.hck.json", "models/crm/customers.hck.json"),
             "Move customers under crm/",
-        )
-    })
-    .await?;
-    step(
-        sim,
-        repo,
-        repo_ref,
-        server,
-        3,
-        "move models/customers.hck.json to models/crm/",
-        &push,
-    )
-    .await?;
-
-    let r = repo.clone();
-    let push = git(move || {
-        r.commit(
-            "main",
-            &[FileOp::delete("models/sales/legacy orders.json")],
+        ),
+        (
+            "delete models/sales/legacy orders.json",
+            FileOp::delete("models/sales/legacy orders.json"),
             "Drop legacy orders",
-        )
-    })
-    .await?;
-    step(
-        sim,
-        repo,
-        repo_ref,
-        server,
-        4,
-        "delete models/sales/legacy orders.json",
-        &push,
-    )
-    .await?;
+        ),
+    ];
+    for (n, (what, op, message)) in (2..).zip(changes) {
+        let r = repo.clone();
+        let push = git(move || r.commit("main", &[op], message)).await?;
+        step(sim, repo, repo_ref, server, n, what, &push).await?;
+    }
 
     let r = repo.clone();
     let push = git(move || {
