@@ -278,20 +278,7 @@ impl Repo {
 
     /// Creates branch `name` at `from` (a commit id or ref name). It must not exist.
     pub fn create_branch(&self, name: &str, from: &str) -> Result<Push, SimError> {
-        let ref_id = branch_ref(name)?;
-        let _guard = self.lock();
-        let target = self
-            .resolve(from)?
-            .ok_or_else(|| SimError::NoSuchRef(from.to_owned()))?;
-        if self.inner.git.ref_value(&ref_id)?.is_some() {
-            return Err(SimError::RefExists(ref_id));
-        }
-        self.update_ref(&ref_id, Some(&target), None)?;
-        Ok(Push::single(RefChange::between(
-            MinimalRef::branch(name),
-            None,
-            Some(&target),
-        )))
+        self.create_ref(MinimalRef::branch(name), &branch_ref(name)?, from)
     }
 
     /// Deletes branch `name`. It must exist.
@@ -321,20 +308,20 @@ impl Repo {
 
     /// Creates the lightweight tag `name` on `target` (commit id or ref).
     pub fn tag(&self, name: &str, target: &str) -> Result<Push, SimError> {
-        let ref_id = tag_ref(name)?;
+        self.create_ref(MinimalRef::tag(name), &tag_ref(name)?, target)
+    }
+
+    /// Points the new ref `ref_id` at `target` (a commit id or ref name). It must not exist.
+    fn create_ref(&self, reference: MinimalRef, ref_id: &str, target: &str) -> Result<Push, SimError> {
         let _guard = self.lock();
         let commit = self
             .resolve(target)?
             .ok_or_else(|| SimError::NoSuchRef(target.to_owned()))?;
-        if self.inner.git.ref_value(&ref_id)?.is_some() {
-            return Err(SimError::RefExists(ref_id));
+        if self.inner.git.ref_value(ref_id)?.is_some() {
+            return Err(SimError::RefExists(ref_id.to_owned()));
         }
-        self.update_ref(&ref_id, Some(&commit), None)?;
-        Ok(Push::single(RefChange::between(
-            MinimalRef::tag(name),
-            None,
-            Some(&commit),
-        )))
+        self.update_ref(ref_id, Some(&commit), None)?;
+        Ok(Push::single(RefChange::between(reference, None, Some(&commit))))
     }
 
     /// Creates the annotated tag `name` on `target`. The push's `toHash` is the tag object's
