@@ -189,6 +189,21 @@ fn pascal(snake: &str) -> String {
     snake.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
 }
 
+/// The source of a module: its file, or every file of its directory.
+fn module_source(path: &Path) -> String {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect();
+        files.sort();
+        files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
+    } else {
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
 /// IAM actions the code of a function calls: the adapters its `main.rs` constructs, and the SDK
 /// operations their modules invoke.
 fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
@@ -202,7 +217,7 @@ fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
         ),
         (
             "DynamoStore::new",
-            "crates/aws/src/dynamodb.rs",
+            "crates/aws/src/dynamodb",
             "aws-sdk-dynamodb",
             "dynamodb",
         ),
@@ -212,7 +227,7 @@ fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
         if !main_rs.contains(constructor) {
             continue;
         }
-        let source = std::fs::read_to_string(root().join(module)).unwrap();
+        let source = module_source(&root().join(module));
         for op in sdk_operations(sdk) {
             if source.contains(&format!(".{op}()")) {
                 actions.insert(format!("{prefix}:{}", pascal(&op)));

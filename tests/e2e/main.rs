@@ -3,6 +3,7 @@
 //! the store. After each step, the store holds exactly the models of the default branch's head,
 //! byte for byte. Every scenario runs on both backends (AWS on moto, and local `hubsync serve`).
 
+mod chunks;
 mod pipeline;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,148 @@
+//! The registry and the models in one DynamoDB table (`pk`, `sk`, both strings).
+//!
+//! | item                 | pk                     | sk                                   |
+//! |----------------------|------------------------|--------------------------------------|
+//! | registered repository | `REGISTRY`            | `REPO#{project}/{slug}`              |
+//! | model head           | `REPO#{project}/{slug}` | `MODEL#{path}`                       |
+//! | model content chunk  | `REPO#{project}/{slug}` | `CHUNK#{sha256(path)}#{sha256(content)}#{index:05}` |
+//!
+//! The layout is plain functions, tested without a table: the keys ([`keys`]), the encoding of
+//! items ([`items`]) and the chunk protocol ([`chunks`]: when content is chunked, which chunks a
+//! write puts and which it supersedes). The SDK calls that apply them are a thin layer: this
+//! module (the store and its paging and batching), [`registry`] and [`models`].
+
+pub mod chunks;
+pub mod items;
+pub mod keys;
+mod models;
+mod registry;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::WriteRequest;
+use chrono::Utc;
+use hubsync_core::ids::RepoRef;
+use hubsync_core::ports::StoreError;
+
+pub use chunks::{CHUNK_SIZE, INLINE_LIMIT};
+
+use crate::errors::store_error;
+use chunks::ChunkedVersion;
+use items::{Item, n, s};
+
+/// The DynamoDB adapter of [`RepoRegistry`](hubsync_core::ports::RepoRegistry) and
+/// [`ModelStore`](hubsync_core::ports::ModelStore).
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Writes `requests` in batches of 25, retrying unprocessed items with a backoff.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut backoff = Duration::from_millis(50);
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(25));
+            let batch = std::mem::replace(&mut requests, rest);
+            let mut pending = HashMap::from([(self.table.clone(), batch)]);
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(pending))
+                    .send()
+                    .await
+                    .map_err(|e| store_error("DynamoDB BatchWriteItem", e))?;
+                pending = out.unprocessed_items.unwrap_or_default();
+                pending.retain(|_, v| !v.is_empty());
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= 8 {
+                    return Err(StoreError::Backend {
+                        message: "DynamoDB BatchWriteItem left items unprocessed after 8 retries".into(),
+                        retryable: true,
+                        source: None,
+                    });
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the chunks of a superseded version of the model at `path` their time-to-live.
+    /// Chunks already gone are skipped.
+    async fn expire_chunks(&self, repo: &RepoRef, path: &str, version: &ChunkedVersion) -> Result<(), StoreError> {
+        let expires = chunks::expires_at(Utc::now());
+        for key in version.keys(repo, path) {
+            let res = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.into_attributes()))
+                .update_expression("SET expiresAt = :e")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":e", n(expires))
+                .send()
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(store_error("DynamoDB UpdateItem (expire chunk)", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every item of partition `pk` whose sort key starts with `sk_prefix` (all pages), projected
+    /// to `projection` (with its `#name` placeholders) when given.
+    async fn query_all(
+        &self,
+        pk: String,
+        sk_prefix: &str,
+        projection: Option<(&str, &[(&str, &str)])>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start);
+            // DynamoDB refuses an empty begins_with prefix: no prefix means the whole partition.
+            q = if sk_prefix.is_empty() {
+                q.key_condition_expression("pk = :pk")
+            } else {
+                q.key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(sk_prefix))
+            };
+            if let Some((expression, names)) = projection {
+                q = q.projection_expression(expression);
+                for (placeholder, name) in names {
+                    q = q.expression_attribute_names(*placeholder, *name);
+                }
+            }
+            let out = q.send().await.map_err(|e| store_error("DynamoDB Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The registry on DynamoDB: the SDK calls behind [`RepoRegistry`]. The items are encoded in
+//! [`items`](super::items).
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest};
+use chrono::Utc;
+use hubsync_core::ids::{CommitId, RepoRef};
+use hubsync_core::ports::{LastError, RepoRecord, RepoRegistry, StoreError, SyncCursor};
+
+use super::DynamoStore;
+use super::items::{cursor_attributes, last_error_attributes, registry_item, repo_record, s};
+use super::keys::{Key, REGISTRY_PK, REPO_PREFIX, repo_pk};
+use crate::errors::store_error;
+
+impl RepoRegistry for DynamoStore {
+    async fn register(&self, repo: &RepoRef) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(registry_item(repo, Utc::now())))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(store_error("DynamoDB PutItem (register)", e)),
+        }
+    }
+
+    async fn unregister(&self, repo: &RepoRef) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::registry(repo).into_attributes()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| store_error("DynamoDB DeleteItem (unregister)", e))?;
+        let items = self.query_all(repo_pk(repo), "", Some(("pk, sk", &[]))).await?;
+        let deletes = items
+            .into_iter()
+            .filter_map(|key| DeleteRequest::builder().set_key(Some(key)).build().ok())
+            .map(|d| WriteRequest::builder().delete_request(d).build())
+            .collect();
+        self.batch_write(deletes).await?;
+        Ok(out.attributes.is_some())
+    }
+
+    async fn repo(&self, repo: &RepoRef) -> Result<Option<RepoRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::registry(repo).into_attributes()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("DynamoDB GetItem (repository)", e))?;
+        out.item.as_ref().map(repo_record).transpose()
+    }
+
+    async fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
+        let items = self.query_all(REGISTRY_PK.into(), REPO_PREFIX, None).await?;
+        items.iter().map(repo_record).collect()
+    }
+
+    async fn advance_cursor(
+        &self,
+        repo: &RepoRef,
+        expected: Option<&CommitId>,
+        cursor: &SyncCursor,
+    ) -> Result<(), StoreError> {
+        let [(_, commit), (_, at), (_, stats)] = cursor_attributes(cursor)?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::registry(repo).into_attributes()))
+            .update_expression("SET cursorCommit = :c, cursorAt = :at, cursorStats = :st REMOVE lastError, lastErrorAt")
+            .expression_attribute_values(":c", commit)
+            .expression_attribute_values(":at", at)
+            .expression_attribute_values(":st", stats)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = match expected {
+            None => update.condition_expression("attribute_exists(pk) AND attribute_not_exists(cursorCommit)"),
+            Some(c) => update
+                .condition_expression("cursorCommit = :expected")
+                .expression_attribute_values(":expected", s(c.as_str())),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let exists = match e.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item.is_some(),
+                    _ => true,
+                };
+                if exists || self.repo(repo).await?.is_some() {
+                    Err(StoreError::CursorMoved(repo.clone()))
+                } else {
+                    Err(StoreError::NotRegistered(repo.clone()))
+                }
+            }
+            Err(e) => Err(store_error("DynamoDB UpdateItem (cursor)", e)),
+        }
+    }
+
+    async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {
+        let [(_, message), (_, at)] = last_error_attributes(error);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::registry(repo).into_attributes()))
+            .update_expression("SET lastError = :m, lastErrorAt = :at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":m", message)
+            .expression_attribute_values(":at", at)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(store_error("DynamoDB UpdateItem (last error)", e)),
+        }
+    }
+}
