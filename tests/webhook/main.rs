@@ -2,6 +2,11 @@
 //! API payloads) goes through `lambda_http`'s parsing into the function's handler, with the queue
 //! on SQS FIFO and the secret in Secrets Manager, both served by moto. Each case checks the
 //! status and what landed on the queue.
+//!
+//! Only what the Lambda adds is tested here: the event shapes, the raw body and the headers
+//! crossing the translation, the SQS message attributes, and the AWS adapters failing. The
+//! decision table itself (which request gets 400, 401, 405, 413, 503...) is tested once, in
+//! `crates/core/tests/webhook_handler.rs`.
 
 use std::path::PathBuf;
 
@@ -9,6 +14,7 @@ use http::StatusCode;
 use hubsync_aws::{SecretsManagerSource, SqsPushQueue};
 use hubsync_core::push::{PushMessage, RefChangeType};
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
+use hubsync_core::testing::fixtures::hub_secret_json;
 use hubsync_core::webhook::WebhookHandler;
 use hubsync_tests::aws::{TestAws, sdk_config_for};
 use hubsync_tests::lambda::{Gateway, apigw_event, request_from_event};
@@ -16,11 +22,6 @@ use lambda_http::Body;
 use serde_json::Value;
 
 const SAMPLE_SECRET: &str = "hubsync-sample-webhook-secret";
-
-fn secret_json(webhook_secret: &str) -> String {
-    serde_json::json!({"baseUrl": "http://127.0.0.1:9", "accessToken": "sample-token", "webhookSecret": webhook_secret})
-        .to_string()
-}
 
 type Handler = WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>;
 
@@ -31,7 +32,7 @@ struct App {
 
 impl App {
     async fn spawn() -> Self {
-        let aws = TestAws::new(&secret_json(SAMPLE_SECRET)).await;
+        let aws = TestAws::new(&hub_secret_json(SAMPLE_SECRET, &[])).await;
         let handler = WebhookHandler::new(
             SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()),
             CachedSecretSource::new(
@@ -88,25 +89,6 @@ fn sample(gateway: Gateway, name: &str) -> Value {
 
 const GATEWAYS: [Gateway; 2] = [Gateway::Rest, Gateway::Http];
 
-/// Sets (or with `None` removes) a header in both header maps an event may carry.
-fn set_header(event: &mut Value, name: &str, value: Option<&str>) {
-    for (field, multi) in [("headers", false), ("multiValueHeaders", true)] {
-        if let Some(map) = event.get_mut(field).and_then(Value::as_object_mut) {
-            match value {
-                None => {
-                    map.remove(name);
-                }
-                Some(v) if multi => {
-                    map.insert(name.into(), serde_json::json!([v]));
-                }
-                Some(v) => {
-                    map.insert(name.into(), Value::String(v.into()));
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_push_to_the_default_branch_is_queued_once_with_repository_group_and_delivery_dedup() {
     for gateway in GATEWAYS {
@@ -160,10 +142,7 @@ async fn a_ping_answers_200_and_queues_nothing() {
     for gateway in GATEWAYS {
         let app = App::spawn().await;
         let (status, _) = app.invoke(&sample(gateway, "ping")).await;
-        let mut unsigned = sample(gateway, "ping");
-        set_header(&mut unsigned, "x-hub-signature", None);
-        let (unsigned_status, _) = app.invoke(&unsigned).await;
-        assert_eq!((status, unsigned_status), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(status, StatusCode::OK, "{gateway:?}");
         assert!(app.queued().await.is_empty());
     }
 }
@@ -173,37 +152,13 @@ async fn a_wrong_signature_gets_401_and_nothing_is_queued() {
     for gateway in GATEWAYS {
         let app = App::spawn().await;
         let (status, body) = app.invoke(&sample(gateway, "bad-signature")).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body["message"].as_str().unwrap().contains("secret"), "{body}");
-        let mut signed_ping_wrong = sample(gateway, "ping");
-        set_header(
-            &mut signed_ping_wrong,
-            "x-hub-signature",
-            Some(&format!("sha256={}", "0".repeat(64))),
-        );
-        assert_eq!(app.invoke(&signed_ping_wrong).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{gateway:?}: {body}");
         assert!(app.queued().await.is_empty());
     }
 }
 
 #[tokio::test]
-async fn missing_or_sha1_signatures_get_401() {
-    let app = App::spawn().await;
-    let mut missing = sample(Gateway::Rest, "push-default-branch");
-    set_header(&mut missing, "x-hub-signature", None);
-    let mut sha1 = sample(Gateway::Rest, "push-default-branch");
-    set_header(
-        &mut sha1,
-        "x-hub-signature",
-        Some("sha1=0a4d55a8d778e5022fab701977c5d840bbc486d0"),
-    );
-    assert_eq!(app.invoke(&missing).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.invoke(&sha1).await.0, StatusCode::UNAUTHORIZED);
-    assert!(app.queued().await.is_empty());
-}
-
-#[tokio::test]
-async fn a_trailing_newline_breaks_the_signature() {
+async fn the_body_reaches_the_handler_byte_for_byte_so_a_trailing_newline_breaks_the_signature() {
     let app = App::spawn().await;
     let mut event = sample(Gateway::Http, "push-default-branch");
     let body = format!("{}\n", event["body"].as_str().unwrap());
@@ -221,100 +176,23 @@ fn headers_of(event: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn signed_event(gateway: Gateway, event_key: &str, body: &[u8]) -> Value {
-    let mut headers = headers_of(&sample(gateway, "push-default-branch"));
-    headers.retain(|(k, _)| k != "x-hub-signature" && k != "x-event-key");
-    headers.push(("x-event-key".into(), event_key.into()));
-    headers.push((
-        "x-hub-signature".into(),
-        hubsync_core::signature::sign(body, &SAMPLE_SECRET.to_owned().into()),
-    ));
-    apigw_event(gateway, "POST", &headers, body)
-}
-
 #[tokio::test]
-async fn other_events_are_acknowledged_and_ignored() {
-    let app = App::spawn().await;
-    let (status, body) = app
-        .invoke(&signed_event(
-            Gateway::Http,
-            "pr:opened",
-            br#"{"eventKey":"pr:opened"}"#,
-        ))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(body["status"], "ignored");
-    assert!(app.queued().await.is_empty());
-}
-
-#[tokio::test]
-async fn invalid_json_or_missing_fields_get_400() {
-    let app = App::spawn().await;
-    let (status, body) = app
-        .invoke(&signed_event(Gateway::Rest, "repo:refs_changed", b"{not json"))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("not a repo:refs_changed payload"),
-        "{body}"
-    );
-    let (status, body) = app
-        .invoke(&signed_event(
-            Gateway::Rest,
-            "repo:refs_changed",
-            br#"{"repository":{"slug":"x","project":{"key":"P"}}}"#,
-        ))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["message"].as_str().unwrap().contains("changes"), "{body}");
-    assert!(app.queued().await.is_empty());
-}
-
-#[tokio::test]
-async fn a_body_over_one_mebibyte_gets_413() {
-    let app = App::spawn().await;
-    let body = vec![b' '; 1024 * 1024 + 1];
-    let (status, _) = app
-        .invoke(&signed_event(Gateway::Http, "repo:refs_changed", &body))
-        .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(app.queued().await.is_empty());
-}
-
-#[tokio::test]
-async fn methods_other_than_post_get_405() {
+async fn the_method_reaches_the_handler_and_the_allow_header_comes_back() {
     let app = App::spawn().await;
     let event = apigw_event(Gateway::Rest, "GET", &headers_of(&sample(Gateway::Rest, "ping")), b"");
-    let (status, body) = app.invoke(&event).await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
-}
+    let response = hubsync_webhook_function::handle(&app.handler, request_from_event(&event))
+        .await
+        .expect("infallible");
 
-#[tokio::test]
-async fn a_rotated_secret_still_accepts_the_previous_one() {
-    let aws = TestAws::new(
-        &serde_json::json!({"baseUrl": "http://127.0.0.1:9", "accessToken": "t", "webhookSecret": "the-new-secret",
-                            "previousWebhookSecrets": [SAMPLE_SECRET]})
-        .to_string(),
-    )
-    .await;
-    let app = App {
-        handler: WebhookHandler::new(
-            SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()),
-            CachedSecretSource::new(
-                SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()),
-                DEFAULT_SECRET_TTL,
-            ),
-        ),
-        aws,
-    };
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
-        app.invoke(&sample(Gateway::Http, "push-default-branch")).await.0,
-        StatusCode::ACCEPTED
+        response.headers().get("allow").map(|v| v.as_bytes()),
+        Some(&b"POST"[..])
     );
-    assert_eq!(app.queued().await.len(), 1);
+    assert_eq!(
+        response.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/json"[..])
+    );
 }
 
 #[tokio::test]

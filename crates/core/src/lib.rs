@@ -4,11 +4,12 @@
 
 pub mod hubignore;
 pub mod ids;
-pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod push;
 pub mod secrets;
 pub mod signature;
 pub mod sync;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod webhook;

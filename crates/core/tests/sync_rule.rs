@@ -1,44 +1,12 @@
 //! The sync rule against the in-memory adapters: the store ends up holding exactly the models at
 //! the default branch's head, whatever the history of pushes.
 
-use std::collections::BTreeMap;
-
-use chrono::Utc;
-use hubsync_core::ids::{CommitId, DeliveryId, RepoRef};
-use hubsync_core::memory::{MemoryGitHost, MemoryStore};
+use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{GitHostErrorKind, ModelStore, RepoRegistry};
-use hubsync_core::push::{Actor, Provider, PushMessage, RefChange, RefChangeType};
 use hubsync_core::sync::{FullSyncReason, SyncEngine, SyncMode, SyncOptions, SyncOutcome};
-
-fn model(name: &str) -> Vec<u8> {
-    serde_json::to_vec_pretty(&serde_json::json!({
-        "modelName": name, "appTarget": "MONGODB", "dbVendor": "MongoDB", "collections": [{"GUID": "c1"}],
-        "relationships": [], "buckets": [], "definitions": {}, "GUID": format!("g-{name}"), "persistenceSchemaVersion": "8"
-    }))
-    .unwrap()
-}
-
-fn files(entries: &[(&str, Vec<u8>)]) -> BTreeMap<String, Vec<u8>> {
-    entries.iter().map(|(p, b)| (p.to_string(), b.clone())).collect()
-}
-
-fn push(repo: &RepoRef, ref_id: &str, to: &CommitId) -> PushMessage {
-    PushMessage {
-        provider: Provider::BitbucketDataCenter,
-        delivery_id: DeliveryId::parse(&format!("d-{to}")).unwrap(),
-        repo: repo.clone(),
-        repository_id: Some(1),
-        changes: vec![RefChange {
-            ref_id: ref_id.into(),
-            change_type: RefChangeType::Update,
-            from_hash: CommitId::parse(&"0".repeat(40)).unwrap(),
-            to_hash: to.clone(),
-        }],
-        actor: Actor::default(),
-        received_at: Utc::now(),
-    }
-}
+use hubsync_core::testing::fixtures::{files, model, push, push_to};
+use hubsync_core::testing::memory::{MemoryGitHost, MemoryStore};
 
 async fn stored_paths(store: &MemoryStore, repo: &RepoRef) -> Vec<String> {
     store
@@ -69,10 +37,7 @@ impl Fixture {
 
     async fn push_main(&self, head: &CommitId) -> SyncOutcome {
         let engine = SyncEngine::new(&self.host, &self.store, SyncOptions::default());
-        engine
-            .handle_push(&push(&self.repo, "refs/heads/main", head))
-            .await
-            .unwrap()
+        engine.handle_push(&push(&self.repo, head)).await.unwrap()
     }
 }
 
@@ -158,13 +123,13 @@ async fn pushes_to_other_branches_and_unregistered_repositories_are_skipped() {
     let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
     let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
     let outcome = engine
-        .handle_push(&push(&f.repo, "refs/heads/feature", &c1))
+        .handle_push(&push_to(&f.repo, "refs/heads/feature", &c1))
         .await
         .unwrap();
     assert!(matches!(outcome, SyncOutcome::NotDefaultBranch { .. }), "{outcome:?}");
     let other = RepoRef::parse("DATA/other").unwrap();
     assert_eq!(
-        engine.handle_push(&push(&other, "refs/heads/main", &c1)).await.unwrap(),
+        engine.handle_push(&push(&other, &c1)).await.unwrap(),
         SyncOutcome::NotRegistered
     );
     assert!(stored_paths(&f.store, &f.repo).await.is_empty());
@@ -250,10 +215,7 @@ async fn a_failed_sync_keeps_the_cursor_and_records_the_error() {
     let c2 = f.host.commit(&f.repo, files(&[("a.json", model("A2"))]));
     f.host.fail_next(GitHostErrorKind::Unauthorized);
     let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
-    let err = engine
-        .handle_push(&push(&f.repo, "refs/heads/main", &c2))
-        .await
-        .unwrap_err();
+    let err = engine.handle_push(&push(&f.repo, &c2)).await.unwrap_err();
     assert!(!err.is_retryable());
     let record = f.store.repo(&f.repo).await.unwrap().unwrap();
     assert_eq!(record.cursor.unwrap().commit, c1);

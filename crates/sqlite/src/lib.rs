@@ -2,7 +2,7 @@
 //! ([`RepoRegistry`], [`ModelStore`]) and a durable FIFO push queue ([`PushQueue`] plus the
 //! worker's side: [`SqliteHub::receive`], [`SqliteHub::ack`], [`SqliteHub::retry`]). They are what
 //! `hubsync serve` runs on instead of DynamoDB and SQS, with the same semantics as the in-memory
-//! reference adapters of `hubsync_core::memory`.
+//! reference adapters of `hubsync_core::testing::memory` (checked by the store conformance suite).
 //!
 //! One [`SqliteHub`] holds one connection behind a mutex; every call runs on tokio's blocking pool,
 //! so async callers are never blocked by SQLite. The file is opened in WAL mode with a busy

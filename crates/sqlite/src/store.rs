@@ -1,6 +1,7 @@
 //! [`RepoRegistry`] and [`ModelStore`] over the `repos` and `models` tables, with the semantics of
-//! `hubsync_core::memory::MemoryStore`. Model content is zlib-compressed at rest and checked
-//! against its SHA-256 when read back, so a damaged row is reported as corrupt instead of served.
+//! `hubsync_core::testing::memory::MemoryStore`. Model content is zlib-compressed at rest and
+//! checked against its SHA-256 when read back, so a damaged row is reported as corrupt instead of
+//! served.
 
 use std::io::{Read, Write};
 

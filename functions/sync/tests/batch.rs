@@ -7,26 +7,21 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::memory::{MemoryGitHost, MemoryStore};
 use hubsync_core::ports::{ModelStore, RepoRegistry};
-use hubsync_core::secrets::{HubSecret, StaticSecret};
+use hubsync_core::push::PushMessage;
+use hubsync_core::secrets::StaticSecret;
 use hubsync_core::sync::{SyncOptions, SyncWorker};
+use hubsync_core::testing::fixtures::{delivery, hub_secret, model, push};
+use hubsync_core::testing::memory::{MemoryGitHost, MemoryStore};
 use serde_json::json;
-
-fn model(name: &str) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"modelName": name, "appTarget": "MONGODB", "dbVendor": "MongoDB", "collections": [],
-        "relationships": [], "buckets": [], "definitions": {}, "GUID": name, "persistenceSchemaVersion": "8"}),
-    )
-    .unwrap()
-}
 
 fn record(id: &str, repo: &RepoRef, to: &CommitId, body_override: Option<&str>) -> serde_json::Value {
     let body = body_override.map(str::to_owned).unwrap_or_else(|| {
-        json!({"provider": "bitbucket-data-center", "deliveryId": format!("d-{id}"), "repo": repo.to_string(), "repositoryId": 1,
-               "changes": [{"refId": "refs/heads/main", "type": "UPDATE", "fromHash": "0".repeat(40), "toHash": to.as_str()}],
-               "actor": {}, "receivedAt": "2026-11-24T10:00:00Z"})
-        .to_string()
+        let push = PushMessage {
+            delivery_id: delivery(&format!("d-{id}")),
+            ..push(repo, to)
+        };
+        serde_json::to_string(&push).unwrap()
     });
     json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": body, "md5OfBody": "",
            "attributes": {"MessageGroupId": repo.message_group(), "ApproximateReceiveCount": "1"},
@@ -34,11 +29,9 @@ fn record(id: &str, repo: &RepoRef, to: &CommitId, body_override: Option<&str>) 
 }
 
 fn worker(host: &Arc<MemoryGitHost>) -> SyncWorker<MemoryStore, StaticSecret, Arc<MemoryGitHost>> {
-    let secret =
-        HubSecret::from_json(r#"{"baseUrl":"http://127.0.0.1:9","accessToken":"t","webhookSecret":"w"}"#).unwrap();
     SyncWorker {
         store: MemoryStore::default(),
-        secrets: StaticSecret(secret),
+        secrets: StaticSecret(hub_secret("w")),
         connector: host.clone(),
         options: SyncOptions::default(),
     }

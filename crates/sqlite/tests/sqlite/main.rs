@@ -1,8 +1,9 @@
-//! The SQLite adapters against the ports' contract: the registry and model store behave like
-//! `hubsync_core::memory::MemoryStore`, and the queue like an SQS FIFO queue with a dead-letter
-//! queue. Time is a `ManualClock`, so leases, backoffs and the deduplication window are tested
-//! without sleeping.
+//! The SQLite adapters against the ports' contract: the registry and model store pass the store
+//! conformance suite (`hubsync_core::testing::conformance`) like every other store, and the
+//! queue behaves like an SQS FIFO queue with a dead-letter queue. Time is a `ManualClock`, so
+//! leases, backoffs and the deduplication window are tested without sleeping.
 
+mod conformance;
 mod queue;
 mod store;
 
@@ -10,8 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use hubsync_core::ids::{CommitId, DeliveryId, RepoRef};
-use hubsync_core::push::{Actor, Provider, PushMessage, RefChange, RefChangeType};
+use hubsync_core::push::PushMessage;
+use hubsync_core::testing::fixtures;
+pub use hubsync_core::testing::fixtures::{commit, repo};
 use hubsync_sqlite::{HubOptions, ManualClock, SqliteHub};
 
 pub fn t0() -> DateTime<Utc> {
@@ -40,31 +42,12 @@ pub fn open_with_clock(path: &Path, clock: &ManualClock, options: HubOptions) ->
     .unwrap()
 }
 
-pub fn repo(name: &str) -> RepoRef {
-    RepoRef::parse(name).unwrap()
-}
-
-pub fn commit(n: u64) -> CommitId {
-    CommitId::parse(&format!("{n:040x}")).unwrap()
-}
-
+/// A queued push of `repo_name`'s default branch (commit 2) with delivery id `delivery`,
+/// received at [`t0`].
 pub fn push(repo_name: &str, delivery: &str) -> PushMessage {
     PushMessage {
-        provider: Provider::BitbucketDataCenter,
-        delivery_id: DeliveryId::parse(delivery).unwrap(),
-        repo: repo(repo_name),
-        repository_id: Some(7),
-        changes: vec![RefChange {
-            ref_id: "refs/heads/main".into(),
-            change_type: RefChangeType::Update,
-            from_hash: commit(1),
-            to_hash: commit(2),
-        }],
-        actor: Actor {
-            name: Some("jdoe".into()),
-            display_name: Some("Jane Doe".into()),
-            email_address: None,
-        },
+        delivery_id: fixtures::delivery(delivery),
         received_at: t0(),
+        ..fixtures::push(&repo(repo_name), &commit(2))
     }
 }

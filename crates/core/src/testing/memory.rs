@@ -1,5 +1,6 @@
 //! In-memory adapters for every port: the reference behaviour the real adapters are tested
-//! against, and fast doubles for the domain's own unit tests. Nothing here is for production.
+//! against (see [`super::conformance`]), and fast doubles for the tests of the domain and of the
+//! functions. Nothing here is for production: it is compiled only with the `test-util` feature.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;

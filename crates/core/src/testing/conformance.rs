@@ -1,0 +1,450 @@
+//! The contract of [`RepoRegistry`] + [`ModelStore`], written once and run against every store:
+//! the in-memory reference (`crates/core/tests/store_conformance.rs`), SQLite
+//! (`crates/sqlite/tests/sqlite/conformance.rs`) and DynamoDB on moto
+//! (`tests/stores/main.rs`). A store that passes behaves like the others as far as the sync, the
+//! CLI and the readers can tell.
+//!
+//! Each case is a public async function taking a fresh, empty store; [`store_conformance!`]
+//! turns them all into `#[tokio::test]`s of the calling crate:
+//!
+//! ```ignore
+//! hubsync_core::store_conformance!(|| async { SqliteHub::in_memory().unwrap() });
+//! ```
+//!
+//! The cases use only the ports, so adapter-specific facts (compression at rest, chunk items)
+//! are checked beside the suite, in the adapter's own tests.
+
+use chrono::Duration;
+
+use crate::ids::RepoRef;
+use crate::model::{ModelFacts, ModelRecord, ModelStatus};
+use crate::ports::{LastError, ModelStore, RepoRegistry, StoreError, SyncCursor, SyncStats};
+use crate::testing::fixtures::{commit, incompressible_model, model, repo, t0};
+
+/// What every case needs of the store under test.
+pub trait Store: RepoRegistry + ModelStore {}
+impl<T: RepoRegistry + ModelStore> Store for T {}
+
+/// Size of the model [`a_large_incompressible_model_round_trips_byte_for_byte`] writes: it
+/// compresses to far more than the 350 KB DynamoDB keeps inline, so it is stored in chunks there.
+pub const LARGE_MODEL_BYTES: usize = 1_200_000;
+
+/// The path of that large model.
+pub const LARGE_MODEL_PATH: &str = "grands modèles/très grand ✓.hck.json";
+
+/// A cursor at commit `n`, synced at a time with nanoseconds (stores must not round it).
+pub fn cursor(n: u64) -> SyncCursor {
+    SyncCursor {
+        commit: commit(n),
+        synced_at: t0() + Duration::nanoseconds(123_456_789),
+        stats: SyncStats {
+            written: n,
+            removed: 1,
+            malformed: 2,
+            skipped: 3,
+            ignored: 4,
+        },
+    }
+}
+
+/// A valid model's status with every fact set.
+pub fn valid(name: &str) -> ModelStatus {
+    ModelStatus::Valid {
+        facts: ModelFacts {
+            model_name: name.into(),
+            app_target: "PostgreSQL".into(),
+            db_vendor: "PostgreSQL".into(),
+            db_version: Some("v16.x".into()),
+            persistence_schema_version: "8".into(),
+            entities: 3,
+            relationships: 2,
+            views: 1,
+        },
+    }
+}
+
+/// A record of `path` holding `content`, at commit 9, valid.
+pub fn record(path: &str, content: Vec<u8>) -> ModelRecord {
+    ModelRecord::new(path.into(), commit(9), t0(), valid(path), content)
+}
+
+/// Registering twice says so the second time, and keeps the cursor and the registration time.
+pub async fn registering_twice_reports_the_second_time_and_keeps_the_state(store: &impl Store) {
+    let r = repo("DATA/models");
+
+    assert!(store.register(&r).await.unwrap(), "the first registration is new");
+    store.advance_cursor(&r, None, &cursor(1)).await.unwrap();
+    let before = store.repo(&r).await.unwrap().expect("registered");
+    assert!(!store.register(&r).await.unwrap(), "the second registration is not");
+
+    let after = store.repo(&r).await.unwrap().expect("still registered");
+    assert_eq!(after, before);
+    assert_eq!(after.cursor, Some(cursor(1)));
+}
+
+/// A new registration has no cursor and no error; an unknown repository has no record.
+pub async fn a_new_repository_has_no_cursor_and_an_unknown_one_no_record(store: &impl Store) {
+    let r = repo("DATA/models");
+
+    store.register(&r).await.unwrap();
+
+    let record = store.repo(&r).await.unwrap().expect("registered");
+    assert_eq!((record.repo, record.cursor, record.last_error), (r, None, None));
+    assert_eq!(store.repo(&repo("DATA/ghost")).await.unwrap(), None);
+    assert_eq!(store.repo(&repo("DATA/model")).await.unwrap(), None, "no prefix match");
+}
+
+/// Repositories are listed in [`RepoRef`]'s order (project, then slug), whatever the store's
+/// own key order.
+pub async fn repositories_are_listed_by_project_then_slug(store: &impl Store) {
+    let names = ["B/x", "A-B/y", "A/z", "~jdoe/sandbox", "A/a", "AB/c", "A/a-b", "A/a.b"];
+    for name in names {
+        store.register(&repo(name)).await.unwrap();
+    }
+
+    let listed: Vec<RepoRef> = store.repos().await.unwrap().into_iter().map(|r| r.repo).collect();
+
+    let mut expected: Vec<RepoRef> = names.iter().map(|n| repo(n)).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// Unregistering removes the repository and its models, and no other repository's.
+pub async fn unregistering_removes_the_repository_and_only_its_models(store: &impl Store) {
+    // `DATA/model` is a prefix of `DATA/models`: a store matching keys by prefix would lose it.
+    let (mine, prefix, other) = (repo("DATA/models"), repo("DATA/model"), repo("DATA/other"));
+    for r in [&mine, &prefix, &other] {
+        store.register(r).await.unwrap();
+        store.put_model(r, &record("a.json", b"{}".to_vec())).await.unwrap();
+    }
+    store.put_model(&mine, &record("b.json", b"{}".to_vec())).await.unwrap();
+
+    assert!(store.unregister(&mine).await.unwrap(), "it was registered");
+    assert!(!store.unregister(&mine).await.unwrap(), "not any more");
+
+    assert_eq!(store.repo(&mine).await.unwrap(), None);
+    assert!(store.list_models(&mine).await.unwrap().is_empty());
+    assert_eq!(store.get_model(&mine, "a.json").await.unwrap(), None);
+    for r in [&prefix, &other] {
+        assert!(store.repo(r).await.unwrap().is_some(), "{r} is still registered");
+        assert_eq!(store.list_models(r).await.unwrap().len(), 1, "{r} keeps its model");
+    }
+    let listed: Vec<RepoRef> = store.repos().await.unwrap().into_iter().map(|r| r.repo).collect();
+    assert_eq!(listed, [prefix, other]);
+}
+
+/// The cursor moves only from the commit the writer expects; otherwise `CursorMoved`.
+pub async fn the_cursor_moves_only_from_the_expected_commit(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+
+    store.advance_cursor(&r, None, &cursor(1)).await.unwrap();
+    let stale = store.advance_cursor(&r, None, &cursor(2)).await;
+    let wrong = store.advance_cursor(&r, Some(&commit(5)), &cursor(2)).await;
+    store.advance_cursor(&r, Some(&commit(1)), &cursor(2)).await.unwrap();
+    let behind = store.advance_cursor(&r, Some(&commit(1)), &cursor(3)).await;
+
+    for (what, result) in [
+        ("no cursor expected", &stale),
+        ("a wrong one", &wrong),
+        ("a stale one", &behind),
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::CursorMoved(x)) if *x == r),
+            "{what}: {result:?}"
+        );
+        assert!(
+            result.as_ref().is_err_and(StoreError::is_retryable),
+            "{what}: CursorMoved is retried"
+        );
+    }
+    assert_eq!(store.repo(&r).await.unwrap().unwrap().cursor, Some(cursor(2)));
+}
+
+/// A cursor cannot be set on a repository that is not registered.
+pub async fn moving_the_cursor_of_an_unregistered_repository_is_refused(store: &impl Store) {
+    let ghost = repo("DATA/ghost");
+
+    let first = store.advance_cursor(&ghost, None, &cursor(1)).await;
+    let later = store.advance_cursor(&ghost, Some(&commit(1)), &cursor(2)).await;
+
+    assert!(
+        matches!(first, Err(StoreError::NotRegistered(ref x)) if *x == ghost),
+        "{first:?}"
+    );
+    assert!(
+        matches!(later, Err(StoreError::NotRegistered(_) | StoreError::CursorMoved(_))),
+        "{later:?}"
+    );
+    assert_eq!(store.repo(&ghost).await.unwrap(), None, "nothing was created");
+}
+
+/// An error is kept beside the cursor (which stays) and cleared by the next success.
+pub async fn an_error_is_recorded_beside_the_cursor_and_cleared_by_the_next_success(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    store.advance_cursor(&r, None, &cursor(1)).await.unwrap();
+    let error = LastError {
+        message: "401 from Bitbucket for DATA/models: ünïcødé ✓".into(),
+        at: t0() + Duration::milliseconds(1),
+    };
+
+    store.record_error(&r, &error).await.unwrap();
+    let failed = store.repo(&r).await.unwrap().unwrap();
+    store.advance_cursor(&r, Some(&commit(1)), &cursor(2)).await.unwrap();
+    let healed = store.repo(&r).await.unwrap().unwrap();
+
+    assert_eq!(
+        (failed.cursor, failed.last_error),
+        (Some(cursor(1)), Some(error.clone()))
+    );
+    assert_eq!((healed.cursor, healed.last_error), (Some(cursor(2)), None));
+    // Recording an error for an unknown repository is not an error, and registers nothing.
+    store.record_error(&repo("DATA/ghost"), &error).await.unwrap();
+    assert_eq!(store.repo(&repo("DATA/ghost")).await.unwrap(), None);
+}
+
+/// A model is read back exactly as written: path, commit, time, status with its facts, content
+/// and digest; an unknown path reads as `None`.
+pub async fn a_model_is_read_back_exactly_as_written(store: &impl Store) {
+    let r = repo("DATA/models");
+    let written = ModelRecord::new(
+        "sales/orders.hck.json".into(),
+        commit(7),
+        t0() + Duration::nanoseconds(987_654_321),
+        valid("Orders"),
+        model("Orders"),
+    );
+
+    store.put_model(&r, &written).await.unwrap();
+
+    assert_eq!(store.get_model(&r, &written.path).await.unwrap(), Some(written.clone()));
+    assert_eq!(store.list_models(&r).await.unwrap(), [written.summary()]);
+    assert_eq!(store.get_model(&r, "sales/other.json").await.unwrap(), None);
+    assert_eq!(store.get_model(&repo("DATA/other"), &written.path).await.unwrap(), None);
+}
+
+/// A malformed model is stored with its error, and listed with it.
+pub async fn a_malformed_model_is_stored_with_its_error(store: &impl Store) {
+    let r = repo("DATA/models");
+    let malformed = ModelRecord::new(
+        "bad.hck.json".into(),
+        commit(3),
+        t0(),
+        ModelStatus::Malformed {
+            error: "line 1 column 14: EOF while parsing an object".into(),
+        },
+        b"{\"modelName\": ".to_vec(),
+    );
+
+    store.put_model(&r, &malformed).await.unwrap();
+
+    assert_eq!(
+        store.get_model(&r, "bad.hck.json").await.unwrap(),
+        Some(malformed.clone())
+    );
+    assert_eq!(store.list_models(&r).await.unwrap(), [malformed.summary()]);
+}
+
+/// Models are listed sorted by path in byte order (as `str` sorts), with their summaries, for
+/// paths with spaces, `#`, `%`, non-ASCII letters and case differences.
+pub async fn models_are_listed_by_path_in_byte_order_with_their_summaries(store: &impl Store) {
+    let r = repo("DATA/models");
+    let paths = [
+        "z.json",
+        "Ä/b.json",
+        "a/b.json",
+        "a.json",
+        "日本/モデル.hck.json",
+        "a b/c.json",
+        "A.json",
+        "a#b/MODEL#c.json",
+        "100%/x.json",
+        "emoji 🗂️.json",
+    ];
+    let mut expected = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let rec = record(path, format!("{{\"n\": {i}}}").into_bytes());
+        store.put_model(&r, &rec).await.unwrap();
+        expected.push(rec.summary());
+    }
+    expected.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let listed = store.list_models(&r).await.unwrap();
+
+    assert_eq!(listed, expected);
+    for path in paths {
+        let back = store.get_model(&r, path).await.unwrap();
+        assert_eq!(
+            back.map(|m| m.path),
+            Some(path.to_owned()),
+            "{path} is read by its path"
+        );
+    }
+}
+
+/// Contents are kept byte for byte, whatever they are: empty, a byte-order mark, every byte value.
+pub async fn empty_and_binary_contents_round_trip_byte_for_byte(store: &impl Store) {
+    let r = repo("DATA/models");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+
+    for (path, content) in [
+        ("empty.json", Vec::new()),
+        ("bom.json", b"\xEF\xBB\xBF{}".to_vec()),
+        ("crlf.json", b"{\r\n  \"a\": 1\r\n}\r\n".to_vec()),
+        ("bin.json", binary),
+    ] {
+        let rec = record(path, content);
+        store.put_model(&r, &rec).await.unwrap();
+        let back = store.get_model(&r, path).await.unwrap().expect("stored");
+        assert!(
+            back.content == rec.content,
+            "{path}: content differs after the round trip"
+        );
+        assert_eq!(back, rec, "{path}");
+    }
+}
+
+/// A model far larger than any store's inline limit, and incompressible, comes back byte for
+/// byte and can be replaced and deleted like any other. (On DynamoDB this is the chunked path.)
+pub async fn a_large_incompressible_model_round_trips_byte_for_byte(store: &impl Store) {
+    let r = repo("DATA/big");
+    let big = record(LARGE_MODEL_PATH, incompressible_model("Big", 1, LARGE_MODEL_BYTES));
+    let bigger = record(LARGE_MODEL_PATH, incompressible_model("Big", 2, LARGE_MODEL_BYTES + 1));
+
+    store.put_model(&r, &big).await.unwrap();
+    let first = store.get_model(&r, LARGE_MODEL_PATH).await.unwrap().expect("stored");
+    store.put_model(&r, &bigger).await.unwrap();
+    let second = store.get_model(&r, LARGE_MODEL_PATH).await.unwrap().expect("stored");
+
+    assert!(
+        first.content == big.content,
+        "the first version differs after the round trip"
+    );
+    assert_eq!(first, big);
+    assert!(
+        second.content == bigger.content,
+        "the second version differs after the round trip"
+    );
+    assert_eq!(second, bigger);
+    assert_eq!(store.list_models(&r).await.unwrap(), [bigger.summary()]);
+    assert!(store.delete_model(&r, LARGE_MODEL_PATH).await.unwrap());
+    assert_eq!(store.get_model(&r, LARGE_MODEL_PATH).await.unwrap(), None);
+}
+
+/// Writing a path again replaces the model: status, content and size, small or large, in both
+/// directions.
+pub async fn writing_a_model_again_replaces_it(store: &impl Store) {
+    let r = repo("DATA/models");
+    let small = record("m.json", b"old".to_vec());
+    let malformed = ModelRecord::new(
+        "m.json".into(),
+        commit(10),
+        t0(),
+        ModelStatus::Malformed { error: "bad".into() },
+        b"new".to_vec(),
+    );
+    let large = record("m.json", incompressible_model("M", 3, LARGE_MODEL_BYTES));
+    let small_again = record("m.json", model("M"));
+
+    for rec in [&small, &malformed, &large, &small_again] {
+        store.put_model(&r, rec).await.unwrap();
+
+        let back = store.get_model(&r, "m.json").await.unwrap().expect("stored");
+        assert!(
+            back.content == rec.content,
+            "content after replacing with {} bytes",
+            rec.size()
+        );
+        assert_eq!(back, *rec);
+        assert_eq!(store.list_models(&r).await.unwrap(), [rec.summary()]);
+    }
+}
+
+/// Deleting says whether there was a model, and removes only that one.
+pub async fn deleting_a_model_reports_whether_there_was_one(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.put_model(&r, &record("m.json", b"{}".to_vec())).await.unwrap();
+    store
+        .put_model(&r, &record("m.json.bak.json", b"{}".to_vec()))
+        .await
+        .unwrap();
+
+    assert!(store.delete_model(&r, "m.json").await.unwrap());
+    assert!(!store.delete_model(&r, "m.json").await.unwrap());
+    assert!(!store.delete_model(&r, "never.json").await.unwrap());
+    assert!(
+        !store
+            .delete_model(&repo("DATA/other"), "m.json.bak.json")
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(store.get_model(&r, "m.json").await.unwrap(), None);
+    let left: Vec<String> = store
+        .list_models(&r)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    assert_eq!(left, ["m.json.bak.json"]);
+}
+
+/// Many models (more than one page of any store's listing) are all listed, and each repository
+/// lists only its own.
+pub async fn many_models_are_all_listed_and_only_in_their_repository(store: &impl Store) {
+    let (r, neighbour) = (repo("DATA/models"), repo("DATA/models-2"));
+    let mut expected = Vec::new();
+    // 300 incompressible models of 4 KB: more than the 1 MB a DynamoDB query reads per page.
+    for i in 0..300 {
+        let rec = record(&format!("m/{i:04}.json"), incompressible_model("M", i, 4_000));
+        store.put_model(&r, &rec).await.unwrap();
+        expected.push(rec.summary());
+    }
+    store
+        .put_model(&neighbour, &record("n.json", b"{}".to_vec()))
+        .await
+        .unwrap();
+
+    let listed = store.list_models(&r).await.unwrap();
+
+    assert_eq!(listed.len(), expected.len());
+    assert_eq!(listed, expected);
+    assert_eq!(store.list_models(&neighbour).await.unwrap().len(), 1);
+}
+
+/// Turns every case of this module into a `#[tokio::test]` of the calling crate, each on a fresh
+/// store made by `$factory`, an expression that evaluates to a closure returning a future of the
+/// store: `hubsync_core::store_conformance!(|| async { MemoryStore::default() });`.
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:expr) => {
+        $crate::store_conformance!(@cases $factory;
+            registering_twice_reports_the_second_time_and_keeps_the_state,
+            a_new_repository_has_no_cursor_and_an_unknown_one_no_record,
+            repositories_are_listed_by_project_then_slug,
+            unregistering_removes_the_repository_and_only_its_models,
+            the_cursor_moves_only_from_the_expected_commit,
+            moving_the_cursor_of_an_unregistered_repository_is_refused,
+            an_error_is_recorded_beside_the_cursor_and_cleared_by_the_next_success,
+            a_model_is_read_back_exactly_as_written,
+            a_malformed_model_is_stored_with_its_error,
+            models_are_listed_by_path_in_byte_order_with_their_summaries,
+            empty_and_binary_contents_round_trip_byte_for_byte,
+            a_large_incompressible_model_round_trips_byte_for_byte,
+            writing_a_model_again_replaces_it,
+            deleting_a_model_reports_whether_there_was_one,
+            many_models_are_all_listed_and_only_in_their_repository,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $case() {
+                let store = ($factory)().await;
+                $crate::testing::conformance::$case(&store).await;
+            }
+        )+
+    };
+}
