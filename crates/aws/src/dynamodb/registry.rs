@@ -65,7 +65,11 @@ impl RepoRegistry for DynamoStore {
 
     async fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
         let items = self.query_all(REGISTRY_PK.into(), REPO_PREFIX, None).await?;
-        items.iter().map(repo_record).collect()
+        let mut records = items.iter().map(repo_record).collect::<Result<Vec<_>, _>>()?;
+        // The sort keys order `A-B/y` before `A/z` ('-' < '/'); every store lists by project,
+        // then slug.
+        records.sort_by(|a, b| a.repo.cmp(&b.repo));
+        Ok(records)
     }
 
     async fn advance_cursor(
