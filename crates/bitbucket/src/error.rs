@@ -38,20 +38,8 @@ pub(crate) fn describe_body(body: &[u8]) -> String {
 }
 
 /// `error` and its sources, `: `-separated (reqwest's own message is often only "error sending
-/// request"; the cause is further down).
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+/// request"; the cause is further down): the domain's one formatter.
+pub(crate) use hubsync_core::error_chain as chain;
 
 /// Replaces every occurrence of `secret` in `text`. A server has no reason to echo the token, but
 /// a message that reaches a log must not depend on that.

@@ -3,9 +3,11 @@
 //!
 //! The same commands work against AWS (DynamoDB, Secrets Manager) and against the local SQLite
 //! backend, chosen by configuration (see [`config`]); `serve` runs the whole pipeline as one local
-//! process and `demo` shows it working against a simulated Bitbucket Data Center.
+//! process and `demo` shows it working against a simulated Bitbucket Data Center. The demo, and
+//! with it the simulator, is compiled only with the `demo` feature (on by default).
 
 pub mod commands;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod serve;

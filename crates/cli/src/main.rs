@@ -2,7 +2,9 @@
 //! live in the `hubsync_cli` library, so tests drive them too).
 
 use clap::{Parser, Subcommand};
-use hubsync_cli::{commands, config, demo, serve};
+#[cfg(feature = "demo")]
+use hubsync_cli::demo;
+use hubsync_cli::{commands, config, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +35,7 @@ enum Command {
     /// Run the webhook endpoint, the queue and the sync worker as one local process.
     Serve(serve::ServeArgs),
     /// Show the whole flow against a simulated Bitbucket Data Center, with sample models.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
@@ -51,10 +54,13 @@ fn init_terminal_logs(default: &str) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "demo")]
     let demo = matches!(
         &cli.command,
         Command::Demo(_) | Command::Serve(serve::ServeArgs { demo: true, .. })
     );
+    #[cfg(not(feature = "demo"))]
+    let demo = false;
     init_terminal_logs(if demo {
         "warn"
     } else {
@@ -66,10 +72,21 @@ async fn main() -> std::process::ExitCode {
         Command::Models(cmd) => commands::models(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,
         Command::Init(args) => commands::init(args).await,
+        // `serve --demo`: the demo starts the server itself, against its simulated Bitbucket.
+        #[cfg(feature = "demo")]
+        Command::Serve(serve::ServeArgs { demo: true, listen, .. }) => {
+            demo::run(demo::DemoArgs {
+                listen,
+                keep_running: true,
+                db: None,
+            })
+            .await
+        }
         Command::Serve(args) => match config::LocalConfig::from_env() {
             Ok(local) => serve::run(args, local).await,
             Err(e) => Err(e),
         },
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args).await,
     };
     match result {

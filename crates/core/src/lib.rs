@@ -1,7 +1,10 @@
 //! hubsync's domain: Bitbucket Data Center webhook payloads and their signature, the normalized
 //! push that is queued, what counts as a Hackolade model, `.hubignore`, and the sync rule that makes
-//! a store match the default branch. It does no I/O of its own: it talks to the [`ports`].
+//! a store match the default branch, and what both queue consumers do with a push once it has run
+//! ([`consumer`]). It does no I/O of its own: it talks to the [`ports`].
 
+pub mod consumer;
+mod error_chain;
 pub mod hubignore;
 pub mod ids;
 pub mod model;
@@ -13,3 +16,5 @@ pub mod sync;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod webhook;
+
+pub use error_chain::error_chain;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::{TryStreamExt, stream};
@@ -50,24 +49,6 @@ impl SyncError {
             Self::Secret(e) => e.is_retryable(),
             Self::HostConfig(_) => false,
         }
-    }
-}
-
-/// When a push whose sync failed should be tried again: exponential backoff from a base that is
-/// short for transient failures and longer for ones a person must fix (who may meanwhile), capped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub transient: Duration,
-    pub permanent: Duration,
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// The delay after the `attempt`-th failed attempt (1 for the first).
-    pub fn delay(&self, transient: bool, attempt: u32) -> Duration {
-        let base = if transient { self.transient } else { self.permanent };
-        base.saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.max)
     }
 }
 
@@ -511,24 +492,5 @@ fn touches_path(kind: &FileChangeKind, path: &str, target: &str) -> bool {
 fn bump(stats: &Mutex<SyncStats>, f: impl FnOnce(&mut SyncStats)) {
     if let Ok(mut s) = stats.lock() {
         f(&mut s);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_from_a_base_that_depends_on_the_failure_and_are_capped() {
-        let policy = RetryPolicy {
-            transient: Duration::from_secs(2),
-            permanent: Duration::from_secs(30),
-            max: Duration::from_secs(600),
-        };
-        let transient: Vec<u64> = (1..=4).map(|n| policy.delay(true, n).as_secs()).collect();
-        assert_eq!(transient, [2, 4, 8, 16]);
-        assert_eq!(policy.delay(false, 1).as_secs(), 30);
-        assert_eq!(policy.delay(false, 0).as_secs(), 30);
-        assert_eq!(policy.delay(true, 40).as_secs(), 600);
     }
 }

@@ -47,8 +47,9 @@ pub struct HubOptions {
 
 /// SQS FIFO's deduplication interval.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// Deliveries of one message before it is dead-lettered.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Deliveries of one message before it is dead-lettered: the consumer policy's number, the same
+/// as the SQS redrive policy's `maxReceiveCount`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = hubsync_core::consumer::DEFAULT_MAX_ATTEMPTS;
 
 impl Default for HubOptions {
     fn default() -> Self {

@@ -11,7 +11,14 @@
 //!   again too. Nothing is lost by a restart: the queue is in the database file.
 //! - **Dead letters**: a message received [`HubOptions::max_attempts`] times without being
 //!   acknowledged moves to the `dead_letters` table ([`SqliteHub::dead_letters`]), so it neither
-//!   blocks its repository forever nor disappears silently.
+//!   blocks its repository forever nor disappears silently; [`SqliteHub::dead_letter`] moves one
+//!   there at once.
+//!
+//! What to do with a received push (acknowledge, retry after which delay, dead-letter) is the core
+//! consumer policy's decision (`hubsync_core::consumer`), applied by `hubsync serve`'s workers.
+//! Since only the oldest message of a group is ever received, the later pushes of a repository
+//! whose push is being retried spend no attempts meanwhile: that push's retry covers them (every
+//! sync goes to the branch head), and they are received, and find nothing left to do, after it.
 //!
 //! [`HubOptions::dedup_window`]: crate::HubOptions::dedup_window
 //! [`HubOptions::max_attempts`]: crate::HubOptions::max_attempts
@@ -246,6 +253,32 @@ impl SqliteHub {
             _ => {}
         }
         Ok(outcome)
+    }
+
+    /// Moves a received message to the dead-letter table with `reason`, now (the consumer policy
+    /// gave up on it). `false`: the receipt is no longer valid, and nothing changed.
+    pub async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<bool, SqliteError> {
+        let (receipt, reason) = (receipt.0.clone(), reason.to_owned());
+        let moved = self
+            .blocking(move |inner| {
+                let now = millis(inner.now());
+                let mut conn = inner.conn();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let seq: Option<i64> = tx
+                    .query_row("SELECT seq FROM queue WHERE receipt = ?1", [&receipt], |row| row.get(0))
+                    .optional()?;
+                if let Some(seq) = seq {
+                    dead_letter(&tx, seq, now, &reason)?;
+                }
+                tx.commit()?;
+                Ok(seq.is_some())
+            })
+            .await?;
+        if moved {
+            // The next message of the same group can now be received.
+            self.inner.changed.notify_waiters();
+        }
+        Ok(moved)
     }
 
     /// Extends a lease to `visibility` from now (a heartbeat for long syncs, like SQS's

@@ -1,52 +1,36 @@
 //! The sync function's handler: one SQS batch in, a partial batch response out.
 //!
-//! Each message is one queued push, processed by the core [`SyncWorker`] in its own span (delivery
-//! id, repository, commit). A failed message is reported in `batchItemFailures` so only it comes
-//! back; the queue's redrive policy moves it to the dead-letter queue after repeated failures, so
-//! nothing is lost silently. The queue is FIFO with one message group per repository: once a
-//! message of a group fails, the later messages of that group in the batch are reported failed
-//! too, unprocessed, so a repository's pushes are never applied out of order. Groups run
-//! concurrently.
+//! Each message is one queued push, synced by the core [`SyncWorker`] in its own span (delivery
+//! id, repository, commit). What becomes of it afterwards is decided by the core consumer policy
+//! ([`hubsync_core::consumer`]), the same one `hubsync serve` follows; this module only translates
+//! SQS records into it and its decisions back:
 //!
-//! A failed message would otherwise come back only when the queue's visibility timeout (six times
-//! the function's timeout) runs out, holding up its repository meanwhile. [`BatchResult::retries`]
-//! says when each should come back instead ([`RETRY_POLICY`]: soon for transient failures, later
-//! for ones a person must fix); `main` applies it with `ChangeMessageVisibility`.
+//! - Acknowledged and covered pushes are left out of `batchItemFailures`, so Lambda deletes them.
+//! - A push to retry is reported failed, and [`BatchResult::retries`] says when it should come
+//!   back; `main` applies that with `ChangeMessageVisibility` (the queue's visibility timeout would
+//!   otherwise decide).
+//! - A push to dead-letter is reported failed and made visible at once: the queue's redrive policy
+//!   (`maxReceiveCount` = [`DEFAULT_MAX_ATTEMPTS`]) moves it to the dead-letter queue at its next
+//!   receive.
+//!
+//! The queue is FIFO with one message group per repository, and a batch may hold several pushes of
+//! one group, in order. Groups run concurrently and independently: a failing repository never
+//! holds up another one. Within a group, the pushes after a failed one are covered by its retry
+//! (every sync goes to the branch head) and acknowledged unsynced, rather than reported failed
+//! as the Lambda guide's stop-at-the-first-failure recipe would: that would spend their receive
+//! counts and dead-letter them with the failing push during an outage.
+//!
+//! [`DEFAULT_MAX_ATTEMPTS`]: hubsync_core::consumer::DEFAULT_MAX_ATTEMPTS
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use hubsync_core::consumer::{ConsumerPolicy, Decision, GroupState, Outcome, log_decision};
 use hubsync_core::ports::{ModelStore, RepoRegistry, SecretSource};
 use hubsync_core::push::PushMessage;
-use hubsync_core::sync::{GitHostConnector, RetryPolicy, SyncError, SyncOutcome, SyncWorker};
-use tracing::{Instrument, error, info, info_span, warn};
-
-/// Why one message failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MessageError {
-    #[error("the message is not a hubsync push: {0}")]
-    Unreadable(serde_json::Error),
-    #[error(transparent)]
-    Sync(#[from] SyncError),
-    #[error("an earlier message of the same repository failed in this batch")]
-    EarlierFailed,
-}
-
-impl MessageError {
-    /// Whether trying again soon can help (throttling, 5xx, network, a concurrent writer).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Sync(e) if e.is_retryable())
-    }
-}
-
-/// When a failed push comes back: after 1 minute for a transient failure, 5 for one a person must
-/// fix, doubling at each receive, at most 15 minutes (SQS allows up to 12 hours).
-pub const RETRY_POLICY: RetryPolicy = RetryPolicy {
-    transient: Duration::from_secs(60),
-    permanent: Duration::from_secs(300),
-    max: Duration::from_secs(15 * 60),
-};
+use hubsync_core::sync::{GitHostConnector, SyncWorker};
+use tracing::{Instrument, info_span};
 
 /// A failed message and when it should be delivered again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,29 +47,27 @@ pub struct BatchResult {
     pub retries: Vec<Retry>,
 }
 
-/// Processes one SQS message: parses the push and syncs it.
-pub async fn process_one<S, Src, C>(
-    worker: &SyncWorker<S, Src, C>,
-    message: &SqsMessage,
-) -> Result<SyncOutcome, MessageError>
+/// The push a message carries.
+pub fn read_push(message: &SqsMessage) -> Result<PushMessage, serde_json::Error> {
+    serde_json::from_str(message.body.as_deref().unwrap_or_default())
+}
+
+/// Processes a batch with the production policy ([`ConsumerPolicy::DEFAULT`]).
+pub async fn process_batch<S, Src, C>(worker: &SyncWorker<S, Src, C>, event: SqsEvent) -> BatchResult
 where
     S: RepoRegistry + ModelStore,
     Src: SecretSource,
     C: GitHostConnector,
 {
-    let body = message.body.as_deref().unwrap_or_default();
-    let push: PushMessage = serde_json::from_str(body).map_err(MessageError::Unreadable)?;
-    let span = tracing::Span::current();
-    span.record("delivery_id", tracing::field::display(&push.delivery_id));
-    span.record("repository", tracing::field::display(&push.repo));
-    if let Some(change) = push.changes.first() {
-        span.record("commit", tracing::field::display(&change.to_hash));
-    }
-    Ok(worker.handle_push(&push).await?)
+    process_batch_with(worker, &ConsumerPolicy::DEFAULT, event).await
 }
 
 /// Processes a batch: which messages must come back, and when.
-pub async fn process_batch<S, Src, C>(worker: &SyncWorker<S, Src, C>, event: SqsEvent) -> BatchResult
+pub async fn process_batch_with<S, Src, C>(
+    worker: &SyncWorker<S, Src, C>,
+    policy: &ConsumerPolicy,
+    event: SqsEvent,
+) -> BatchResult
 where
     S: RepoRegistry + ModelStore,
     Src: SecretSource,
@@ -96,12 +78,15 @@ where
         let group = message.attributes.get("MessageGroupId").cloned().unwrap_or_default();
         groups.entry(group).or_default().push(message);
     }
-    let retries: Vec<Retry> =
-        futures::future::join_all(groups.into_values().map(|messages| process_group(worker, messages)))
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+    let retries: Vec<Retry> = futures::future::join_all(
+        groups
+            .into_values()
+            .map(|messages| process_group(worker, policy, messages)),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = retries
         .iter()
@@ -114,15 +99,19 @@ where
     BatchResult { response, retries }
 }
 
-async fn process_group<S, Src, C>(worker: &SyncWorker<S, Src, C>, messages: Vec<SqsMessage>) -> Vec<Retry>
+/// One message group (one repository), in queue order.
+async fn process_group<S, Src, C>(
+    worker: &SyncWorker<S, Src, C>,
+    policy: &ConsumerPolicy,
+    messages: Vec<SqsMessage>,
+) -> Vec<Retry>
 where
     S: RepoRegistry + ModelStore,
     Src: SecretSource,
     C: GitHostConnector,
 {
+    let mut group = GroupState::default();
     let mut retries = Vec::new();
-    // Once a message fails, the rest of its group waits as long as it does.
-    let mut held_back: Option<Duration> = None;
     for message in messages {
         let id = message.message_id.clone().unwrap_or_default();
         let receive_count: u32 = message
@@ -138,25 +127,16 @@ where
             repository = tracing::field::Empty,
             commit = tracing::field::Empty,
         );
-        let result = if held_back.is_some() {
-            Err(MessageError::EarlierFailed)
-        } else {
-            process_one(worker, &message).instrument(span.clone()).await
+        let decision = process_one(worker, policy, &mut group, &message, receive_count)
+            .instrument(span)
+            .await;
+        let delay = match decision {
+            Decision::Ack | Decision::Covered { .. } => continue,
+            Decision::RetryIn(delay) => delay,
+            // Visible at once: its next receive exceeds maxReceiveCount, and the redrive policy
+            // moves it to the dead-letter queue.
+            Decision::DeadLetter => Duration::ZERO,
         };
-        let Err(e) = result else {
-            span.in_scope(|| info!(outcome = ?result.as_ref().ok(), "push handled"));
-            continue;
-        };
-        let delay = *held_back.get_or_insert_with(|| RETRY_POLICY.delay(e.is_transient(), receive_count));
-        span.in_scope(|| match &e {
-            MessageError::EarlierFailed => warn!("held back: an earlier push of this repository failed"),
-            e => error!(
-                error = %e,
-                transient = e.is_transient(),
-                retry_in_secs = delay.as_secs(),
-                "push failed; it will be retried, then dead-lettered"
-            ),
-        });
         retries.push(Retry {
             message_id: id,
             receipt_handle: message.receipt_handle.clone().unwrap_or_default(),
@@ -166,26 +146,42 @@ where
     retries
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hubsync_core::ports::{GitHostError, GitHostErrorKind};
-
-    fn host_error(kind: GitHostErrorKind) -> MessageError {
-        MessageError::Sync(SyncError::GitHost(GitHostError {
-            kind,
-            repo: hubsync_core::ids::RepoRef::parse("P/r").unwrap(),
-            operation: "GET".into(),
-            status: None,
-            message: String::new(),
-        }))
+/// Reads one message and, unless an earlier push of its group covers it, syncs it; decides and
+/// logs what becomes of it.
+async fn process_one<S, Src, C>(
+    worker: &SyncWorker<S, Src, C>,
+    policy: &ConsumerPolicy,
+    group: &mut GroupState,
+    message: &SqsMessage,
+    receive_count: u32,
+) -> Decision
+where
+    S: RepoRegistry + ModelStore,
+    Src: SecretSource,
+    C: GitHostConnector,
+{
+    let push = match read_push(message) {
+        Ok(push) => push,
+        Err(e) => {
+            let outcome = Outcome::Unreadable(&e);
+            let decision = policy.decide(receive_count, &outcome);
+            log_decision(&decision, receive_count, Some(&outcome));
+            return decision;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("delivery_id", tracing::field::display(&push.delivery_id));
+    span.record("repository", tracing::field::display(&push.repo));
+    if let Some(change) = push.changes.first() {
+        span.record("commit", tracing::field::display(&change.to_hash));
     }
-
-    #[test]
-    fn throttling_and_outages_are_transient_but_a_wrong_token_or_a_bad_message_is_not() {
-        assert!(host_error(GitHostErrorKind::Server).is_transient());
-        assert!(host_error(GitHostErrorKind::RateLimited).is_transient());
-        assert!(!host_error(GitHostErrorKind::Unauthorized).is_transient());
-        assert!(!MessageError::Unreadable(serde_json::from_str::<u8>("x").unwrap_err()).is_transient());
+    if let Some(covered) = group.covered() {
+        log_decision(&covered, receive_count, None);
+        return covered;
     }
+    let result = worker.handle_push(&push).await;
+    let outcome = Outcome::from(&result);
+    let decision = group.decide(policy, &push.delivery_id, receive_count, &outcome);
+    log_decision(&decision, receive_count, Some(&outcome));
+    decision
 }

@@ -139,13 +139,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(err) = &self {
             // The whole cause chain goes to the log; the client gets the top-level message.
-            let mut chain = format!("{err}");
-            let mut source = std::error::Error::source(err);
-            while let Some(cause) = source {
-                chain.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            tracing::error!(error = %chain, "simulator failed to answer a request");
+            tracing::error!(error = %hubsync_core::error_chain(err), "simulator failed to answer a request");
         }
         let status = self.status();
         let body = ErrorBody {

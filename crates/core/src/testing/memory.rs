@@ -151,6 +151,8 @@ struct MemoryGitState {
     max_changes: Option<usize>,
     /// Errors to return from the next calls.
     failures: Vec<GitHostErrorKind>,
+    /// While set, every call fails as a server answering 503 does.
+    unavailable: bool,
 }
 
 impl MemoryGitHost {
@@ -178,8 +180,23 @@ impl MemoryGitHost {
         lock(&self.inner).failures.push(kind);
     }
 
+    /// Until called again with `false`, every call fails with `503 Service Unavailable` (an
+    /// outage the test ends when its clock says so).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        lock(&self.inner).unavailable = unavailable;
+    }
+
     fn check(&self, repo: &RepoRef, operation: &str) -> Result<(), GitHostError> {
         let mut s = lock(&self.inner);
+        if s.unavailable {
+            return Err(GitHostError {
+                kind: GitHostErrorKind::Server,
+                repo: repo.clone(),
+                operation: operation.into(),
+                status: Some(503),
+                message: "503 Service Unavailable (injected outage)".into(),
+            });
+        }
         if s.failures.is_empty() {
             return Ok(());
         }

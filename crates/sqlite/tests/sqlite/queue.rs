@@ -213,6 +213,28 @@ async fn a_message_failing_max_attempts_times_is_dead_lettered_and_its_repositor
 }
 
 #[tokio::test]
+async fn a_message_its_consumer_gives_up_on_is_dead_lettered_at_once_and_its_repository_moves_on() {
+    let (hub, _) = hub_with_clock(options(10));
+    hub.enqueue(&push("DATA/models", "bad")).await.unwrap();
+    hub.enqueue(&push("DATA/models", "good")).await.unwrap();
+    let bad = hub.receive(LEASE).await.unwrap().unwrap();
+
+    let moved = hub.dead_letter(&bad.receipt, "not a push").await.unwrap();
+    let again = hub.dead_letter(&bad.receipt, "not a push").await.unwrap();
+    let next = hub.receive(LEASE).await.unwrap().unwrap();
+
+    assert_eq!((moved, again), (true, false), "a stale receipt changes nothing");
+    assert_eq!(next.push.delivery_id.as_str(), "good");
+    let dead = hub.dead_letters().await.unwrap();
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d.delivery_id.as_str(), d.attempts, d.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [("bad", 1, "not a push")]
+    );
+}
+
+#[tokio::test]
 async fn a_message_whose_worker_keeps_dying_is_dead_lettered_after_max_attempts() {
     let (hub, clock) = hub_with_clock(options(2));
     hub.enqueue(&push("DATA/models", "crash")).await.unwrap();
