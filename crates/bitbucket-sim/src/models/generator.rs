@@ -1,20 +1,16 @@
-//! A seeded generator of Hackolade Studio model files, and a sample repository built from it.
-//!
-//! [`generate_model`] writes the structure described in `hackolade-model-format.md`: the
-//! top-level keys every model carries (`modelName`, `appTarget`, `dbVendor`, `collections`,
-//! `relationships`, `buckets`, `definitions`, `GUID`, `persistenceSchemaVersion`,
-//! `applicationInformation`, ...), entities with nested attributes, relationships by GUID with
-//! cardinalities, views, `idToNameHashTable`, and, for models derived from a Polyglot model,
-//! entity references whose attributes live under `polyglotDefinitions`. The output is
-//! pretty-printed with tabs, like Hackolade's, and depends only on the [`ModelSpec`].
-//!
-//! Entities are added until the output reaches `target_bytes`. Each entity's size is measured
-//! once as it is built (linear time), so 10 MB+ models take well under a second in release.
+//! The seeded generator: [`generate_model`] builds a [`ModelSpec`]'s model entity by entity from
+//! a SplitMix64 stream until the output reaches `target_bytes`, measuring each entity's
+//! pretty-printed size once as it is built (linear time), so 10 MB+ models take well under a
+//! second in release. Same spec, same bytes.
 
 use std::io::Write;
 
 use serde::Serialize;
-use serde::ser::SerializeMap;
+
+use super::format::{
+    ApplicationInformation, Bucket, Collection, Definitions, Empty, Model, OrderedMap, PluginInformation,
+    PolyglotModelPath, Property, Relationship, View, formatter,
+};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,110 +57,6 @@ pub fn generate_model(spec: &ModelSpec) -> Vec<u8> {
         // The size estimate fell short (it should not): grow by what is missing and retry.
         budget = builder.estimated + (spec.target_bytes - out.len());
     }
-}
-
-/// A demo repository: models in nested folders (`*.hck.json` and plain `.json`, one with a
-/// space and one under a non-ASCII folder name), a Polyglot model and a model derived from it,
-/// an OpenAPI document, a JSON Schema, a `package.json` and a `README.md`. Sorted by path.
-pub fn sample_repository() -> Vec<(String, Vec<u8>)> {
-    let model = |seed, name: &str, target: &str, kb: usize| {
-        generate_model(&ModelSpec {
-            seed,
-            name: name.into(),
-            app_target: target.into(),
-            target_bytes: kb * 1024,
-            ..ModelSpec::default()
-        })
-    };
-    let mut files = vec![
-        ("README.md".to_owned(), README.as_bytes().to_vec()),
-        (
-            "models/customers.hck.json".to_owned(),
-            model(11, "Customers", "MONGODB", 24),
-        ),
-        (
-            "models/sales/orders.hck.json".to_owned(),
-            model(12, "Orders", "PostgreSQL", 80),
-        ),
-        (
-            "models/sales/legacy orders.json".to_owned(),
-            model(13, "Legacy orders", "Oracle", 40),
-        ),
-        (
-            "models/Kundenübersicht/kunden.hck.json".to_owned(),
-            model(14, "Kundenübersicht", "DYNAMODB", 16),
-        ),
-        (
-            "polyglot/core.hck.json".to_owned(),
-            model(15, "Core domain", "Polyglot", 30),
-        ),
-        (
-            "models/derived/dynamo-orders.hck.json".to_owned(),
-            generate_model(&ModelSpec {
-                seed: 16,
-                name: "Orders on DynamoDB".into(),
-                app_target: "DYNAMODB".into(),
-                target_bytes: 24 * 1024,
-                polyglot_refs: true,
-                polyglot_model_path: Some("../../polyglot/core.hck.json".into()),
-            }),
-        ),
-        ("api/openapi.json".to_owned(), pretty(&openapi_document())),
-        (
-            "schemas/customer.schema.json".to_owned(),
-            pretty(&json_schema_document()),
-        ),
-        ("package.json".to_owned(), pretty(&package_json())),
-    ];
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    files
-}
-
-const README: &str = "# Data models\n\nHackolade Studio models of the sales domain, published to \
-the Model Hub from the default branch.\n\n- `models/`: physical models per target\n- `polyglot/`: \
-the Polyglot model the others derive from\n- `api/`: the OpenAPI document generated from them\n";
-
-fn pretty(value: &serde_json::Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(value).unwrap_or_default();
-    out.push(b'\n');
-    out
-}
-
-fn openapi_document() -> serde_json::Value {
-    serde_json::json!({
-        "openapi": "3.0.3",
-        "info": {"title": "Sales API", "version": "1.4.0"},
-        "paths": {
-            "/customers/{id}": {
-                "get": {
-                    "operationId": "getCustomer",
-                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "A customer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Customer"}}}}}
-                }
-            }
-        },
-        "components": {"schemas": {"Customer": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}}}
-    })
-}
-
-fn json_schema_document() -> serde_json::Value {
-    serde_json::json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "Customer",
-        "type": "object",
-        "properties": {"id": {"type": "string"}, "email": {"type": "string", "format": "email"}},
-        "required": ["id"]
-    })
-}
-
-fn package_json() -> serde_json::Value {
-    serde_json::json!({
-        "name": "sales-data-models",
-        "version": "1.4.0",
-        "private": true,
-        "scripts": {"validate": "hackolade --validate models"},
-        "devDependencies": {"ajv": "^8.12.0"}
-    })
 }
 
 /// SplitMix64: tiny, fast, and stable forever (unlike a library RNG's stream).
@@ -321,175 +213,6 @@ fn vendor(app_target: &str) -> (&'static str, &'static str) {
     }
 }
 
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Property {
-    name: String,
-    hackolade_meta: Empty,
-    is_activated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    primary_key: Option<bool>,
-    #[serde(rename = "type")]
-    type_: &'static str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    mode: &'static str,
-    description: &'static str,
-    #[serde(rename = "GUID")]
-    guid: String,
-    required: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<Vec<Property>>,
-    error: Empty,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Definitions {
-    #[serde(rename = "type")]
-    type_: &'static str,
-    properties: Vec<Property>,
-    #[serde(rename = "GUID")]
-    guid: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Collection {
-    collection_name: String,
-    #[serde(rename = "type")]
-    type_: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ref_type: Option<&'static str>,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    ref_: Option<String>,
-    properties: Vec<Property>,
-    definitions: Definitions,
-    is_activated: bool,
-    additional_properties: bool,
-    description: &'static str,
-    bucket_id: String,
-    #[serde(rename = "GUID")]
-    guid: String,
-    hackolade_meta: Empty,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Bucket {
-    name: String,
-    #[serde(rename = "type")]
-    type_: &'static str,
-    is_activated: bool,
-    description: &'static str,
-    #[serde(rename = "GUID")]
-    guid: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct View {
-    collection_name: String,
-    #[serde(rename = "type")]
-    type_: &'static str,
-    view_on: String,
-    pipeline: String,
-    is_activated: bool,
-    bucket_id: String,
-    #[serde(rename = "GUID")]
-    guid: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Relationship {
-    name: String,
-    relationship_type: &'static str,
-    parent_field: Vec<[String; 2]>,
-    parent_cardinality: &'static str,
-    child_field: Vec<[String; 2]>,
-    child_cardinality: &'static str,
-    #[serde(rename = "GUID")]
-    guid: String,
-    parent_collection: String,
-    child_collection: String,
-    is_activated: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PolyglotModelPath {
-    polyglot_model_path: String,
-}
-
-#[derive(Serialize)]
-struct PluginInformation {
-    #[serde(rename = "pluginName")]
-    plugin_name: String,
-    #[serde(rename = "pluginVersion")]
-    plugin_version: &'static str,
-    #[serde(rename = "pluginEngineVersion")]
-    plugin_engine_version: &'static str,
-}
-
-#[derive(Serialize)]
-struct ApplicationInformation {
-    version: &'static str,
-}
-
-/// A map serialized in insertion order (serde_json's map would sort it).
-struct OrderedMap<'a>(&'a [(String, String)]);
-
-impl Serialize for OrderedMap<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Model<'a> {
-    model_name: &'a str,
-    author: &'static str,
-    model_version: u32,
-    description: String,
-    collections: &'a [Collection],
-    buckets: &'a [Bucket],
-    views: &'a [View],
-    relationships: &'a [Relationship],
-    users: [(); 0],
-    diagram_views: [(); 0],
-    id_to_name_hash_table: OrderedMap<'a>,
-    definitions: &'a Definitions,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    polyglot_definitions: Option<&'a Definitions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    polyglot_model_paths: Option<Vec<PolyglotModelPath>>,
-    external_definitions: Definitions,
-    sources: [(); 0],
-    decorative_symbols: [(); 0],
-    db_vendor: &'static str,
-    db_version: &'static str,
-    app_target: &'a str,
-    #[serde(rename = "creationTS")]
-    creation_ts: String,
-    #[serde(rename = "GUID")]
-    guid: &'a str,
-    #[serde(rename = "lastModifTS")]
-    last_modif_ts: String,
-    persistence_schema_version: &'static str,
-    is_created_by_plugin: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plugin_information: Option<PluginInformation>,
-    application_information: ApplicationInformation,
-}
-
 /// Counts what serde_json writes: bytes and line breaks.
 #[derive(Default)]
 struct Counter {
@@ -507,10 +230,6 @@ impl Write for Counter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn formatter() -> serde_json::ser::PrettyFormatter<'static> {
-    serde_json::ser::PrettyFormatter::with_indent(b"\t")
 }
 
 /// The pretty-printed size of `value` when it sits `depth` levels deep, plus its separator.
@@ -949,23 +668,5 @@ mod tests {
         // A sub-attribute's object opens 6 tabs deep (collections, entity, properties,
         // attribute, properties, sub-attribute).
         assert!(text.contains("\n\t\t\t\t\t\t{"));
-    }
-
-    #[test]
-    fn sample_repository_has_models_and_other_json() {
-        let files = sample_repository();
-        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
-
-        assert!(paths.contains(&"README.md"));
-        assert!(paths.contains(&"api/openapi.json"));
-        assert!(paths.contains(&"package.json"));
-        assert!(paths.iter().any(|p| p.ends_with(".hck.json")));
-        assert!(paths.iter().any(|p| p.contains(' ')));
-        assert!(paths.iter().any(|p| !p.is_ascii()));
-        for (path, bytes) in &files {
-            if path.ends_with(".json") {
-                serde_json::from_slice::<serde_json::Value>(bytes).expect(path);
-            }
-        }
     }
 }
