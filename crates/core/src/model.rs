@@ -135,8 +135,8 @@ impl ModelRecord {
         self.content.len() as u64
     }
 
-    pub fn summary(&self) -> crate::ports::ModelSummary {
-        crate::ports::ModelSummary {
+    pub fn summary(&self) -> ModelSummary {
+        ModelSummary {
             path: self.path.clone(),
             commit: self.commit.clone(),
             synced_at: self.synced_at,
@@ -145,6 +145,18 @@ impl ModelRecord {
             status: self.status.clone(),
         }
     }
+}
+
+/// A stored model without its content, for listings (`ModelStore::list_models`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSummary {
+    pub path: String,
+    pub commit: CommitId,
+    pub synced_at: DateTime<Utc>,
+    pub content_sha256: String,
+    pub size: u64,
+    pub status: ModelStatus,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

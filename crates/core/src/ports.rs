@@ -226,6 +226,33 @@ impl<T: GitHost> GitHost for std::sync::Arc<T> {
     }
 }
 
+/// The Git host client could not be set up from the hub secret (a base URL or a token it cannot
+/// use). A person must fix the secret: never retried. The message names fields, never values.
+#[derive(Debug, thiserror::Error)]
+#[error("the Git host client cannot be configured: {message}")]
+pub struct ConnectError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConnectError {
+    /// The error of the adapter's client constructor, kept as the source.
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: cause.to_string(),
+            source: Some(Box::new(cause)),
+        }
+    }
+}
+
+/// Builds a [`GitHost`] client from the current hub secret (base URL and token), so a rotated
+/// token is picked up without a restart.
+pub trait GitHostConnector: Send + Sync {
+    type Host: GitHost;
+    fn connect(&self, secret: &HubSecret) -> Result<Self::Host, ConnectError>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Store: the registry of repositories and the replicated models
 // ---------------------------------------------------------------------------------------------
@@ -337,17 +364,9 @@ pub trait RepoRegistry: Send + Sync {
     fn record_error(&self, repo: &RepoRef, error: &LastError) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// A stored model without its content, for listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelSummary {
-    pub path: String,
-    pub commit: CommitId,
-    pub synced_at: DateTime<Utc>,
-    pub content_sha256: String,
-    pub size: u64,
-    pub status: crate::model::ModelStatus,
-}
+/// A stored model without its content, for listings. Defined beside [`ModelRecord`], which makes
+/// it ([`ModelRecord::summary`]), so `model` needs nothing from the ports.
+pub use crate::model::ModelSummary;
 
 /// The replicated models, one per (repository, path).
 pub trait ModelStore: Send + Sync {

@@ -19,11 +19,10 @@ use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path, sha256_hex};
 use crate::ports::{
-    DefaultBranch, FileChangeKind, GitHost, GitHostError, GitHostErrorKind, LastError, ModelStore, RepoRecord,
-    RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncStats,
+    ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, LastError,
+    ModelStore, RepoRecord, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncStats,
 };
 use crate::push::PushMessage;
-use crate::secrets::HubSecret;
 
 /// Why a sync failed. Each variant knows whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +34,8 @@ pub enum SyncError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// The Git host client could not be set up from the secret (bad base URL...).
-    #[error("the Git host client cannot be configured: {0}")]
-    HostConfig(String),
+    #[error(transparent)]
+    HostConfig(#[from] ConnectError),
 }
 
 impl SyncError {
@@ -437,13 +436,6 @@ enum Known<'a> {
     Stored(&'a (String, ModelStatus)),
 }
 
-/// Builds a Git host client from the current hub secret (base URL and token), so a rotated token
-/// is picked up without a restart.
-pub trait GitHostConnector: Send + Sync {
-    type Host: GitHost;
-    fn connect(&self, secret: &HubSecret) -> Result<Self::Host, String>;
-}
-
 /// Everything one sync worker needs: the store, the secret, and a way to reach the Git host. The
 /// Lambda sync function and the local worker both run pushes through this.
 pub struct SyncWorker<S, Src, C> {
@@ -477,7 +469,7 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
 
     async fn host(&self) -> Result<C::Host, SyncError> {
         let secret = self.secrets.hub_secret().await?;
-        self.connector.connect(&secret).map_err(SyncError::HostConfig)
+        Ok(self.connector.connect(&secret)?)
     }
 }
 

@@ -3,9 +3,10 @@
 
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::ModelStatus;
-use hubsync_core::ports::{GitHostErrorKind, ModelStore, RepoRegistry};
-use hubsync_core::sync::{FullSyncReason, SyncEngine, SyncMode, SyncOptions, SyncOutcome};
-use hubsync_core::testing::fixtures::{files, model, push, push_to};
+use hubsync_core::ports::{ConnectError, GitHostConnector, GitHostErrorKind, ModelStore, RepoRegistry};
+use hubsync_core::secrets::{HubSecret, StaticSecret};
+use hubsync_core::sync::{FullSyncReason, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome, SyncWorker};
+use hubsync_core::testing::fixtures::{commit, files, hub_secret, model, push, push_to};
 use hubsync_core::testing::memory::{MemoryGitHost, MemoryStore};
 
 async fn stored_paths(store: &MemoryStore, repo: &RepoRef) -> Vec<String> {
@@ -237,4 +238,36 @@ async fn a_file_that_stops_being_a_model_is_removed() {
     };
     assert_eq!((stats.removed, stats.skipped), (1, 1));
     assert!(stored_paths(&f.store, &f.repo).await.is_empty());
+}
+
+/// A connector whose secret names a Git host it cannot use.
+struct Unconfigurable;
+
+impl GitHostConnector for Unconfigurable {
+    type Host = MemoryGitHost;
+
+    fn connect(&self, _secret: &HubSecret) -> Result<MemoryGitHost, ConnectError> {
+        Err(ConnectError::new(std::io::Error::other("the base URL has no host")))
+    }
+}
+
+#[tokio::test]
+async fn a_git_host_that_cannot_be_configured_fails_the_push_for_a_person_to_fix() {
+    let worker = SyncWorker {
+        store: MemoryStore::default(),
+        secrets: StaticSecret(hub_secret("w")),
+        connector: Unconfigurable,
+        options: SyncOptions::default(),
+    };
+    let repo = RepoRef::parse("DATA/models").unwrap();
+    worker.store.register(&repo).await.unwrap();
+
+    let error = worker.handle_push(&push(&repo, &commit(1))).await.unwrap_err();
+
+    assert!(matches!(error, SyncError::HostConfig(_)), "{error:?}");
+    assert!(!error.is_retryable());
+    assert_eq!(
+        error.to_string(),
+        "the Git host client cannot be configured: the base URL has no host"
+    );
 }

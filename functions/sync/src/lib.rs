@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use hubsync_core::consumer::{ConsumerPolicy, Decision, GroupState, Outcome, log_decision};
-use hubsync_core::ports::{ModelStore, RepoRegistry, SecretSource};
+use hubsync_core::ports::{GitHostConnector, ModelStore, RepoRegistry, SecretSource};
 use hubsync_core::push::PushMessage;
-use hubsync_core::sync::{GitHostConnector, SyncWorker};
+use hubsync_core::sync::SyncWorker;
 use tracing::{Instrument, info_span};
 
 /// A failed message and when it should be delivered again.

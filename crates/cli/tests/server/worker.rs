@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use hubsync_cli::config::LocalConfig;
 use hubsync_cli::serve::{ServeArgs, start_with};
 use hubsync_core::ids::RepoRef;
+use hubsync_core::ports::{ConnectError, GitHostConnector};
 use hubsync_core::ports::{GitHostErrorKind, RepoRegistry};
 use hubsync_core::secrets::HubSecret;
-use hubsync_core::sync::GitHostConnector;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -52,7 +52,7 @@ struct PanicsOnce(SharedHost, Arc<std::sync::atomic::AtomicBool>);
 
 impl GitHostConnector for PanicsOnce {
     type Host = SharedHost;
-    fn connect(&self, secret: &HubSecret) -> Result<SharedHost, String> {
+    fn connect(&self, secret: &HubSecret) -> Result<SharedHost, ConnectError> {
         if !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
             panic!("injected panic");
         }

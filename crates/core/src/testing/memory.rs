@@ -12,7 +12,6 @@ use crate::model::ModelRecord;
 use crate::ports::*;
 use crate::push::PushMessage;
 use crate::secrets::HubSecret;
-use crate::sync::GitHostConnector;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -276,7 +275,7 @@ impl GitHost for MemoryGitHost {
 impl GitHostConnector for std::sync::Arc<MemoryGitHost> {
     type Host = std::sync::Arc<MemoryGitHost>;
 
-    fn connect(&self, _secret: &HubSecret) -> Result<Self::Host, String> {
+    fn connect(&self, _secret: &HubSecret) -> Result<Self::Host, ConnectError> {
         Ok(self.clone())
     }
 }
