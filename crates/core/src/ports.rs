@@ -6,6 +6,7 @@
 //! runtime; implementations simply write `async fn`.
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -267,6 +268,17 @@ pub enum StoreError {
     /// A stored item could not be read back (corrupt, or written by an incompatible version).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Another sync holds the repository's lease: this one backs off and is tried again later.
+    #[error("sync of {repo} is held by {owner} until {}", .until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
+    LeaseHeld {
+        repo: RepoRef,
+        owner: LeaseOwner,
+        until: DateTime<Utc>,
+    },
+    /// The writer no longer holds the repository's lease (it expired and another sync took it, or
+    /// the repository was unregistered): the write was refused, nothing was changed.
+    #[error("the sync lease of {0} was lost; the write was refused")]
+    LeaseLost(RepoRef),
     #[error("the store failed: {message}")]
     Backend {
         message: String,
@@ -279,7 +291,7 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::CursorMoved(_) => true,
+            Self::CursorMoved(_) | Self::LeaseHeld { .. } | Self::LeaseLost(_) => true,
             Self::Backend { retryable, .. } => *retryable,
             Self::NotRegistered(_) | Self::Corrupt(_) => false,
         }
@@ -339,7 +351,50 @@ pub struct RepoRecord {
     pub last_error: Option<LastError>,
 }
 
-/// The registry of replicated repositories and their cursors.
+/// Who holds a sync lease: unique to one sync run (process, invocation and attempt), and readable
+/// by a person wondering who is syncing ("hubsync pid 4242#1f0c9a6e2b7d").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LeaseOwner(String);
+
+impl LeaseOwner {
+    /// A new owner id: `holder` (who runs the sync) and a random suffix.
+    pub fn generate(holder: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self(format!("{holder}#{}", &id[..12]))
+    }
+
+    /// An owner id as an adapter stored it.
+    pub fn from_stored(owner: impl Into<String>) -> Self {
+        Self(owner.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for LeaseOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The right to write one repository's models and cursor, held by one sync at a time until
+/// `expires_at` (renewed while the sync runs). Every model write and delete and the cursor move
+/// are conditional on still holding it (fencing), so a sync that lost it cannot write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLease {
+    pub repo: RepoRef,
+    pub owner: LeaseOwner,
+    pub expires_at: DateTime<Utc>,
+    /// The previous sync of this repository did not finish: its lease expired without being
+    /// released, or it failed after writing. The models may then mix two heads, so the next sync
+    /// reconciles the whole tree instead of trusting the cursor.
+    pub previous_unfinished: bool,
+}
+
+/// The registry of replicated repositories, their cursors and their sync leases.
 pub trait RepoRegistry: Send + Sync {
     /// Registers a repository; `false` if it already was (its state is kept).
     fn register(&self, repo: &RepoRef) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -351,11 +406,29 @@ pub trait RepoRegistry: Send + Sync {
 
     fn repos(&self) -> impl Future<Output = Result<Vec<RepoRecord>, StoreError>> + Send;
 
-    /// Moves the cursor to `cursor` and clears the last error, only if the stored cursor commit is
-    /// still `expected` (`None`: no cursor yet). Otherwise [`StoreError::CursorMoved`].
-    fn advance_cursor(
+    /// Takes the sync lease of `repo` for `owner` for `ttl`: free, released, or expired (a
+    /// crashed or stalled holder). Held by another owner: [`StoreError::LeaseHeld`].
+    fn acquire_lease(
         &self,
         repo: &RepoRef,
+        owner: &LeaseOwner,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<SyncLease, StoreError>> + Send;
+
+    /// Extends a held lease to `ttl` from now; [`StoreError::LeaseLost`] if it is no longer held.
+    fn renew_lease(&self, lease: &SyncLease, ttl: Duration) -> impl Future<Output = Result<SyncLease, StoreError>> + Send;
+
+    /// Gives the lease up, if still held (a lost lease is left to its new owner). `finished`: the
+    /// models match the cursor (the sync succeeded, or failed before writing anything over an
+    /// unfinished predecessor); otherwise the next holder sees `previous_unfinished`.
+    fn release_lease(&self, lease: &SyncLease, finished: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves the cursor to `cursor` and clears the last error, only if `lease` is still held
+    /// ([`StoreError::LeaseLost`]) and the stored cursor commit is still `expected` (`None`: no
+    /// cursor yet; otherwise [`StoreError::CursorMoved`]).
+    fn advance_cursor(
+        &self,
+        lease: &SyncLease,
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -368,14 +441,24 @@ pub trait RepoRegistry: Send + Sync {
 /// it ([`ModelRecord::summary`]), so `model` needs nothing from the ports.
 pub use crate::model::ModelSummary;
 
-/// The replicated models, one per (repository, path).
+/// The replicated models, one per (repository, path). Writes are made under the repository's
+/// [`SyncLease`] and refused with [`StoreError::LeaseLost`] once it is no longer held.
 pub trait ModelStore: Send + Sync {
-    /// Writes (or replaces) the model at `record.path`. A reader sees the old version or the new
-    /// one, never a mix.
-    fn put_model(&self, repo: &RepoRef, record: &ModelRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes (or replaces) the model at `record.path` of `lease.repo`. A reader sees the old
+    /// version or the new one, never a mix.
+    fn put_model(&self, lease: &SyncLease, record: &ModelRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes the model at `path`; `false` if there was none.
-    fn delete_model(&self, repo: &RepoRef, path: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes the model at `path` of `lease.repo`; `false` if there was none.
+    fn delete_model(&self, lease: &SyncLease, path: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Reclaims at most `budget` items that no model references any more (content stored apart
+    /// from its model and left behind by a crash); how many were reclaimed. Stores that keep
+    /// content with its model have nothing to sweep.
+    fn sweep(&self, lease: &SyncLease, budget: usize) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = (lease, budget);
+        async { Ok(0) }
+    }
 
     /// Every model of a repository, sorted by path, without content.
     fn list_models(&self, repo: &RepoRef) -> impl Future<Output = Result<Vec<ModelSummary>, StoreError>> + Send;

@@ -7,9 +7,17 @@
 //! capped, when `.hubignore` changed, or when the cursor commit is gone (history rewritten and
 //! collected), the whole tree is reconciled instead. Every step is idempotent: running the same
 //! push again finds the cursor at the head and does nothing.
+//!
+//! One sync writes a repository at a time: it holds the repository's [`SyncLease`], renewed by a
+//! heartbeat while it runs and released at the end, and every write it makes is refused once the
+//! lease is lost. A second sync of the same repository backs off with [`StoreError::LeaseHeld`]
+//! (retryable). A sync that inherits an unfinished predecessor's lease, or finds the cursor moved
+//! under it, reconciles the whole tree rather than trust the cursor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::{TryStreamExt, stream};
@@ -20,7 +28,7 @@ use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path, sha256_hex};
 use crate::ports::{
     ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, LastError,
-    ModelStore, RepoRecord, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncStats,
+    LeaseOwner, ModelStore, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncStats,
 };
 use crate::push::PushMessage;
 
@@ -64,6 +72,11 @@ pub enum FullSyncReason {
     HubignoreChanged,
     /// The cursor commit no longer exists on the host (force-push and garbage collection).
     CursorUnreachable,
+    /// The previous sync did not finish (its lease expired, or it failed after writing): the
+    /// models may mix two heads.
+    PreviousUnfinished,
+    /// Another writer moved the cursor while this sync ran.
+    CursorMoved,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,12 +120,35 @@ impl SyncProgress for NoProgress {}
 pub struct SyncOptions {
     /// Files fetched from the Git host at once.
     pub fetch_concurrency: usize,
+    /// How long a sync lease lasts without renewal; the heartbeat renews it every third of that.
+    /// A crashed sync blocks its repository for at most this long.
+    pub lease_ttl: Duration,
+    /// Who runs the syncs, as shown in "held by ..." (each sync adds a unique suffix).
+    pub holder: String,
 }
+
+/// How long a sync lease lasts without renewal.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
+/// Items a sync's sweep reclaims at most.
+pub const SWEEP_BUDGET: usize = 100;
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { fetch_concurrency: 8 }
+        Self {
+            fetch_concurrency: 8,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            holder: default_holder(),
+        }
     }
+}
+
+/// `<program> pid <pid>`: enough for a person to find the process holding a lease.
+fn default_holder() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "hubsync".into());
+    format!("{program} pid {}", std::process::id())
 }
 
 /// The sync, over a Git host and a store.
@@ -127,6 +163,13 @@ enum Plan {
     Incremental(Vec<crate::ports::FileChange>),
 }
 
+/// One sync's hold on its repository: the lease its writes are fenced with, and whether it wrote
+/// anything yet (a failure after a write leaves the models unfinished).
+struct Leased<'l> {
+    lease: &'l SyncLease,
+    wrote: AtomicBool,
+}
+
 impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     pub fn new(host: &'a G, store: &'a S, options: SyncOptions) -> Self {
         Self { host, store, options }
@@ -135,10 +178,10 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// Applies one queued push. On failure the error is also recorded on the repository, and the
     /// cursor is left where it was.
     pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
-        let Some(record) = self.store.repo(&push.repo).await? else {
+        if self.store.repo(&push.repo).await?.is_none() {
             info!(repository = %push.repo, "repository is not registered; push skipped");
             return Ok(SyncOutcome::NotRegistered);
-        };
+        }
         let result = async {
             let Some(branch) = self.host.default_branch(&push.repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
@@ -148,7 +191,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                     default_branch: branch.ref_id,
                 });
             }
-            self.sync_to(&record, branch, None, &NoProgress).await
+            self.sync_to(&push.repo, branch, None, &NoProgress).await
         }
         .await;
         self.record_failure(&push.repo, result).await
@@ -161,8 +204,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         full: bool,
         progress: &dyn SyncProgress,
     ) -> Result<SyncOutcome, SyncError> {
-        let record = self
-            .store
+        self.store
             .repo(repo)
             .await?
             .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
@@ -170,7 +212,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             let Some(branch) = self.host.default_branch(repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            self.sync_to(&record, branch, full.then_some(FullSyncReason::Requested), progress)
+            self.sync_to(repo, branch, full.then_some(FullSyncReason::Requested), progress)
                 .await
         }
         .await;
@@ -182,7 +224,10 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         repo: &RepoRef,
         result: Result<SyncOutcome, SyncError>,
     ) -> Result<SyncOutcome, SyncError> {
-        if let Err(e) = &result {
+        // Another sync holding the lease is not this repository's failure.
+        if let Err(e) = &result
+            && !matches!(e, SyncError::Store(StoreError::LeaseHeld { .. }))
+        {
             let last = LastError {
                 message: e.to_string(),
                 at: Utc::now(),
@@ -194,16 +239,109 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         result
     }
 
+    /// Takes the repository's lease, syncs to the head under it (with a heartbeat renewing it),
+    /// and releases it, also on failure.
     async fn sync_to(
         &self,
-        record: &RepoRecord,
+        repo: &RepoRef,
         branch: DefaultBranch,
         forced: Option<FullSyncReason>,
         progress: &dyn SyncProgress,
     ) -> Result<SyncOutcome, SyncError> {
-        let repo = &record.repo;
-        let head = branch.head;
-        let cursor = record.cursor.as_ref().map(|c| c.commit.clone());
+        let owner = LeaseOwner::generate(&self.options.holder);
+        let lease = self.store.acquire_lease(repo, &owner, self.options.lease_ttl).await?;
+        debug!(repository = %repo, owner = %owner, "sync lease acquired");
+        let leased = Leased {
+            lease: &lease,
+            wrote: AtomicBool::new(false),
+        };
+        let result = self
+            .with_heartbeat(&lease, self.sync_leased(&leased, branch, forced, progress))
+            .await;
+        // A failure before any write leaves the models as they were: finished, unless they were
+        // unfinished already.
+        let finished = result.is_ok() || (!lease.previous_unfinished && !leased.wrote.load(Ordering::SeqCst));
+        if let Err(e) = self.store.release_lease(&lease, finished).await {
+            warn!(repository = %repo, error = %e, "could not release the sync lease; it expires by itself");
+        }
+        result
+    }
+
+    /// Runs `work` while renewing `lease` every third of its time-to-live. A lost lease stops the
+    /// work (its writes would be refused anyway); a failed renewal is tried again at the next beat.
+    async fn with_heartbeat<T>(
+        &self,
+        lease: &SyncLease,
+        work: impl Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        let ttl = self.options.lease_ttl;
+        let heartbeat = async {
+            let mut current = lease.clone();
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match self.store.renew_lease(&current, ttl).await {
+                    Ok(renewed) => current = renewed,
+                    Err(e @ StoreError::LeaseLost(_)) => return e,
+                    Err(e) => warn!(repository = %lease.repo, error = %e, "could not renew the sync lease"),
+                }
+            }
+        };
+        let work = std::pin::pin!(work);
+        let heartbeat = std::pin::pin!(heartbeat);
+        match futures::future::select(work, heartbeat).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right((lost, _)) => Err(lost.into()),
+        }
+    }
+
+    /// The sync proper, under the lease: the cursor is read again now that no other sync can move
+    /// it. A cursor moved anyway (by a writer that takes no lease) means a full reconcile against
+    /// the new head, never "up to date".
+    async fn sync_leased(
+        &self,
+        leased: &Leased<'_>,
+        mut branch: DefaultBranch,
+        mut forced: Option<FullSyncReason>,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
+        let repo = &leased.lease.repo;
+        if leased.lease.previous_unfinished && forced.is_none() {
+            warn!(repository = %repo, "the previous sync did not finish; reconciling the whole tree");
+            forced = Some(FullSyncReason::PreviousUnfinished);
+        }
+        let mut moved_once = false;
+        loop {
+            let record = self
+                .store
+                .repo(repo)
+                .await?
+                .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
+            let cursor = record.cursor.as_ref().map(|c| c.commit.clone());
+            match self.sync_once(leased, &branch, cursor, forced, progress).await {
+                Err(SyncError::Store(StoreError::CursorMoved(_))) if !moved_once => {
+                    warn!(repository = %repo, "the cursor moved under this sync; reconciling against the new head");
+                    moved_once = true;
+                    forced = Some(FullSyncReason::CursorMoved);
+                    let Some(now) = self.host.default_branch(repo).await? else {
+                        return Ok(SyncOutcome::EmptyRepository);
+                    };
+                    branch = now;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn sync_once(
+        &self,
+        leased: &Leased<'_>,
+        branch: &DefaultBranch,
+        cursor: Option<CommitId>,
+        forced: Option<FullSyncReason>,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
+        let repo = &leased.lease.repo;
+        let head = branch.head.clone();
         if forced.is_none() && cursor.as_ref() == Some(&head) {
             debug!(repository = %repo, head = %head, "already at the head");
             return Ok(SyncOutcome::UpToDate { head });
@@ -241,13 +379,13 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             Plan::Incremental(_) => SyncMode::Incremental,
         };
         let stats = match plan {
-            Plan::Full(_) => self.reconcile_tree(repo, &head, &ignore, progress).await?,
-            Plan::Incremental(changes) => self.apply_changes(repo, &head, &ignore, &changes, progress).await?,
+            Plan::Full(_) => self.reconcile_tree(leased, &head, &ignore, progress).await?,
+            Plan::Incremental(changes) => self.apply_changes(leased, &head, &ignore, &changes, progress).await?,
         };
 
         self.store
             .advance_cursor(
-                repo,
+                leased.lease,
                 cursor.as_ref(),
                 &SyncCursor {
                     commit: head.clone(),
@@ -256,6 +394,11 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 },
             )
             .await?;
+        match self.store.sweep(leased.lease, SWEEP_BUDGET).await {
+            Ok(0) => {}
+            Ok(swept) => info!(repository = %repo, swept, "unreferenced content swept"),
+            Err(e) => warn!(repository = %repo, error = %e, "the sweep failed; the next sync tries again"),
+        }
         info!(
             repository = %repo, commit = %head, mode = ?mode,
             written = stats.written, removed = stats.removed, malformed = stats.malformed,
@@ -270,15 +413,28 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         })
     }
 
+    /// Writes a model under the lease.
+    async fn put(&self, leased: &Leased<'_>, record: &ModelRecord) -> Result<(), StoreError> {
+        leased.wrote.store(true, Ordering::SeqCst);
+        self.store.put_model(leased.lease, record).await
+    }
+
+    /// Removes a model under the lease; `false` if there was none.
+    async fn delete(&self, leased: &Leased<'_>, path: &str) -> Result<bool, StoreError> {
+        leased.wrote.store(true, Ordering::SeqCst);
+        self.store.delete_model(leased.lease, path).await
+    }
+
     /// Full sync: every candidate file at the head is fetched; stored models that are not at the
     /// head (or now ignored, or no longer models) are removed.
     async fn reconcile_tree(
         &self,
-        repo: &RepoRef,
+        leased: &Leased<'_>,
         head: &CommitId,
         ignore: &HubIgnore,
         progress: &dyn SyncProgress,
     ) -> Result<SyncStats, SyncError> {
+        let repo = &leased.lease.repo;
         let files = self.host.list_files(repo, head).await?;
         let stored: BTreeMap<String, (String, ModelStatus)> = self
             .store
@@ -296,10 +452,10 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 wanted.insert(path);
             }
         }
-        self.fetch_all(repo, head, &wanted, Some(&stored), &stats, progress)
+        self.fetch_all(leased, head, &wanted, Some(&stored), &stats, progress)
             .await?;
         for path in stored.keys().filter(|p| !wanted.contains(*p)) {
-            if self.store.delete_model(repo, path).await? {
+            if self.delete(leased, path).await? {
                 bump(&stats, |s| s.removed += 1);
             }
         }
@@ -310,7 +466,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// copied or moved-to path is fetched at the head and written.
     async fn apply_changes(
         &self,
-        repo: &RepoRef,
+        leased: &Leased<'_>,
         head: &CommitId,
         ignore: &HubIgnore,
         changes: &[crate::ports::FileChange],
@@ -334,7 +490,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
         }
         for path in removals.iter().filter(|p| is_candidate_path(p) && !writes.contains(*p)) {
-            if self.store.delete_model(repo, path).await? {
+            if self.delete(leased, path).await? {
                 bump(&stats, |s| s.removed += 1);
             }
         }
@@ -342,7 +498,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         for path in writes.into_iter().filter(|p| is_candidate_path(p)) {
             if ignore.is_ignored(&path) {
                 bump(&stats, |s| s.ignored += 1);
-                if self.store.delete_model(repo, &path).await? {
+                if self.delete(leased, &path).await? {
                     bump(&stats, |s| s.removed += 1);
                 }
             } else {
@@ -350,7 +506,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
         }
         // Every path here changed, so what the store holds is not looked up first.
-        self.fetch_all(repo, head, &fetches, None, &stats, progress).await?;
+        self.fetch_all(leased, head, &fetches, None, &stats, progress).await?;
         Ok(stats.into_inner().unwrap_or_default())
     }
 
@@ -359,7 +515,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// written again.
     async fn fetch_all<'p>(
         &self,
-        repo: &RepoRef,
+        leased: &Leased<'_>,
         head: &CommitId,
         paths: impl IntoIterator<Item = &'p String>,
         stored: Option<&BTreeMap<String, (String, ModelStatus)>>,
@@ -374,7 +530,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                     None => Known::Unknown,
                     Some(map) => map.get(path).map_or(Known::Absent, Known::Stored),
                 };
-                self.fetch_and_store(repo, head, path, known, stats).await?;
+                self.fetch_and_store(leased, head, path, known, stats).await?;
                 progress.file_done(path);
                 Ok(())
             })
@@ -384,15 +540,16 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// Fetches one candidate file at the head and writes, replaces or removes its model.
     async fn fetch_and_store(
         &self,
-        repo: &RepoRef,
+        leased: &Leased<'_>,
         head: &CommitId,
         path: &str,
         known: Known<'_>,
         stats: &Mutex<SyncStats>,
     ) -> Result<(), SyncError> {
+        let repo = &leased.lease.repo;
         let Some(content) = self.host.raw_file(repo, path, head).await? else {
             // Listed at the head but not readable there: treat as gone.
-            if self.store.delete_model(repo, path).await? {
+            if self.delete(leased, path).await? {
                 bump(stats, |s| s.removed += 1);
             }
             return Ok(());
@@ -405,7 +562,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
             Classification::NotAModel => {
                 bump(stats, |s| s.skipped += 1);
-                if !matches!(known, Known::Absent) && self.store.delete_model(repo, path).await? {
+                if !matches!(known, Known::Absent) && self.delete(leased, path).await? {
                     bump(stats, |s| s.removed += 1);
                 }
                 return Ok(());
@@ -420,7 +577,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             return Ok(());
         }
         let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, content);
-        self.store.put_model(repo, &record).await?;
+        self.put(leased, &record).await?;
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
         Ok(())
     }

@@ -271,3 +271,211 @@ async fn a_git_host_that_cannot_be_configured_fails_the_push_for_a_person_to_fix
         "the Git host client cannot be configured: the base URL has no host"
     );
 }
+
+mod one_writer {
+    //! One writer per repository: the sync lease, its fencing, and what a sync does when the
+    //! previous one did not finish or the cursor moved under it.
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use hubsync_core::model::ModelRecord;
+    use hubsync_core::ports::{
+        ChangeSet, DefaultBranch, GitHost, GitHostError, LeaseOwner, StoreError, SyncCursor, SyncStats,
+    };
+    use hubsync_core::sync::SyncError;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sync_of_a_repository_whose_lease_is_held_backs_off_saying_who_holds_it_until_when() {
+        // Arrange
+        let f = Fixture::registered().await;
+        let head = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
+        let holder = LeaseOwner::generate("hubsync pid 1");
+        let held = f
+            .store
+            .acquire_lease(&f.repo, &holder, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+
+        // Act
+        let result = engine.handle_push(&push(&f.repo, "refs/heads/main", &head)).await;
+
+        // Assert
+        let error = result.expect_err("the lease is held");
+        assert!(error.is_retryable());
+        let until = held.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert_eq!(
+            error.to_string(),
+            format!("sync of DATA/models is held by {holder} until {until}")
+        );
+        assert!(stored_paths(&f.store, &f.repo).await.is_empty());
+        let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+        assert!(record.cursor.is_none());
+        assert!(record.last_error.is_none(), "contention is not the repository's failure");
+    }
+
+    #[tokio::test]
+    async fn a_sync_releases_its_lease_when_it_succeeds_and_when_it_fails() {
+        // Arrange
+        let f = Fixture::registered().await;
+        let head = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
+        let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+        f.host.fail_next(GitHostErrorKind::Server);
+        engine
+            .handle_push(&push(&f.repo, "refs/heads/main", &head))
+            .await
+            .expect_err("injected failure");
+
+        // Act
+        let outcome = engine.handle_push(&push(&f.repo, "refs/heads/main", &head)).await;
+        let after = f
+            .store
+            .acquire_lease(&f.repo, &LeaseOwner::generate("next"), Duration::from_secs(60))
+            .await;
+
+        // Assert
+        assert!(matches!(outcome, Ok(SyncOutcome::Synced { .. })), "{outcome:?}");
+        assert!(!after.expect("released").previous_unfinished);
+    }
+
+    #[tokio::test]
+    async fn a_sync_after_one_that_died_holding_the_lease_reconciles_the_whole_tree() {
+        // Arrange: C1 synced; a sync towards C2 wrote a.json's C2 version and died, lease held.
+        let f = Fixture::registered().await;
+        let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A1"))]));
+        f.push_main(&c1).await;
+        let c2 = f.host.commit(&f.repo, files(&[("a.json", model("A2"))]));
+        let ttl = Duration::from_secs(60);
+        let dead = f
+            .store
+            .acquire_lease(&f.repo, &LeaseOwner::generate("dead"), ttl)
+            .await
+            .unwrap();
+        let written = ModelRecord::new(
+            "a.json".into(),
+            c2,
+            Utc::now(),
+            ModelStatus::Malformed { error: "half".into() },
+            model("A2"),
+        );
+        f.store.put_model(&dead, &written).await.unwrap();
+        f.store.advance_clock(ttl * 2);
+        // C3 reverts a.json to C1's version: the diff from the cursor C1 does not name it.
+        let c3 = f.host.commit(&f.repo, files(&[("a.json", model("A1"))]));
+
+        // Act
+        let outcome = f.push_main(&c3).await;
+
+        // Assert
+        let SyncOutcome::Synced { mode, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(mode, SyncMode::Full(FullSyncReason::PreviousUnfinished));
+        let stored = f.store.get_model(&f.repo, "a.json").await.unwrap().unwrap();
+        assert_eq!(stored.content, model("A1"));
+    }
+
+    /// A host that, while the sync fetches, lets a writer that takes no lease push `next` and move
+    /// the cursor to it.
+    struct MovesCursor<'a> {
+        host: &'a MemoryGitHost,
+        store: &'a MemoryStore,
+        repo: RepoRef,
+        next: BTreeMap<String, Vec<u8>>,
+        done: AtomicBool,
+    }
+
+    impl GitHost for MovesCursor<'_> {
+        async fn default_branch(&self, repo: &RepoRef) -> Result<Option<DefaultBranch>, GitHostError> {
+            self.host.default_branch(repo).await
+        }
+        async fn changes(&self, repo: &RepoRef, since: &CommitId, until: &CommitId) -> Result<ChangeSet, GitHostError> {
+            self.host.changes(repo, since, until).await
+        }
+        async fn list_files(&self, repo: &RepoRef, at: &CommitId) -> Result<Vec<String>, GitHostError> {
+            self.host.list_files(repo, at).await
+        }
+        async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
+            let answer = self.host.raw_file(repo, path, at).await;
+            if path == "a.json" && !self.done.swap(true, Ordering::SeqCst) {
+                let moved = self.host.commit(&self.repo, self.next.clone());
+                self.store.overwrite_cursor(
+                    &self.repo,
+                    SyncCursor {
+                        commit: moved,
+                        synced_at: Utc::now(),
+                        stats: SyncStats::default(),
+                    },
+                );
+            }
+            answer
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sync_that_finds_the_cursor_moved_under_it_reconciles_against_the_new_head() {
+        // Arrange
+        let f = Fixture::registered().await;
+        let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A1"))]));
+        f.push_main(&c1).await;
+        let c2 = f.host.commit(&f.repo, files(&[("a.json", model("A2"))]));
+        let host = MovesCursor {
+            host: &f.host,
+            store: &f.store,
+            repo: f.repo.clone(),
+            next: files(&[("a.json", model("A3")), ("b.json", model("B3"))]),
+            done: AtomicBool::new(false),
+        };
+        let engine = SyncEngine::new(&host, &f.store, SyncOptions::default());
+
+        // Act: as the queue would, a retryable failure is tried again.
+        let mut outcome = engine.handle_push(&push(&f.repo, "refs/heads/main", &c2)).await;
+        if outcome.as_ref().is_err_and(SyncError::is_retryable) {
+            outcome = engine.handle_push(&push(&f.repo, "refs/heads/main", &c2)).await;
+        }
+
+        // Assert
+        assert!(
+            matches!(
+                outcome,
+                Ok(SyncOutcome::Synced {
+                    mode: SyncMode::Full(FullSyncReason::CursorMoved),
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+        let head = f.host.default_branch(&f.repo).await.unwrap().unwrap().head;
+        assert_eq!(f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit, head);
+        let a = f.store.get_model(&f.repo, "a.json").await.unwrap().unwrap();
+        assert_eq!(a.content, model("A3"));
+        assert_eq!(stored_paths(&f.store, &f.repo).await, ["a.json", "b.json"]);
+    }
+
+    #[tokio::test]
+    async fn a_sync_that_loses_its_lease_stops_with_a_retryable_error() {
+        // Arrange: a sync whose lease lasts zero seconds loses it before its first write.
+        let f = Fixture::registered().await;
+        let head = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
+        let options = SyncOptions {
+            lease_ttl: Duration::ZERO,
+            ..SyncOptions::default()
+        };
+        let engine = SyncEngine::new(&f.host, &f.store, options);
+
+        // Act
+        let result = engine.handle_push(&push(&f.repo, "refs/heads/main", &head)).await;
+
+        // Assert
+        let error = result.expect_err("the lease is gone");
+        assert!(
+            matches!(error, SyncError::Store(StoreError::LeaseLost(_))),
+            "{error:?}"
+        );
+        assert!(error.is_retryable());
+        assert!(stored_paths(&f.store, &f.repo).await.is_empty());
+    }
+}

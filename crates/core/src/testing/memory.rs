@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::ids::{CommitId, RepoRef};
 use crate::model::ModelRecord;
@@ -48,11 +49,52 @@ impl PushQueue for MemoryQueue {
     }
 }
 
-/// Registry and model store in maps.
+/// Registry, sync leases and model store in maps.
 #[derive(Default)]
 pub struct MemoryStore {
     repos: Mutex<BTreeMap<RepoRef, RepoRecord>>,
     models: Mutex<BTreeMap<(RepoRef, String), ModelRecord>>,
+    leases: Mutex<BTreeMap<RepoRef, LeaseRow>>,
+    /// How far this store's clock is ahead of the system's (tests expire leases with it).
+    skew: Mutex<chrono::TimeDelta>,
+}
+
+/// A repository's lease as stored: `owner` is `None` once released.
+struct LeaseRow {
+    owner: Option<LeaseOwner>,
+    expires_at: DateTime<Utc>,
+    unfinished: bool,
+}
+
+impl MemoryStore {
+    /// Moves this store's clock forward, so leases expire without waiting.
+    pub fn advance_clock(&self, by: Duration) {
+        *lock(&self.skew) += chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
+    }
+
+    /// Sets a cursor without a lease, as a writer that takes none (an older hubsync) would.
+    pub fn overwrite_cursor(&self, repo: &RepoRef, cursor: SyncCursor) {
+        if let Some(record) = lock(&self.repos).get_mut(repo) {
+            record.cursor = Some(cursor);
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *lock(&self.skew)
+    }
+
+    /// Runs `f` only if `lease` is still held (the fencing every write goes through).
+    fn fenced<T>(&self, lease: &SyncLease, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let leases = lock(&self.leases);
+        match leases.get(&lease.repo) {
+            Some(row) if row.owner.as_ref() == Some(&lease.owner) && row.expires_at > self.now() => Ok(f()),
+            _ => Err(StoreError::LeaseLost(lease.repo.clone())),
+        }
+    }
+}
+
+fn ttl_delta(ttl: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 impl RepoRegistry for MemoryStore {
@@ -75,6 +117,7 @@ impl RepoRegistry for MemoryStore {
 
     async fn unregister(&self, repo: &RepoRef) -> Result<bool, StoreError> {
         lock(&self.models).retain(|(r, _), _| r != repo);
+        lock(&self.leases).remove(repo);
         Ok(lock(&self.repos).remove(repo).is_some())
     }
 
@@ -86,12 +129,82 @@ impl RepoRegistry for MemoryStore {
         Ok(lock(&self.repos).values().cloned().collect())
     }
 
+    async fn acquire_lease(&self, repo: &RepoRef, owner: &LeaseOwner, ttl: Duration) -> Result<SyncLease, StoreError> {
+        let now = self.now();
+        let mut leases = lock(&self.leases);
+        let previous_unfinished = match leases.get(repo) {
+            None => false,
+            Some(LeaseRow {
+                owner: Some(holder),
+                expires_at,
+                ..
+            }) if *expires_at > now && holder != owner => {
+                return Err(StoreError::LeaseHeld {
+                    repo: repo.clone(),
+                    owner: holder.clone(),
+                    until: *expires_at,
+                });
+            }
+            Some(row) if row.owner.as_ref() == Some(owner) => row.unfinished,
+            // Released (finished or not), or expired without being released: unfinished.
+            Some(row) => row.unfinished || row.owner.is_some(),
+        };
+        let expires_at = now + ttl_delta(ttl);
+        leases.insert(
+            repo.clone(),
+            LeaseRow {
+                owner: Some(owner.clone()),
+                expires_at,
+                unfinished: previous_unfinished,
+            },
+        );
+        Ok(SyncLease {
+            repo: repo.clone(),
+            owner: owner.clone(),
+            expires_at,
+            previous_unfinished,
+        })
+    }
+
+    async fn renew_lease(&self, lease: &SyncLease, ttl: Duration) -> Result<SyncLease, StoreError> {
+        let now = self.now();
+        let mut leases = lock(&self.leases);
+        match leases.get_mut(&lease.repo) {
+            Some(row) if row.owner.as_ref() == Some(&lease.owner) && row.expires_at > now => {
+                row.expires_at = now + ttl_delta(ttl);
+                Ok(SyncLease {
+                    expires_at: row.expires_at,
+                    ..lease.clone()
+                })
+            }
+            _ => Err(StoreError::LeaseLost(lease.repo.clone())),
+        }
+    }
+
+    async fn release_lease(&self, lease: &SyncLease, finished: bool) -> Result<(), StoreError> {
+        let now = self.now();
+        if let Some(row) = lock(&self.leases).get_mut(&lease.repo)
+            && row.owner.as_ref() == Some(&lease.owner)
+        {
+            row.owner = None;
+            row.expires_at = now;
+            row.unfinished = !finished;
+        }
+        Ok(())
+    }
+
     async fn advance_cursor(
         &self,
-        repo: &RepoRef,
+        lease: &SyncLease,
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
     ) -> Result<(), StoreError> {
+        let repo = &lease.repo;
+        let leases = lock(&self.leases);
+        if !matches!(leases.get(repo), Some(row) if row.owner.as_ref() == Some(&lease.owner) && row.expires_at > self.now())
+        {
+            return Err(StoreError::LeaseLost(repo.clone()));
+        }
         let mut repos = lock(&self.repos);
         let record = repos
             .get_mut(repo)
@@ -113,13 +226,18 @@ impl RepoRegistry for MemoryStore {
 }
 
 impl ModelStore for MemoryStore {
-    async fn put_model(&self, repo: &RepoRef, record: &ModelRecord) -> Result<(), StoreError> {
-        lock(&self.models).insert((repo.clone(), record.path.clone()), record.clone());
-        Ok(())
+    async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
+        self.fenced(lease, || {
+            lock(&self.models).insert((lease.repo.clone(), record.path.clone()), record.clone());
+        })
     }
 
-    async fn delete_model(&self, repo: &RepoRef, path: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.models).remove(&(repo.clone(), path.to_owned())).is_some())
+    async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {
+        self.fenced(lease, || {
+            lock(&self.models)
+                .remove(&(lease.repo.clone(), path.to_owned()))
+                .is_some()
+        })
     }
 
     async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {
@@ -277,5 +395,157 @@ impl GitHostConnector for std::sync::Arc<MemoryGitHost> {
 
     fn connect(&self, _secret: &HubSecret) -> Result<Self::Host, ConnectError> {
         Ok(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelStatus, sha256_hex};
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn repo() -> RepoRef {
+        RepoRef::parse("DATA/models").unwrap_or_else(|_| unreachable!("a valid name"))
+    }
+
+    fn model(path: &str) -> ModelRecord {
+        let commit = CommitId::parse(&"a".repeat(40)).unwrap_or_else(|_| unreachable!("40 hex digits"));
+        let status = ModelStatus::Malformed { error: "test".into() };
+        ModelRecord::new(path.into(), commit, Utc::now(), status, b"{}".to_vec())
+    }
+
+    async fn registered() -> MemoryStore {
+        let store = MemoryStore::default();
+        store.register(&repo()).await.expect("register");
+        store
+    }
+
+    #[tokio::test]
+    async fn a_free_lease_is_acquired_and_a_held_one_names_its_holder_and_expiry() {
+        // Arrange
+        let store = registered().await;
+        let (a, b) = (LeaseOwner::generate("a"), LeaseOwner::generate("b"));
+
+        // Act
+        let lease = store.acquire_lease(&repo(), &a, TTL).await.expect("free");
+        let refused = store.acquire_lease(&repo(), &b, TTL).await;
+
+        // Assert
+        assert!(!lease.previous_unfinished);
+        match refused {
+            Err(StoreError::LeaseHeld { owner, until, .. }) => {
+                assert_eq!(owner, a);
+                assert_eq!(until, lease.expires_at);
+            }
+            other => panic!("expected LeaseHeld, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_marked_unfinished() {
+        // Arrange
+        let store = registered().await;
+        let first = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("a"), TTL)
+            .await
+            .expect("free");
+        store.advance_clock(TTL + Duration::from_secs(1));
+
+        // Act
+        let second = store.acquire_lease(&repo(), &LeaseOwner::generate("b"), TTL).await;
+
+        // Assert
+        let second = second.expect("expired leases are free");
+        assert!(second.previous_unfinished, "the first holder never released");
+        assert!(second.expires_at > first.expires_at);
+    }
+
+    #[tokio::test]
+    async fn a_renewed_lease_outlives_its_first_expiry() {
+        // Arrange
+        let store = registered().await;
+        let lease = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("a"), TTL)
+            .await
+            .expect("free");
+        store.advance_clock(TTL / 2);
+
+        // Act
+        let renewed = store.renew_lease(&lease, TTL).await.expect("still held");
+        store.advance_clock(TTL * 3 / 4);
+
+        // Assert
+        assert!(renewed.expires_at > lease.expires_at);
+        assert!(matches!(
+            store.acquire_lease(&repo(), &LeaseOwner::generate("b"), TTL).await,
+            Err(StoreError::LeaseHeld { .. })
+        ));
+        store.put_model(&renewed, &model("a.json")).await.expect("still held");
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_free_and_remembers_whether_its_sync_finished() {
+        // Arrange
+        let store = registered().await;
+        let a = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("a"), TTL)
+            .await
+            .expect("free");
+
+        // Act
+        store.release_lease(&a, false).await.expect("release");
+        let b = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("b"), TTL)
+            .await
+            .expect("released");
+        store.release_lease(&b, true).await.expect("release");
+        let c = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("c"), TTL)
+            .await
+            .expect("released");
+
+        // Assert
+        assert!(b.previous_unfinished, "a released its lease unfinished");
+        assert!(!c.previous_unfinished, "b finished");
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_lost_its_lease_cannot_write_delete_or_move_the_cursor() {
+        // Arrange
+        let store = registered().await;
+        let lost = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("a"), TTL)
+            .await
+            .expect("free");
+        store.put_model(&lost, &model("kept.json")).await.expect("held");
+        store.advance_clock(TTL * 2);
+        let taker = store
+            .acquire_lease(&repo(), &LeaseOwner::generate("b"), TTL)
+            .await
+            .expect("expired");
+        let cursor = SyncCursor {
+            commit: CommitId::parse(&"b".repeat(40)).expect("40 hex digits"),
+            synced_at: Utc::now(),
+            stats: SyncStats::default(),
+        };
+
+        // Act
+        let put = store.put_model(&lost, &model("stale.json")).await;
+        let delete = store.delete_model(&lost, "kept.json").await;
+        let advance = store.advance_cursor(&lost, None, &cursor).await;
+        let renew = store.renew_lease(&lost, TTL).await;
+        store.release_lease(&lost, true).await.expect("a lost lease is left alone");
+
+        // Assert
+        for result in [put.map(|_| ()), delete.map(|_| ()), advance, renew.map(|_| ())] {
+            let error = result.expect_err("fenced");
+            assert!(matches!(error, StoreError::LeaseLost(_)), "{error:?}");
+            assert!(error.is_retryable());
+        }
+        let kept = store.get_model(&repo(), "kept.json").await.expect("read");
+        assert_eq!(kept.map(|m| m.content_sha256), Some(sha256_hex(b"{}")));
+        assert_eq!(store.get_model(&repo(), "stale.json").await.expect("read"), None);
+        store.put_model(&taker, &model("new.json")).await.expect("the taker writes");
     }
 }
