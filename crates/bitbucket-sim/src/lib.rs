@@ -52,7 +52,7 @@ pub use error::SimError;
 pub use git::ZERO_HASH;
 pub use push::{MinimalRef, Push, RefChange, RefChangeType, RefType};
 pub use repo::{FileOp, Project, ProjectType, Repo};
-pub use server::{RecordedRequest, Simulator};
+pub use server::{Hold, RecordedRequest, RequestLine, Simulator};
 pub use webhook::{DeliveryResponse, USER_AGENT, WebhookDelivery, signature};
 
 /// Re-exported so callers of [`Simulator::fail_next`] need no `http` dependency.

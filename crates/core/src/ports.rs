@@ -416,7 +416,11 @@ pub trait RepoRegistry: Send + Sync {
     ) -> impl Future<Output = Result<SyncLease, StoreError>> + Send;
 
     /// Extends a held lease to `ttl` from now; [`StoreError::LeaseLost`] if it is no longer held.
-    fn renew_lease(&self, lease: &SyncLease, ttl: Duration) -> impl Future<Output = Result<SyncLease, StoreError>> + Send;
+    fn renew_lease(
+        &self,
+        lease: &SyncLease,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<SyncLease, StoreError>> + Send;
 
     /// Gives the lease up, if still held (a lost lease is left to its new owner). `finished`: the
     /// models match the cursor (the sync succeeded, or failed before writing anything over an

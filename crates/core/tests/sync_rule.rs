@@ -314,7 +314,10 @@ mod one_writer {
         assert!(stored_paths(&f.store, &f.repo).await.is_empty());
         let record = f.store.repo(&f.repo).await.unwrap().unwrap();
         assert!(record.cursor.is_none());
-        assert!(record.last_error.is_none(), "contention is not the repository's failure");
+        assert!(
+            record.last_error.is_none(),
+            "contention is not the repository's failure"
+        );
     }
 
     #[tokio::test]
@@ -449,7 +452,10 @@ mod one_writer {
             "{outcome:?}"
         );
         let head = f.host.default_branch(&f.repo).await.unwrap().unwrap().head;
-        assert_eq!(f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit, head);
+        assert_eq!(
+            f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit,
+            head
+        );
         let a = f.store.get_model(&f.repo, "a.json").await.unwrap().unwrap();
         assert_eq!(a.content, model("A3"));
         assert_eq!(stored_paths(&f.store, &f.repo).await, ["a.json", "b.json"]);
@@ -471,10 +477,7 @@ mod one_writer {
 
         // Assert
         let error = result.expect_err("the lease is gone");
-        assert!(
-            matches!(error, SyncError::Store(StoreError::LeaseLost(_))),
-            "{error:?}"
-        );
+        assert!(matches!(error, SyncError::Store(StoreError::LeaseLost(_))), "{error:?}");
         assert!(error.is_retryable());
         assert!(stored_paths(&f.store, &f.repo).await.is_empty());
     }

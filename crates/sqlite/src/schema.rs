@@ -69,6 +69,15 @@ const MIGRATIONS: &[&str] = &[
         reason        TEXT NOT NULL
     );
     "#,
+    // 2: one sync lease per repository; model writes are fenced on it.
+    r#"
+    CREATE TABLE sync_leases (
+        repo       TEXT PRIMARY KEY NOT NULL,
+        owner      TEXT,                       -- NULL once released
+        expires_at INTEGER NOT NULL,           -- milliseconds since the epoch
+        unfinished INTEGER NOT NULL DEFAULT 0  -- the last holder released it without finishing
+    );
+    "#,
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -2,8 +2,13 @@
 //! `hubsync_core::testing::memory::MemoryStore`. Model content is zlib-compressed at rest and
 //! checked against its SHA-256 when read back, so a damaged row is reported as corrupt instead of
 //! served.
+//!
+//! The sync lease of a repository is a `sync_leases` row; every model write and delete and the
+//! cursor move check it in the same transaction, so two processes on one database file cannot
+//! both write a repository.
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use flate2::Compression;
@@ -11,10 +16,13 @@ use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::{ModelRecord, ModelStatus, sha256_hex};
-use hubsync_core::ports::{LastError, ModelStore, ModelSummary, RepoRecord, RepoRegistry, StoreError, SyncCursor};
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use hubsync_core::ports::{
+    LastError, LeaseOwner, ModelStore, ModelSummary, RepoRecord, RepoRegistry, StoreError, SyncCursor, SyncLease,
+};
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::error::corrupt;
+use crate::queue::{duration_millis, from_millis, millis};
 use crate::{SqliteError, SqliteHub};
 
 const ENCODING_ZLIB: &str = "zlib";
@@ -74,6 +82,36 @@ impl RepoRow {
     }
 }
 
+/// Whether `lease` is still held, read inside the transaction that is about to write.
+fn holds(tx: &Transaction<'_>, lease: &SyncLease, now: i64) -> Result<bool, SqliteError> {
+    Ok(tx
+        .query_row(
+            "SELECT 1 FROM sync_leases WHERE repo = ?1 AND owner = ?2 AND expires_at > ?3",
+            params![lease.repo.to_string(), lease.owner.as_str(), now],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Runs `write` in one immediate transaction if `lease` is still held; [`StoreError::LeaseLost`]
+/// (and nothing written) otherwise.
+fn fenced<T>(
+    inner: &crate::Inner,
+    lease: &SyncLease,
+    write: impl FnOnce(&Transaction<'_>) -> Result<T, SqliteError>,
+) -> Result<Result<T, StoreError>, SqliteError> {
+    let now = millis(inner.now());
+    let mut conn = inner.conn();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if !holds(&tx, lease, now)? {
+        return Ok(Err(StoreError::LeaseLost(lease.repo.clone())));
+    }
+    let value = write(&tx)?;
+    tx.commit()?;
+    Ok(Ok(value))
+}
+
 impl RepoRegistry for SqliteHub {
     async fn register(&self, repo: &RepoRef) -> Result<bool, StoreError> {
         let repo = repo.clone();
@@ -97,6 +135,7 @@ impl RepoRegistry for SqliteHub {
                 let mut conn = inner.conn();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 tx.execute("DELETE FROM models WHERE repo = ?1", [&key])?;
+                tx.execute("DELETE FROM sync_leases WHERE repo = ?1", [&key])?;
                 let removed = tx.execute("DELETE FROM repos WHERE repo = ?1", [&key])?;
                 tx.commit()?;
                 Ok(removed == 1)
@@ -132,17 +171,102 @@ impl RepoRegistry for SqliteHub {
             .await?)
     }
 
+    async fn acquire_lease(&self, repo: &RepoRef, owner: &LeaseOwner, ttl: Duration) -> Result<SyncLease, StoreError> {
+        let (repo, owner) = (repo.clone(), owner.clone());
+        self.blocking(move |inner| {
+            let now = millis(inner.now());
+            let mut conn = inner.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<(Option<String>, i64, bool)> = tx
+                .query_row(
+                    "SELECT owner, expires_at, unfinished FROM sync_leases WHERE repo = ?1",
+                    [repo.to_string()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let previous_unfinished = match current {
+                None => false,
+                Some((Some(holder), until, _)) if until > now && holder != owner.as_str() => {
+                    return Ok(Err(StoreError::LeaseHeld {
+                        repo,
+                        owner: LeaseOwner::from_stored(holder),
+                        until: from_millis(until),
+                    }));
+                }
+                Some((Some(holder), _, unfinished)) if holder == owner.as_str() => unfinished,
+                // Released (finished or not), or expired without being released: unfinished.
+                Some((holder, _, unfinished)) => unfinished || holder.is_some(),
+            };
+            let expires_at = now.saturating_add(duration_millis(ttl));
+            tx.execute(
+                "INSERT INTO sync_leases (repo, owner, expires_at, unfinished) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (repo) DO UPDATE SET
+                    owner = excluded.owner, expires_at = excluded.expires_at, unfinished = excluded.unfinished",
+                params![repo.to_string(), owner.as_str(), expires_at, previous_unfinished],
+            )?;
+            tx.commit()?;
+            Ok(Ok(SyncLease {
+                repo,
+                owner,
+                expires_at: from_millis(expires_at),
+                previous_unfinished,
+            }))
+        })
+        .await?
+    }
+
+    async fn renew_lease(&self, lease: &SyncLease, ttl: Duration) -> Result<SyncLease, StoreError> {
+        let lease = lease.clone();
+        self.blocking(move |inner| {
+            let now = millis(inner.now());
+            let expires_at = now.saturating_add(duration_millis(ttl));
+            let renewed = inner.conn().execute(
+                "UPDATE sync_leases SET expires_at = ?1 WHERE repo = ?2 AND owner = ?3 AND expires_at > ?4",
+                params![expires_at, lease.repo.to_string(), lease.owner.as_str(), now],
+            )?;
+            Ok(if renewed == 1 {
+                Ok(SyncLease {
+                    expires_at: from_millis(expires_at),
+                    ..lease
+                })
+            } else {
+                Err(StoreError::LeaseLost(lease.repo))
+            })
+        })
+        .await?
+    }
+
+    async fn release_lease(&self, lease: &SyncLease, finished: bool) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        Ok(self
+            .blocking(move |inner| {
+                let now = millis(inner.now());
+                inner.conn().execute(
+                    "UPDATE sync_leases SET owner = NULL, expires_at = ?1, unfinished = ?2
+                     WHERE repo = ?3 AND owner = ?4",
+                    params![now, !finished, lease.repo.to_string(), lease.owner.as_str()],
+                )?;
+                Ok(())
+            })
+            .await?)
+    }
+
     async fn advance_cursor(
         &self,
-        repo: &RepoRef,
+        lease: &SyncLease,
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
     ) -> Result<(), StoreError> {
-        let (repo, expected, cursor) = (repo.clone(), expected.map(|c| c.to_string()), cursor.clone());
+        let (lease, expected, cursor) = (lease.clone(), expected.map(|c| c.to_string()), cursor.clone());
         self.blocking(move |inner| {
+            let repo = lease.repo.clone();
             let cursor_json = json(&cursor)?;
+            let now = millis(inner.now());
             let mut conn = inner.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !holds(&tx, &lease, now)? {
+                return Ok(Err(StoreError::LeaseLost(repo)));
+            }
             let updated = tx.execute(
                 "UPDATE repos SET cursor_commit = ?1, cursor = ?2, last_error = NULL
                      WHERE repo = ?3 AND cursor_commit IS ?4",
@@ -247,15 +371,16 @@ impl SummaryRow {
 }
 
 impl ModelStore for SqliteHub {
-    async fn put_model(&self, repo: &RepoRef, record: &ModelRecord) -> Result<(), StoreError> {
-        let (key, record) = (repo.to_string(), record.clone());
-        Ok(self
-            .blocking(move |inner| {
+    async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
+        let (lease, record) = (lease.clone(), record.clone());
+        self.blocking(move |inner| {
+                let key = lease.repo.to_string();
                 // Compress before taking the connection: other callers are not held up by it.
                 let compressed = compress(&record.content)?;
                 let status = json(&record.status)?;
-                // One statement, hence one transaction: a reader sees the old row or the new one.
-                inner.conn().execute(
+                // One transaction with the lease check: a reader sees the old row or the new one.
+                fenced(inner, &lease, |tx| {
+                tx.execute(
                     "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (repo, path) DO UPDATE SET
@@ -275,20 +400,23 @@ impl ModelStore for SqliteHub {
                     ],
                 )?;
                 Ok(())
+                })
             })
-            .await?)
+            .await?
     }
 
-    async fn delete_model(&self, repo: &RepoRef, path: &str) -> Result<bool, StoreError> {
-        let (key, path) = (repo.to_string(), path.to_owned());
-        Ok(self
-            .blocking(move |inner| {
-                let removed = inner
-                    .conn()
-                    .execute("DELETE FROM models WHERE repo = ?1 AND path = ?2", params![key, path])?;
+    async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {
+        let (lease, path) = (lease.clone(), path.to_owned());
+        self.blocking(move |inner| {
+            fenced(inner, &lease, |tx| {
+                let removed = tx.execute(
+                    "DELETE FROM models WHERE repo = ?1 AND path = ?2",
+                    params![lease.repo.to_string(), path],
+                )?;
                 Ok(removed == 1)
             })
-            .await?)
+        })
+        .await?
     }
 
     async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {

@@ -2,13 +2,15 @@
 //! resources hubsync uses, over repositories that are real bare git repositories in a
 //! temporary directory the simulator owns.
 //!
-//! Every request goes through one gate (middleware) that, in order: takes an injected fault if
-//! one is queued ([`Simulator::fail_next`]), checks `Authorization: Bearer <token>`, runs the
+//! Every request goes through one gate (middleware) that, in order: waits while a test holds it
+//! ([`Simulator::hold_next`]), takes an injected fault if one is queued
+//! ([`Simulator::fail_next`]), checks `Authorization: Bearer <token>`, runs the
 //! handler, and appends a [`RecordedRequest`] to the log ([`Simulator::requests`]). The token is
 //! never logged.
 
 mod error;
 mod handlers;
+mod hold;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -32,6 +34,8 @@ use crate::repo::{NewRepo, Project, ProjectType, Repo};
 use crate::webhook::{self, WebhookDelivery};
 
 pub(crate) use error::ApiError;
+use hold::PendingHold;
+pub use hold::{Hold, RequestLine};
 
 /// One request the simulator answered, for tests to inspect. Holds no credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +82,7 @@ pub(crate) struct Shared {
     storage: Arc<tempfile::TempDir>,
     registry: Mutex<Registry>,
     faults: Mutex<VecDeque<Fault>>,
+    holds: Mutex<Vec<PendingHold>>,
     log: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -135,6 +140,7 @@ impl Simulator {
                 ..Registry::default()
             }),
             faults: Mutex::new(VecDeque::new()),
+            holds: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
         });
         let app = router(Arc::clone(&shared));
@@ -240,6 +246,25 @@ impl Simulator {
         faults.extend(std::iter::repeat_n(Fault { status, retry_after }, n));
     }
 
+    /// Holds the next request whose request line satisfies `matcher` open inside the simulator
+    /// (before it is answered) until the returned [`Hold`] is released or dropped. Holds are
+    /// matched in the order they were asked for; each takes one request.
+    ///
+    /// ```no_run
+    /// # async fn demo(sim: &hubsync_bitbucket_sim::Simulator) {
+    /// let hold = sim.hold_next(|r| r.path_and_query.contains("/raw/orders.json"));
+    /// // ... start writer A, which fetches orders.json ...
+    /// hold.reached().await; // A is now blocked inside that fetch
+    /// // ... run writer B to completion ...
+    /// hold.release(); // A goes on
+    /// # }
+    /// ```
+    pub fn hold_next(&self, matcher: impl Fn(&RequestLine) -> bool + Send + Sync + 'static) -> Hold {
+        let (hold, pending) = Hold::new(matcher);
+        lock(&self.shared.holds).push(pending);
+        hold
+    }
+
     /// Drops all queued faults.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
@@ -339,6 +364,13 @@ impl Shared {
         }
     }
 
+    /// The first pending hold matching `line`, taken.
+    fn take_hold(&self, line: &RequestLine) -> Option<PendingHold> {
+        let mut holds = lock(&self.holds);
+        let index = holds.iter().position(|h| h.matches(line))?;
+        Some(holds.remove(index))
+    }
+
     fn take_fault(&self) -> Option<Fault> {
         lock(&self.faults).pop_front()
     }
@@ -380,6 +412,13 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         .uri()
         .path_and_query()
         .map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    let held = shared.take_hold(&RequestLine {
+        method: method.clone(),
+        path_and_query: path_and_query.clone(),
+    });
+    if let Some(held) = held {
+        held.wait().await;
+    }
     let auth = shared.authenticate(request.headers());
     let fault = shared.take_fault();
     let response = match (fault, auth) {

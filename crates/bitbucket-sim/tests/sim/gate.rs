@@ -104,3 +104,52 @@ async fn shutdown_stops_the_server() {
     let result = app.client.get(format!("{url}/rest/api/1.0/x")).send().await;
     assert!(result.is_err(), "the port no longer answers");
 }
+
+#[tokio::test]
+async fn a_held_request_waits_inside_the_simulator_until_released_while_others_are_answered() {
+    // Arrange
+    let app = spawn_sim(1000, 1000).await;
+    let repo = app.sim.create_repo("PROJ", "models").expect("repo");
+    let path = app.repo_path(&repo);
+    let held_path = format!("{path}/default-branch");
+    let hold = app.sim.hold_next({
+        let held_path = held_path.clone();
+        move |line| line.method == "GET" && line.path_and_query == held_path
+    });
+
+    // Act
+    let held = tokio::spawn({
+        let (client, url) = (app.client.clone(), format!("{}{held_path}", app.sim.base_url()));
+        async move { client.get(url).bearer_auth(TOKEN).send().await.map(|r| r.status()) }
+    });
+    hold.reached().await;
+    let other = app.get(&path).await;
+    let answered_while_held = app.sim.requests().len();
+    hold.release();
+    hold.released().await;
+    let held_status = held.await.expect("task").expect("answered");
+
+    // Assert
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(answered_while_held, 1, "only the other request was answered while held");
+    let log = app.sim.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].path_and_query, held_path);
+    assert_eq!(
+        held_status,
+        app.get(&held_path).await.status(),
+        "answered as if never held"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_hold_lets_its_request_through() {
+    let app = spawn_sim(1000, 1000).await;
+    let repo = app.sim.create_repo("PROJ", "models").expect("repo");
+    let path = app.repo_path(&repo);
+    drop(app.sim.hold_next(|_| true));
+
+    let response = app.get(&path).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -14,11 +14,13 @@
 //! The cases use only the ports, so adapter-specific facts (compression at rest, chunk items)
 //! are checked beside the suite, in the adapter's own tests.
 
+use std::time::Duration as StdDuration;
+
 use chrono::Duration;
 
 use crate::ids::RepoRef;
 use crate::model::{ModelFacts, ModelRecord, ModelStatus};
-use crate::ports::{LastError, ModelStore, RepoRegistry, StoreError, SyncCursor, SyncStats};
+use crate::ports::{LastError, LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncCursor, SyncLease, SyncStats};
 use crate::testing::fixtures::{commit, incompressible_model, model, repo, t0};
 
 /// What every case needs of the store under test.
@@ -31,6 +33,19 @@ pub const LARGE_MODEL_BYTES: usize = 1_200_000;
 
 /// The path of that large model.
 pub const LARGE_MODEL_PATH: &str = "grands modèles/très grand ✓.hck.json";
+
+/// The lease of the cases' one writer on `r`: always the same owner, so every write can take it
+/// again.
+pub async fn held(store: &impl Store, r: &RepoRef) -> SyncLease {
+    store
+        .acquire_lease(
+            r,
+            &LeaseOwner::from_stored("conformance writer"),
+            StdDuration::from_secs(3600),
+        )
+        .await
+        .unwrap()
+}
 
 /// A cursor at commit `n`, synced at a time with nanoseconds (stores must not round it).
 pub fn cursor(n: u64) -> SyncCursor {
@@ -73,7 +88,10 @@ pub async fn registering_twice_reports_the_second_time_and_keeps_the_state(store
     let r = repo("DATA/models");
 
     assert!(store.register(&r).await.unwrap(), "the first registration is new");
-    store.advance_cursor(&r, None, &cursor(1)).await.unwrap();
+    store
+        .advance_cursor(&held(store, &r).await, None, &cursor(1))
+        .await
+        .unwrap();
     let before = store.repo(&r).await.unwrap().expect("registered");
     assert!(!store.register(&r).await.unwrap(), "the second registration is not");
 
@@ -115,9 +133,15 @@ pub async fn unregistering_removes_the_repository_and_only_its_models(store: &im
     let (mine, prefix, other) = (repo("DATA/models"), repo("DATA/model"), repo("DATA/other"));
     for r in [&mine, &prefix, &other] {
         store.register(r).await.unwrap();
-        store.put_model(r, &record("a.json", b"{}".to_vec())).await.unwrap();
+        store
+            .put_model(&held(store, r).await, &record("a.json", b"{}".to_vec()))
+            .await
+            .unwrap();
     }
-    store.put_model(&mine, &record("b.json", b"{}".to_vec())).await.unwrap();
+    store
+        .put_model(&held(store, &mine).await, &record("b.json", b"{}".to_vec()))
+        .await
+        .unwrap();
 
     assert!(store.unregister(&mine).await.unwrap(), "it was registered");
     assert!(!store.unregister(&mine).await.unwrap(), "not any more");
@@ -138,11 +162,21 @@ pub async fn the_cursor_moves_only_from_the_expected_commit(store: &impl Store) 
     let r = repo("DATA/models");
     store.register(&r).await.unwrap();
 
-    store.advance_cursor(&r, None, &cursor(1)).await.unwrap();
-    let stale = store.advance_cursor(&r, None, &cursor(2)).await;
-    let wrong = store.advance_cursor(&r, Some(&commit(5)), &cursor(2)).await;
-    store.advance_cursor(&r, Some(&commit(1)), &cursor(2)).await.unwrap();
-    let behind = store.advance_cursor(&r, Some(&commit(1)), &cursor(3)).await;
+    store
+        .advance_cursor(&held(store, &r).await, None, &cursor(1))
+        .await
+        .unwrap();
+    let stale = store.advance_cursor(&held(store, &r).await, None, &cursor(2)).await;
+    let wrong = store
+        .advance_cursor(&held(store, &r).await, Some(&commit(5)), &cursor(2))
+        .await;
+    store
+        .advance_cursor(&held(store, &r).await, Some(&commit(1)), &cursor(2))
+        .await
+        .unwrap();
+    let behind = store
+        .advance_cursor(&held(store, &r).await, Some(&commit(1)), &cursor(3))
+        .await;
 
     for (what, result) in [
         ("no cursor expected", &stale),
@@ -165,8 +199,10 @@ pub async fn the_cursor_moves_only_from_the_expected_commit(store: &impl Store) 
 pub async fn moving_the_cursor_of_an_unregistered_repository_is_refused(store: &impl Store) {
     let ghost = repo("DATA/ghost");
 
-    let first = store.advance_cursor(&ghost, None, &cursor(1)).await;
-    let later = store.advance_cursor(&ghost, Some(&commit(1)), &cursor(2)).await;
+    let first = store.advance_cursor(&held(store, &ghost).await, None, &cursor(1)).await;
+    let later = store
+        .advance_cursor(&held(store, &ghost).await, Some(&commit(1)), &cursor(2))
+        .await;
 
     assert!(
         matches!(first, Err(StoreError::NotRegistered(ref x)) if *x == ghost),
@@ -183,7 +219,10 @@ pub async fn moving_the_cursor_of_an_unregistered_repository_is_refused(store: &
 pub async fn an_error_is_recorded_beside_the_cursor_and_cleared_by_the_next_success(store: &impl Store) {
     let r = repo("DATA/models");
     store.register(&r).await.unwrap();
-    store.advance_cursor(&r, None, &cursor(1)).await.unwrap();
+    store
+        .advance_cursor(&held(store, &r).await, None, &cursor(1))
+        .await
+        .unwrap();
     let error = LastError {
         message: "401 from Bitbucket for DATA/models: ünïcødé ✓".into(),
         at: t0() + Duration::milliseconds(1),
@@ -191,7 +230,10 @@ pub async fn an_error_is_recorded_beside_the_cursor_and_cleared_by_the_next_succ
 
     store.record_error(&r, &error).await.unwrap();
     let failed = store.repo(&r).await.unwrap().unwrap();
-    store.advance_cursor(&r, Some(&commit(1)), &cursor(2)).await.unwrap();
+    store
+        .advance_cursor(&held(store, &r).await, Some(&commit(1)), &cursor(2))
+        .await
+        .unwrap();
     let healed = store.repo(&r).await.unwrap().unwrap();
 
     assert_eq!(
@@ -216,7 +258,7 @@ pub async fn a_model_is_read_back_exactly_as_written(store: &impl Store) {
         model("Orders"),
     );
 
-    store.put_model(&r, &written).await.unwrap();
+    store.put_model(&held(store, &r).await, &written).await.unwrap();
 
     assert_eq!(store.get_model(&r, &written.path).await.unwrap(), Some(written.clone()));
     assert_eq!(store.list_models(&r).await.unwrap(), [written.summary()]);
@@ -237,7 +279,7 @@ pub async fn a_malformed_model_is_stored_with_its_error(store: &impl Store) {
         b"{\"modelName\": ".to_vec(),
     );
 
-    store.put_model(&r, &malformed).await.unwrap();
+    store.put_model(&held(store, &r).await, &malformed).await.unwrap();
 
     assert_eq!(
         store.get_model(&r, "bad.hck.json").await.unwrap(),
@@ -265,7 +307,7 @@ pub async fn models_are_listed_by_path_in_byte_order_with_their_summaries(store:
     let mut expected = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let rec = record(path, format!("{{\"n\": {i}}}").into_bytes());
-        store.put_model(&r, &rec).await.unwrap();
+        store.put_model(&held(store, &r).await, &rec).await.unwrap();
         expected.push(rec.summary());
     }
     expected.sort_by(|a, b| a.path.cmp(&b.path));
@@ -295,7 +337,7 @@ pub async fn empty_and_binary_contents_round_trip_byte_for_byte(store: &impl Sto
         ("bin.json", binary),
     ] {
         let rec = record(path, content);
-        store.put_model(&r, &rec).await.unwrap();
+        store.put_model(&held(store, &r).await, &rec).await.unwrap();
         let back = store.get_model(&r, path).await.unwrap().expect("stored");
         assert!(
             back.content == rec.content,
@@ -312,9 +354,9 @@ pub async fn a_large_incompressible_model_round_trips_byte_for_byte(store: &impl
     let big = record(LARGE_MODEL_PATH, incompressible_model("Big", 1, LARGE_MODEL_BYTES));
     let bigger = record(LARGE_MODEL_PATH, incompressible_model("Big", 2, LARGE_MODEL_BYTES + 1));
 
-    store.put_model(&r, &big).await.unwrap();
+    store.put_model(&held(store, &r).await, &big).await.unwrap();
     let first = store.get_model(&r, LARGE_MODEL_PATH).await.unwrap().expect("stored");
-    store.put_model(&r, &bigger).await.unwrap();
+    store.put_model(&held(store, &r).await, &bigger).await.unwrap();
     let second = store.get_model(&r, LARGE_MODEL_PATH).await.unwrap().expect("stored");
 
     assert!(
@@ -328,7 +370,12 @@ pub async fn a_large_incompressible_model_round_trips_byte_for_byte(store: &impl
     );
     assert_eq!(second, bigger);
     assert_eq!(store.list_models(&r).await.unwrap(), [bigger.summary()]);
-    assert!(store.delete_model(&r, LARGE_MODEL_PATH).await.unwrap());
+    assert!(
+        store
+            .delete_model(&held(store, &r).await, LARGE_MODEL_PATH)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.get_model(&r, LARGE_MODEL_PATH).await.unwrap(), None);
 }
 
@@ -348,7 +395,7 @@ pub async fn writing_a_model_again_replaces_it(store: &impl Store) {
     let small_again = record("m.json", model("M"));
 
     for rec in [&small, &malformed, &large, &small_again] {
-        store.put_model(&r, rec).await.unwrap();
+        store.put_model(&held(store, &r).await, rec).await.unwrap();
 
         let back = store.get_model(&r, "m.json").await.unwrap().expect("stored");
         assert!(
@@ -364,18 +411,21 @@ pub async fn writing_a_model_again_replaces_it(store: &impl Store) {
 /// Deleting says whether there was a model, and removes only that one.
 pub async fn deleting_a_model_reports_whether_there_was_one(store: &impl Store) {
     let r = repo("DATA/models");
-    store.put_model(&r, &record("m.json", b"{}".to_vec())).await.unwrap();
     store
-        .put_model(&r, &record("m.json.bak.json", b"{}".to_vec()))
+        .put_model(&held(store, &r).await, &record("m.json", b"{}".to_vec()))
+        .await
+        .unwrap();
+    store
+        .put_model(&held(store, &r).await, &record("m.json.bak.json", b"{}".to_vec()))
         .await
         .unwrap();
 
-    assert!(store.delete_model(&r, "m.json").await.unwrap());
-    assert!(!store.delete_model(&r, "m.json").await.unwrap());
-    assert!(!store.delete_model(&r, "never.json").await.unwrap());
+    assert!(store.delete_model(&held(store, &r).await, "m.json").await.unwrap());
+    assert!(!store.delete_model(&held(store, &r).await, "m.json").await.unwrap());
+    assert!(!store.delete_model(&held(store, &r).await, "never.json").await.unwrap());
     assert!(
         !store
-            .delete_model(&repo("DATA/other"), "m.json.bak.json")
+            .delete_model(&held(store, &repo("DATA/other")).await, "m.json.bak.json")
             .await
             .unwrap()
     );
@@ -399,11 +449,11 @@ pub async fn many_models_are_all_listed_and_only_in_their_repository(store: &imp
     // 300 incompressible models of 4 KB: more than the 1 MB a DynamoDB query reads per page.
     for i in 0..300 {
         let rec = record(&format!("m/{i:04}.json"), incompressible_model("M", i, 4_000));
-        store.put_model(&r, &rec).await.unwrap();
+        store.put_model(&held(store, &r).await, &rec).await.unwrap();
         expected.push(rec.summary());
     }
     store
-        .put_model(&neighbour, &record("n.json", b"{}".to_vec()))
+        .put_model(&held(store, &neighbour).await, &record("n.json", b"{}".to_vec()))
         .await
         .unwrap();
 
@@ -412,6 +462,98 @@ pub async fn many_models_are_all_listed_and_only_in_their_repository(store: &imp
     assert_eq!(listed.len(), expected.len());
     assert_eq!(listed, expected);
     assert_eq!(store.list_models(&neighbour).await.unwrap().len(), 1);
+}
+
+/// A held lease is refused to another owner, who is told who holds it and until when.
+pub async fn a_held_lease_is_refused_to_another_owner_saying_who_holds_it_until_when(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    let (a, b) = (LeaseOwner::generate("a"), LeaseOwner::generate("b"));
+    let held = store.acquire_lease(&r, &a, StdDuration::from_secs(600)).await.unwrap();
+
+    let refused = store.acquire_lease(&r, &b, StdDuration::from_secs(600)).await;
+    let renewed = store.renew_lease(&held, StdDuration::from_secs(900)).await.unwrap();
+
+    match refused {
+        Err(StoreError::LeaseHeld { repo, owner, until }) => {
+            assert_eq!((repo, owner), (r, a));
+            assert_eq!(until, held.expires_at);
+        }
+        other => panic!("expected LeaseHeld, got {other:?}"),
+    }
+    assert!(!held.previous_unfinished);
+    assert!(renewed.expires_at > held.expires_at);
+}
+
+/// A released lease is free at once, and tells the next holder whether its sync finished.
+pub async fn a_released_lease_is_free_and_remembers_an_unfinished_sync(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    let ttl = StdDuration::from_secs(600);
+
+    let first = store.acquire_lease(&r, &LeaseOwner::generate("a"), ttl).await.unwrap();
+    store.release_lease(&first, false).await.unwrap();
+    let second = store.acquire_lease(&r, &LeaseOwner::generate("b"), ttl).await.unwrap();
+    store.release_lease(&second, true).await.unwrap();
+    let third = store.acquire_lease(&r, &LeaseOwner::generate("c"), ttl).await.unwrap();
+
+    assert!(!first.previous_unfinished);
+    assert!(second.previous_unfinished, "the first released it unfinished");
+    assert!(!third.previous_unfinished, "the second finished");
+}
+
+/// An expired lease is taken over (and its sync counts as unfinished); its former holder can no
+/// longer write, delete, move the cursor or renew, and its release leaves the new holder's lease.
+pub async fn a_writer_that_lost_its_lease_cannot_write(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    let lost = store
+        .acquire_lease(&r, &LeaseOwner::generate("a"), StdDuration::ZERO)
+        .await
+        .unwrap();
+    let taker = store
+        .acquire_lease(&r, &LeaseOwner::generate("b"), StdDuration::from_secs(600))
+        .await
+        .unwrap();
+    store
+        .put_model(&taker, &record("kept.json", b"{}".to_vec()))
+        .await
+        .unwrap();
+
+    let put = store.put_model(&lost, &record("stale.json", b"{}".to_vec())).await;
+    let delete = store.delete_model(&lost, "kept.json").await;
+    let advance = store.advance_cursor(&lost, None, &cursor(1)).await;
+    let renew = store.renew_lease(&lost, StdDuration::from_secs(600)).await;
+    store.release_lease(&lost, true).await.unwrap();
+
+    assert!(taker.previous_unfinished, "the first holder never released");
+    for result in [put.map(|_| ()), delete.map(|_| ()), advance, renew.map(|_| ())] {
+        let error = result.expect_err("fenced");
+        assert!(matches!(error, StoreError::LeaseLost(_)), "{error:?}");
+        assert!(error.is_retryable());
+    }
+    let paths: Vec<String> = store
+        .list_models(&r)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    assert_eq!(paths, ["kept.json"]);
+    assert_eq!(store.repo(&r).await.unwrap().expect("registered").cursor, None);
+    assert!(
+        matches!(
+            store
+                .acquire_lease(&r, &LeaseOwner::generate("c"), StdDuration::from_secs(600))
+                .await,
+            Err(StoreError::LeaseHeld { .. })
+        ),
+        "the taker still holds it"
+    );
+    store
+        .put_model(&taker, &record("new.json", b"{}".to_vec()))
+        .await
+        .unwrap();
 }
 
 /// Turns every case of this module into a `#[tokio::test]` of the calling crate, each on a fresh
@@ -436,6 +578,9 @@ macro_rules! store_conformance {
             writing_a_model_again_replaces_it,
             deleting_a_model_reports_whether_there_was_one,
             many_models_are_all_listed_and_only_in_their_repository,
+            a_held_lease_is_refused_to_another_owner_saying_who_holds_it_until_when,
+            a_released_lease_is_free_and_remembers_an_unfinished_sync,
+            a_writer_that_lost_its_lease_cannot_write,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

@@ -535,7 +535,10 @@ mod tests {
         let delete = store.delete_model(&lost, "kept.json").await;
         let advance = store.advance_cursor(&lost, None, &cursor).await;
         let renew = store.renew_lease(&lost, TTL).await;
-        store.release_lease(&lost, true).await.expect("a lost lease is left alone");
+        store
+            .release_lease(&lost, true)
+            .await
+            .expect("a lost lease is left alone");
 
         // Assert
         for result in [put.map(|_| ()), delete.map(|_| ()), advance, renew.map(|_| ())] {
@@ -546,6 +549,9 @@ mod tests {
         let kept = store.get_model(&repo(), "kept.json").await.expect("read");
         assert_eq!(kept.map(|m| m.content_sha256), Some(sha256_hex(b"{}")));
         assert_eq!(store.get_model(&repo(), "stale.json").await.expect("read"), None);
-        store.put_model(&taker, &model("new.json")).await.expect("the taker writes");
+        store
+            .put_model(&taker, &model("new.json"))
+            .await
+            .expect("the taker writes");
     }
 }

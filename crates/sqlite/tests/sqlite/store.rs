@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use hubsync_core::ids::RepoRef;
 use hubsync_core::model::{ModelRecord, ModelStatus};
-use hubsync_core::ports::{ModelStore, RepoRegistry, StoreError};
+use hubsync_core::ports::{LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncLease};
 use hubsync_core::sync::{SyncEngine, SyncOptions, SyncOutcome};
 use hubsync_core::testing::conformance::{cursor, record, valid};
 use hubsync_core::testing::fixtures::model_with_entities;
@@ -13,6 +14,18 @@ use hubsync_core::testing::memory::MemoryGitHost;
 use hubsync_sqlite::{HubOptions, ManualClock, SqliteHub};
 
 use crate::{commit, hub_with_clock, open_with_clock, push, repo, t0};
+
+/// The lease of the tests' one writer (taken again by the same owner, so any number of writes
+/// can each ask for it).
+async fn held(hub: &SqliteHub, r: &RepoRef) -> SyncLease {
+    hub.acquire_lease(
+        r,
+        &LeaseOwner::from_stored("test writer"),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap()
+}
 
 /// A Hackolade-shaped model of about `target` bytes, varied enough not to compress to nothing.
 fn big_model(target: usize) -> Vec<u8> {
@@ -56,7 +69,7 @@ async fn a_ten_megabyte_model_round_trips_byte_for_byte_and_is_compressed_at_res
         content.clone(),
     );
 
-    hub.put_model(&r, &rec).await.unwrap();
+    hub.put_model(&held(&hub, &r).await, &rec).await.unwrap();
     let back = hub.get_model(&r, &rec.path).await.unwrap().unwrap();
 
     assert!(back.content == content, "content differs after the round trip");
@@ -78,12 +91,18 @@ async fn a_damaged_model_is_reported_as_corrupt_not_served() {
     let path = dir.path().join("hub.db");
     let hub = SqliteHub::open(&path).unwrap();
     let r = repo("DATA/models");
-    hub.put_model(&r, &record("m.json", b"{\"modelName\": \"x\"}".to_vec()))
-        .await
-        .unwrap();
-    hub.put_model(&r, &record("n.json", b"{\"modelName\": \"y\"}".to_vec()))
-        .await
-        .unwrap();
+    hub.put_model(
+        &held(&hub, &r).await,
+        &record("m.json", b"{\"modelName\": \"x\"}".to_vec()),
+    )
+    .await
+    .unwrap();
+    hub.put_model(
+        &held(&hub, &r).await,
+        &record("n.json", b"{\"modelName\": \"y\"}".to_vec()),
+    )
+    .await
+    .unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
 
     raw.execute("UPDATE models SET content_sha256 = 'ff' WHERE path = 'm.json'", [])
@@ -110,15 +129,17 @@ async fn the_registry_and_models_survive_reopening_the_file() {
     {
         let hub = open_with_clock(&path, &clock, HubOptions::default());
         hub.register(&r).await.unwrap();
-        hub.advance_cursor(&r, None, &cursor(4)).await.unwrap();
-        hub.put_model(&r, &rec).await.unwrap();
+        hub.advance_cursor(&held(&hub, &r).await, None, &cursor(4))
+            .await
+            .unwrap();
+        hub.put_model(&held(&hub, &r).await, &rec).await.unwrap();
     }
 
     let hub = open_with_clock(&path, &clock, HubOptions::default());
 
     assert_eq!(hub.repo(&r).await.unwrap().unwrap().cursor, Some(cursor(4)));
     assert_eq!(hub.get_model(&r, &rec.path).await.unwrap(), Some(rec));
-    assert_eq!(hub.schema_version().await.unwrap(), 1);
+    assert_eq!(hub.schema_version().await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -175,4 +196,67 @@ async fn the_sync_engine_keeps_the_sqlite_store_equal_to_the_default_branch() {
     assert_eq!(orders.content, model_with_entities("Orders", 5));
     assert!(matches!(orders.status, ModelStatus::Valid { ref facts } if facts.entities == 5));
     assert_eq!(hub.repo(&r).await.unwrap().unwrap().cursor.unwrap().commit, second);
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_file_never_write_a_repository_at_once() {
+    // Arrange: two hubs on one file, as two `hubsync serve` processes would be.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let (clock_a, clock_b) = (ManualClock::new(t0()), ManualClock::new(t0()));
+    let a = open_with_clock(&path, &clock_a, HubOptions::default());
+    let b = open_with_clock(&path, &clock_b, HubOptions::default());
+    let r = repo("DATA/models");
+    a.register(&r).await.unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    let owner_a = LeaseOwner::generate("a");
+    let lease_a = a.acquire_lease(&r, &owner_a, ttl).await.unwrap();
+    a.put_model(&lease_a, &record("a.json", b"{\"by\": \"a\"}".to_vec()))
+        .await
+        .unwrap();
+
+    // Act
+    let refused = b.acquire_lease(&r, &LeaseOwner::generate("b"), ttl).await;
+    clock_b.advance(ttl * 2);
+    let lease_b = b.acquire_lease(&r, &LeaseOwner::generate("b"), ttl).await.unwrap();
+    let stale_put = a
+        .put_model(&lease_a, &record("a.json", b"{\"by\": \"stale a\"}".to_vec()))
+        .await;
+    let stale_delete = a.delete_model(&lease_a, "a.json").await;
+    let stale_cursor = a.advance_cursor(&lease_a, None, &cursor(1)).await;
+    let renewal = a.renew_lease(&lease_a, ttl).await;
+    a.release_lease(&lease_a, true).await.unwrap();
+    b.put_model(&lease_b, &record("a.json", b"{\"by\": \"b\"}".to_vec()))
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(
+        matches!(refused, Err(StoreError::LeaseHeld { ref owner, until, .. }) if *owner == owner_a && until == lease_a.expires_at),
+        "{refused:?}"
+    );
+    assert!(lease_b.previous_unfinished, "a never released its lease");
+    for result in [stale_put, stale_delete.map(|_| ()), stale_cursor, renewal.map(|_| ())] {
+        assert!(matches!(result, Err(StoreError::LeaseLost(_))), "{result:?}");
+    }
+    let model = b.get_model(&r, "a.json").await.unwrap().unwrap();
+    assert_eq!(model.content, b"{\"by\": \"b\"}");
+    assert_eq!(b.repo(&r).await.unwrap().unwrap().cursor, None);
+}
+
+#[tokio::test]
+async fn a_released_lease_is_free_at_once_and_remembers_an_unfinished_sync() {
+    let (hub, _) = hub_with_clock(HubOptions::default());
+    let r = repo("DATA/models");
+    let ttl = std::time::Duration::from_secs(60);
+
+    let first = hub.acquire_lease(&r, &LeaseOwner::generate("a"), ttl).await.unwrap();
+    hub.release_lease(&first, false).await.unwrap();
+    let second = hub.acquire_lease(&r, &LeaseOwner::generate("b"), ttl).await.unwrap();
+    hub.release_lease(&second, true).await.unwrap();
+    let third = hub.acquire_lease(&r, &LeaseOwner::generate("c"), ttl).await.unwrap();
+
+    assert!(!first.previous_unfinished);
+    assert!(second.previous_unfinished);
+    assert!(!third.previous_unfinished);
 }
