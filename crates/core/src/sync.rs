@@ -224,9 +224,12 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         repo: &RepoRef,
         result: Result<SyncOutcome, SyncError>,
     ) -> Result<SyncOutcome, SyncError> {
-        // Another sync holding the lease is not this repository's failure.
+        // Another sync holding or taking the lease is not this repository's failure.
         if let Err(e) = &result
-            && !matches!(e, SyncError::Store(StoreError::LeaseHeld { .. }))
+            && !matches!(
+                e,
+                SyncError::Store(StoreError::LeaseHeld { .. } | StoreError::LeaseLost(_))
+            )
         {
             let last = LastError {
                 message: e.to_string(),
