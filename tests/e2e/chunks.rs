@@ -4,6 +4,7 @@
 //! does not expire items by itself, so the items show exactly what was written).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
@@ -12,7 +13,7 @@ use hubsync_aws::dynamodb::keys::{chunk_prefix, repo_pk};
 use hubsync_aws::dynamodb::{CHUNK_SIZE, INLINE_LIMIT};
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::{ModelRecord, ModelStatus};
-use hubsync_core::ports::{ModelStore, RepoRegistry};
+use hubsync_core::ports::{LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncLease};
 use hubsync_tests::aws::TestAws;
 use sha2::{Digest, Sha256};
 
@@ -65,21 +66,26 @@ async fn chunks_of(aws: &TestAws, repo: &RepoRef, version: &str) -> BTreeMap<Str
         .collect()
 }
 
-async fn store() -> (TestAws, DynamoStore, RepoRef) {
+/// A registered repository and the sync lease its writes are made under.
+async fn store() -> (TestAws, DynamoStore, RepoRef, SyncLease) {
     let aws = TestAws::new(r#"{"baseUrl":"http://127.0.0.1:1","accessToken":"t","webhookSecret":"s"}"#).await;
     let store = DynamoStore::new(aws.dynamodb(), aws.resources.table.clone());
     let repo = RepoRef::parse("DATA/chunked").unwrap();
     assert!(store.register(&repo).await.unwrap());
-    (aws, store, repo)
+    let lease = store
+        .acquire_lease(&repo, &LeaseOwner::generate("chunks test"), Duration::from_secs(600))
+        .await
+        .unwrap();
+    (aws, store, repo, lease)
 }
 
 #[tokio::test]
 async fn a_model_above_the_inline_limit_is_stored_in_chunks_and_reads_back() {
-    let (aws, store, repo) = store().await;
+    let (aws, store, repo, lease) = store().await;
     let v1 = record(incompressible(1, 2 * CHUNK_SIZE + 1000));
     assert!(v1.content.len() > INLINE_LIMIT);
 
-    store.put_model(&repo, &v1).await.unwrap();
+    store.put_model(&lease, &v1).await.unwrap();
 
     let chunks = chunks_of(&aws, &repo, &v1.content_sha256).await;
     assert_eq!(chunks.len(), 3, "three chunks: {chunks:?}");
@@ -102,13 +108,13 @@ async fn a_model_above_the_inline_limit_is_stored_in_chunks_and_reads_back() {
 
 #[tokio::test]
 async fn only_the_chunks_of_superseded_versions_are_given_a_time_to_live() {
-    let (aws, store, repo) = store().await;
+    let (aws, store, repo, lease) = store().await;
     let v1 = record(incompressible(1, INLINE_LIMIT + 1000));
     let v2 = record(incompressible(2, INLINE_LIMIT + 2000));
-    store.put_model(&repo, &v1).await.unwrap();
+    store.put_model(&lease, &v1).await.unwrap();
 
-    store.put_model(&repo, &v2).await.unwrap();
-    store.put_model(&repo, &v2).await.unwrap();
+    store.put_model(&lease, &v2).await.unwrap();
+    store.put_model(&lease, &v2).await.unwrap();
 
     let old = chunks_of(&aws, &repo, &v1.content_sha256).await;
     let current = chunks_of(&aws, &repo, &v2.content_sha256).await;
@@ -124,7 +130,7 @@ async fn only_the_chunks_of_superseded_versions_are_given_a_time_to_live() {
     );
     assert_eq!(store.get_model(&repo, PATH).await.unwrap(), Some(v2.clone()));
 
-    assert!(store.delete_model(&repo, PATH).await.unwrap());
+    assert!(store.delete_model(&lease, PATH).await.unwrap());
 
     let deleted = chunks_of(&aws, &repo, &v2.content_sha256).await;
     assert!(
@@ -132,4 +138,45 @@ async fn only_the_chunks_of_superseded_versions_are_given_a_time_to_live() {
         "a deleted model's chunks expire: {deleted:?}"
     );
     assert_eq!(store.get_model(&repo, PATH).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn writing_a_superseded_version_again_clears_the_expiry_of_its_chunks() {
+    let (aws, store, repo, lease) = store().await;
+    let v1 = record(incompressible(1, INLINE_LIMIT + 1000));
+    let v2 = record(incompressible(2, INLINE_LIMIT + 2000));
+    store.put_model(&lease, &v1).await.unwrap();
+    store.put_model(&lease, &v2).await.unwrap();
+
+    store.put_model(&lease, &v1).await.unwrap();
+
+    let back = chunks_of(&aws, &repo, &v1.content_sha256).await;
+    assert!(
+        back.values().all(|expires| !expires),
+        "the head points at v1 again, whose chunks must not expire: {back:?}"
+    );
+    let superseded = chunks_of(&aws, &repo, &v2.content_sha256).await;
+    assert!(superseded.values().all(|expires| *expires), "{superseded:?}");
+    assert_eq!(store.get_model(&repo, PATH).await.unwrap(), Some(v1));
+}
+
+#[tokio::test]
+async fn a_writer_without_the_lease_cannot_switch_a_head_or_mark_its_chunks() {
+    let (aws, store, repo, lease) = store().await;
+    let v1 = record(incompressible(1, INLINE_LIMIT + 1000));
+    let v2 = record(incompressible(2, INLINE_LIMIT + 2000));
+    store.put_model(&lease, &v1).await.unwrap();
+    store.release_lease(&lease, true).await.unwrap();
+
+    let refused = store.put_model(&lease, &v2).await;
+    let refused_delete = store.delete_model(&lease, PATH).await;
+
+    assert!(matches!(refused, Err(StoreError::LeaseLost(_))), "{refused:?}");
+    assert!(
+        matches!(refused_delete, Err(StoreError::LeaseLost(_))),
+        "{refused_delete:?}"
+    );
+    let current = chunks_of(&aws, &repo, &v1.content_sha256).await;
+    assert!(current.values().all(|expires| !expires), "{current:?}");
+    assert_eq!(store.get_model(&repo, PATH).await.unwrap(), Some(v1));
 }

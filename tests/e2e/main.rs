@@ -4,6 +4,7 @@
 //! byte for byte. Every scenario runs on both backends (AWS on moto, and local `hubsync serve`).
 
 mod chunks;
+mod lease;
 mod pipeline;
 
 use std::collections::BTreeSet;

@@ -15,6 +15,8 @@ pub const REPO_PREFIX: &str = "REPO#";
 pub const MODEL_PREFIX: &str = "MODEL#";
 /// Sort-key prefix of a content chunk in its repository's partition.
 pub const CHUNK_PREFIX: &str = "CHUNK#";
+/// Sort key of a repository's sync lease in its partition.
+pub const LEASE_SK: &str = "LEASE";
 
 /// The primary key of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,14 @@ impl Key {
         Self {
             pk: repo_pk(repo),
             sk: format!("{MODEL_PREFIX}{path}"),
+        }
+    }
+
+    /// The sync lease of `repo`: `REPO#{project}/{slug}` / `LEASE`.
+    pub fn lease(repo: &RepoRef) -> Self {
+        Self {
+            pk: repo_pk(repo),
+            sk: LEASE_SK.to_owned(),
         }
     }
 

@@ -5,15 +5,22 @@
 //! | registered repository | `REGISTRY`            | `REPO#{project}/{slug}`              |
 //! | model head           | `REPO#{project}/{slug}` | `MODEL#{path}`                       |
 //! | model content chunk  | `REPO#{project}/{slug}` | `CHUNK#{sha256(path)}#{sha256(content)}#{index:05}` |
+//! | sync lease           | `REPO#{project}/{slug}` | `LEASE`                              |
 //!
 //! The layout is plain functions, tested without a table: the keys ([`keys`]), the encoding of
 //! items ([`items`]) and the chunk protocol ([`chunks`]: when content is chunked, which chunks a
 //! write puts and which it supersedes). The SDK calls that apply them are a thin layer: this
 //! module (the store and its paging and batching), [`registry`] and [`models`].
+//!
+//! Every write is fenced on the repository's sync lease ([`lease`]): a head is switched or deleted,
+//! the cursor moved and superseded chunks marked only in a transaction that checks the writer
+//! still holds it. Chunks are put whole (which clears any `expiresAt` a version's chunks carried)
+//! before the head is switched to them, and old chunks are marked only after the switch.
 
 pub mod chunks;
 pub mod items;
 pub mod keys;
+mod lease;
 mod models;
 mod registry;
 
@@ -21,23 +28,23 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::WriteRequest;
-use chrono::Utc;
-use hubsync_core::ids::RepoRef;
-use hubsync_core::ports::StoreError;
+use chrono::{DateTime, Utc};
+use hubsync_core::ports::{StoreError, SyncLease};
 
 pub use chunks::{CHUNK_SIZE, INLINE_LIMIT};
 
 use crate::errors::store_error;
 use chunks::ChunkedVersion;
-use items::{Item, n, s};
+use items::{Item, s};
 
 /// The DynamoDB adapter of [`RepoRegistry`](hubsync_core::ports::RepoRegistry) and
 /// [`ModelStore`](hubsync_core::ports::ModelStore).
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Where lease times come from (tests run a writer whose clock is ahead).
+    clock: std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
 
 impl DynamoStore {
@@ -45,7 +52,15 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            clock: std::sync::Arc::new(Utc::now),
         }
+    }
+
+    /// The same store reading lease times from `clock` (a test's writer whose clock is ahead).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = std::sync::Arc::new(clock);
+        self
     }
 
     /// Writes `requests` in batches of 25, retrying unprocessed items with a backoff.
@@ -82,28 +97,11 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Gives the chunks of a superseded version of the model at `path` their time-to-live.
-    /// Chunks already gone are skipped.
-    async fn expire_chunks(&self, repo: &RepoRef, path: &str, version: &ChunkedVersion) -> Result<(), StoreError> {
-        let expires = chunks::expires_at(Utc::now());
-        for key in version.keys(repo, path) {
-            let res = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key.into_attributes()))
-                .update_expression("SET expiresAt = :e")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":e", n(expires))
-                .send()
-                .await;
-            match res {
-                Ok(_) => {}
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
-                Err(e) => return Err(store_error("DynamoDB UpdateItem (expire chunk)", e)),
-            }
-        }
-        Ok(())
+    /// Gives the chunks of a superseded version of the model at `path` their time-to-live, under
+    /// the lease (a writer that lost it could otherwise mark chunks a newer head points at again).
+    async fn expire_chunks(&self, lease: &SyncLease, path: &str, version: &ChunkedVersion) -> Result<(), StoreError> {
+        let keys = version.keys(&lease.repo, path).into_iter().map(|k| k.sk).collect();
+        self.expire_chunk_keys(lease, keys).await
     }
 
     /// Every item of partition `pk` whose sort key starts with `sk_prefix` (all pages), projected

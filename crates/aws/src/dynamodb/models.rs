@@ -1,20 +1,41 @@
 //! The models on DynamoDB: the SDK calls behind [`ModelStore`], applying the chunk protocol of
 //! [`chunks`](super::chunks) to the items of [`items`](super::items).
 
-use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{Delete, Put, PutRequest, TransactWriteItem, WriteRequest};
 use hubsync_core::ids::RepoRef;
 use hubsync_core::model::ModelRecord;
-use hubsync_core::ports::{ModelStore, ModelSummary, StoreError};
+use hubsync_core::ports::{ModelStore, ModelSummary, StoreError, SyncLease};
 
 use super::DynamoStore;
 use super::chunks::{self, StoredContent};
+use super::items::Item;
 use super::items::{self, SUMMARY_NAMES, SUMMARY_PROJECTION, corrupt};
 use super::keys::{Key, MODEL_PREFIX, chunk_prefix, repo_pk};
 use crate::errors::store_error;
 
+impl DynamoStore {
+    /// The head item of the model at `path`, projected to its chunk version. Under the lease no
+    /// other writer switches it, so it is what the next switch or delete supersedes.
+    async fn head_version(&self, repo: &RepoRef, path: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Key::model(repo, path).into_attributes()))
+            .projection_expression("contentSha256, chunks")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("DynamoDB GetItem (model head)", e))?;
+        Ok(out.item)
+    }
+}
+
 impl ModelStore for DynamoStore {
-    async fn put_model(&self, repo: &RepoRef, record: &ModelRecord) -> Result<(), StoreError> {
+    async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
+        let repo = &lease.repo;
         let write = chunks::model_write(repo, record, items::gzip(&record.content)?);
+        // PutItem replaces a chunk whole: a version written again carries no expiry.
         let puts: Vec<WriteRequest> = write
             .chunks
             .into_iter()
@@ -22,36 +43,48 @@ impl ModelStore for DynamoStore {
             .map(|p| WriteRequest::builder().put_request(p).build())
             .collect();
         self.batch_write(puts).await?;
-        let out = self
-            .client
-            .put_item()
+        let old = self.head_version(repo, &record.path).await?;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(write.head.clone()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| store_error("DynamoDB PutItem (model)", e))?;
-        if let Some(old) = chunks::superseded(out.attributes.as_ref(), Some(&write.head)) {
-            self.expire_chunks(repo, &record.path, &old).await?;
+            .build()
+            .map_err(|e| corrupt(format!("model put: {e}")))?;
+        self.fenced(
+            lease,
+            vec![TransactWriteItem::builder().put(put).build()],
+            "DynamoDB TransactWriteItems (model)",
+        )
+        .await?;
+        if let Some(old) = chunks::superseded(old.as_ref(), Some(&write.head)) {
+            self.expire_chunks(lease, &record.path, &old).await?;
         }
         Ok(())
     }
 
-    async fn delete_model(&self, repo: &RepoRef, path: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
+    async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {
+        let repo = &lease.repo;
+        let Some(old) = self.head_version(repo, path).await? else {
+            return Ok(false);
+        };
+        let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Key::model(repo, path).into_attributes()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| store_error("DynamoDB DeleteItem (model)", e))?;
-        let Some(old) = out.attributes else { return Ok(false) };
+            .build()
+            .map_err(|e| corrupt(format!("model delete: {e}")))?;
+        self.fenced(
+            lease,
+            vec![TransactWriteItem::builder().delete(delete).build()],
+            "DynamoDB TransactWriteItems (delete model)",
+        )
+        .await?;
         if let Some(version) = chunks::superseded(Some(&old), None) {
-            self.expire_chunks(repo, path, &version).await?;
+            self.expire_chunks(lease, path, &version).await?;
         }
         Ok(true)
+    }
+
+    async fn sweep(&self, lease: &SyncLease, budget: usize) -> Result<u64, StoreError> {
+        self.sweep_chunks(lease, budget).await
     }
 
     async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {

@@ -1,16 +1,18 @@
 //! The registry on DynamoDB: the SDK calls behind [`RepoRegistry`]. The items are encoded in
 //! [`items`](super::items).
 
+use std::time::Duration;
+
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, TransactWriteItem, Update, WriteRequest};
 use chrono::Utc;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{LastError, RepoRecord, RepoRegistry, StoreError, SyncCursor};
+use hubsync_core::ports::{LastError, LeaseOwner, RepoRecord, RepoRegistry, StoreError, SyncCursor, SyncLease};
 
 use super::DynamoStore;
-use super::items::{cursor_attributes, last_error_attributes, registry_item, repo_record, s};
+use super::items::{corrupt, cursor_attributes, last_error_attributes, registry_item, repo_record, s};
 use super::keys::{Key, REGISTRY_PK, REPO_PREFIX, repo_pk};
+use super::lease::Fenced;
 use crate::errors::store_error;
 
 impl RepoRegistry for DynamoStore {
@@ -72,43 +74,48 @@ impl RepoRegistry for DynamoStore {
         Ok(records)
     }
 
+    async fn acquire_lease(&self, repo: &RepoRef, owner: &LeaseOwner, ttl: Duration) -> Result<SyncLease, StoreError> {
+        self.acquire_lease_item(repo, owner, ttl).await
+    }
+
+    async fn renew_lease(&self, lease: &SyncLease, ttl: Duration) -> Result<SyncLease, StoreError> {
+        self.renew_lease_item(lease, ttl).await
+    }
+
+    async fn release_lease(&self, lease: &SyncLease, finished: bool) -> Result<(), StoreError> {
+        self.release_lease_item(lease, finished).await
+    }
+
     async fn advance_cursor(
         &self,
-        repo: &RepoRef,
+        lease: &SyncLease,
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
     ) -> Result<(), StoreError> {
+        let repo = &lease.repo;
         let [(_, commit), (_, at), (_, stats)] = cursor_attributes(cursor)?;
-        let mut update = self
-            .client
-            .update_item()
+        let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Key::registry(repo).into_attributes()))
             .update_expression("SET cursorCommit = :c, cursorAt = :at, cursorStats = :st REMOVE lastError, lastErrorAt")
             .expression_attribute_values(":c", commit)
             .expression_attribute_values(":at", at)
-            .expression_attribute_values(":st", stats)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            .expression_attribute_values(":st", stats);
         update = match expected {
             None => update.condition_expression("attribute_exists(pk) AND attribute_not_exists(cursorCommit)"),
             Some(c) => update
                 .condition_expression("cursorCommit = :expected")
                 .expression_attribute_values(":expected", s(c.as_str())),
         };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                let exists = match e.err() {
-                    UpdateItemError::ConditionalCheckFailedException(c) => c.item.is_some(),
-                    _ => true,
-                };
-                if exists || self.repo(repo).await?.is_some() {
-                    Err(StoreError::CursorMoved(repo.clone()))
-                } else {
-                    Err(StoreError::NotRegistered(repo.clone()))
-                }
-            }
-            Err(e) => Err(store_error("DynamoDB UpdateItem (cursor)", e)),
+        let update = update.build().map_err(|e| corrupt(format!("cursor update: {e}")))?;
+        let action = TransactWriteItem::builder().update(update).build();
+        match self
+            .fenced(lease, vec![action], "DynamoDB TransactWriteItems (cursor)")
+            .await?
+        {
+            Fenced::Applied => Ok(()),
+            Fenced::ConditionFailed if self.repo(repo).await?.is_some() => Err(StoreError::CursorMoved(repo.clone())),
+            Fenced::ConditionFailed => Err(StoreError::NotRegistered(repo.clone())),
         }
     }
 
