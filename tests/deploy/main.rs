@@ -204,6 +204,18 @@ fn module_source(path: &Path) -> String {
     }
 }
 
+/// The IAM actions an SDK operation needs. DynamoDB's `TransactWriteItems` has no action of its
+/// own: each of its items is authorized as the single-item operation (`ConditionCheck` as
+/// `ConditionCheckItem`), and the store's transactions use all four kinds.
+fn iam_actions(prefix: &str, op: &str) -> Vec<String> {
+    match (prefix, op) {
+        ("dynamodb", "transact_write_items") => ["ConditionCheckItem", "PutItem", "UpdateItem", "DeleteItem"]
+            .map(|a| format!("dynamodb:{a}"))
+            .to_vec(),
+        _ => vec![format!("{prefix}:{}", pascal(op))],
+    }
+}
+
 /// IAM actions the code of a function calls: the adapters its `main.rs` constructs, and the SDK
 /// operations their modules invoke.
 fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
@@ -230,7 +242,7 @@ fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
         let source = module_source(&root().join(module));
         for op in sdk_operations(sdk) {
             if source.contains(&format!(".{op}()")) {
-                actions.insert(format!("{prefix}:{}", pascal(&op)));
+                actions.extend(iam_actions(prefix, &op));
             }
         }
     }
