@@ -276,8 +276,11 @@ mod one_writer {
     //! One writer per repository: the sync lease, its fencing, and what a sync does when the
     //! previous one did not finish or the cursor moved under it.
 
+    use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
+
+    use chrono::Utc;
 
     use hubsync_core::model::ModelRecord;
     use hubsync_core::ports::{
@@ -301,7 +304,7 @@ mod one_writer {
         let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
 
         // Act
-        let result = engine.handle_push(&push(&f.repo, "refs/heads/main", &head)).await;
+        let result = engine.handle_push(&push(&f.repo, &head)).await;
 
         // Assert
         let error = result.expect_err("the lease is held");
@@ -328,12 +331,12 @@ mod one_writer {
         let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
         f.host.fail_next(GitHostErrorKind::Server);
         engine
-            .handle_push(&push(&f.repo, "refs/heads/main", &head))
+            .handle_push(&push(&f.repo, &head))
             .await
             .expect_err("injected failure");
 
         // Act
-        let outcome = engine.handle_push(&push(&f.repo, "refs/heads/main", &head)).await;
+        let outcome = engine.handle_push(&push(&f.repo, &head)).await;
         let after = f
             .store
             .acquire_lease(&f.repo, &LeaseOwner::generate("next"), Duration::from_secs(60))
@@ -435,9 +438,9 @@ mod one_writer {
         let engine = SyncEngine::new(&host, &f.store, SyncOptions::default());
 
         // Act: as the queue would, a retryable failure is tried again.
-        let mut outcome = engine.handle_push(&push(&f.repo, "refs/heads/main", &c2)).await;
+        let mut outcome = engine.handle_push(&push(&f.repo, &c2)).await;
         if outcome.as_ref().is_err_and(SyncError::is_retryable) {
-            outcome = engine.handle_push(&push(&f.repo, "refs/heads/main", &c2)).await;
+            outcome = engine.handle_push(&push(&f.repo, &c2)).await;
         }
 
         // Assert
@@ -473,7 +476,7 @@ mod one_writer {
         let engine = SyncEngine::new(&f.host, &f.store, options);
 
         // Act
-        let result = engine.handle_push(&push(&f.repo, "refs/heads/main", &head)).await;
+        let result = engine.handle_push(&push(&f.repo, &head)).await;
 
         // Assert
         let error = result.expect_err("the lease is gone");
