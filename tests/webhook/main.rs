@@ -23,6 +23,14 @@ use serde_json::Value;
 
 const SAMPLE_SECRET: &str = "hubsync-sample-webhook-secret";
 
+/// The handlers' clock: a minute after the samples' `date` (2026-11-24T10:15:30+0000, written by
+/// `cargo xtask events`), so they are fresh deliveries whenever the suite runs, not stale ones.
+fn samples_clock() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-24T10:16:30Z")
+        .expect("a date")
+        .to_utc()
+}
+
 type Handler = WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>;
 
 struct App {
@@ -39,7 +47,8 @@ impl App {
                 SecretsManagerSource::new(aws.secrets(), aws.resources.secret_id.clone()),
                 DEFAULT_SECRET_TTL,
             ),
-        );
+        )
+        .with_clock(samples_clock);
         Self { aws, handler }
     }
 
@@ -210,7 +219,8 @@ async fn an_unreachable_queue_gets_503() {
             SecretsManagerSource::new(app.aws.secrets(), app.aws.resources.secret_id.clone()),
             DEFAULT_SECRET_TTL,
         ),
-    );
+    )
+    .with_clock(samples_clock);
     let response = hubsync_webhook_function::handle(
         &handler,
         request_from_event(&sample(Gateway::Rest, "push-default-branch")),
@@ -218,6 +228,37 @@ async fn an_unreachable_queue_gets_503() {
     .await
     .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(app.queued().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sample_replayed_two_hours_after_its_date_is_refused_as_stale() {
+    // Arrange: the handler's clock two hours after the samples were sent.
+    let app = App::spawn().await;
+    let later = || samples_clock() + chrono::Duration::hours(2);
+    let handler = WebhookHandler::new(
+        SqsPushQueue::new(app.aws.sqs(), app.aws.resources.queue_url.clone()),
+        CachedSecretSource::new(
+            SecretsManagerSource::new(app.aws.secrets(), app.aws.resources.secret_id.clone()),
+            DEFAULT_SECRET_TTL,
+        ),
+    )
+    .with_clock(later);
+
+    // Act
+    let response = hubsync_webhook_function::handle(
+        &handler,
+        request_from_event(&sample(Gateway::Http, "push-default-branch")),
+    )
+    .await
+    .unwrap();
+
+    // Assert
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let Body::Text(body) = response.body() else {
+        panic!("a text body")
+    };
+    assert!(body.contains("stale delivery"), "{body}");
     assert!(app.queued().await.is_empty());
 }
 

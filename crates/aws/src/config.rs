@@ -8,6 +8,18 @@ pub const ENV_SECRET_ID: &str = "HUB_SECRET_ID";
 /// The DynamoDB table of repositories and models.
 pub const ENV_TABLE: &str = "HUB_TABLE";
 
+/// Webhook, optional: how old (whole seconds) a delivery's signed `date` may be before it is
+/// refused as stale; `0` turns the check off. Default one hour.
+pub const ENV_WEBHOOK_MAX_AGE: &str = "HUB_WEBHOOK_MAX_AGE";
+
+/// An optional variable: `None` when unset or blank.
+pub fn optional_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// A required variable, or an error naming it.
 pub fn required_env(name: &str) -> Result<String, MissingEnv> {
     match std::env::var(name) {

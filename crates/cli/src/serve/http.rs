@@ -10,6 +10,7 @@
 //! module.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -32,11 +33,12 @@ struct AppState {
     secret_configured: bool,
 }
 
-/// The local server's routes over `hub`; without a secret every delivery is refused with 503.
-pub fn router(hub: SqliteHub, secrets: Option<StaticSecret>) -> Router {
+/// The local server's routes over `hub`; without a secret every delivery is refused with 503. A
+/// push dated more than `webhook_max_age` ago is refused as stale (zero: never).
+pub fn router(hub: SqliteHub, secrets: Option<StaticSecret>, webhook_max_age: Duration) -> Router {
     let state = AppState {
         secret_configured: secrets.is_some(),
-        webhook: Arc::new(WebhookHandler::new(hub.clone(), secrets)),
+        webhook: Arc::new(WebhookHandler::new(hub.clone(), secrets).with_max_age(webhook_max_age)),
         hub,
     };
     Router::new()

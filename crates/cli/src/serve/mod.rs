@@ -35,7 +35,7 @@ use hubsync_core::consumer::ConsumerPolicy;
 use hubsync_core::ports::GitHostConnector;
 use hubsync_core::secrets::StaticSecret;
 use hubsync_core::sync::{SyncOptions, SyncWorker};
-use hubsync_core::webhook::WEBHOOK_PATH;
+use hubsync_core::webhook::{DEFAULT_MAX_DELIVERY_AGE, WEBHOOK_PATH};
 use hubsync_sqlite::{HubOptions, SqliteHub};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Seconds the workers get to finish the pushes in hand on Ctrl-C or SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 25)]
     pub shutdown_grace: u64,
+    /// Seconds a push delivery's signed `date` may be old before it is refused as stale (401);
+    /// 0 turns the check off.
+    #[arg(long, value_name = "SECONDS", env = "HUB_WEBHOOK_MAX_AGE", default_value_t = DEFAULT_MAX_DELIVERY_AGE.as_secs())]
+    pub webhook_max_age: u64,
     /// Run the demo instead (a simulated Bitbucket with sample models) and keep serving.
     #[cfg(feature = "demo")]
     #[arg(long)]
@@ -76,6 +80,7 @@ impl Default for ServeArgs {
             max_attempts: hubsync_sqlite::DEFAULT_MAX_ATTEMPTS,
             visibility_timeout: 60,
             shutdown_grace: 25,
+            webhook_max_age: DEFAULT_MAX_DELIVERY_AGE.as_secs(),
             #[cfg(feature = "demo")]
             demo: false,
         }
@@ -138,7 +143,7 @@ where
     let addr = listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    let app = http::router(hub.clone(), secrets.clone());
+    let app = http::router(hub.clone(), secrets.clone(), Duration::from_secs(args.webhook_max_age));
     let mut http_stopped = stopped.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use hubsync_cli::serve::http::router;
 use hubsync_core::ports::{ModelStore, RepoRegistry};
 use hubsync_core::secrets::StaticSecret;
-use hubsync_core::webhook::{MAX_BODY_BYTES, WEBHOOK_PATH};
+use hubsync_core::webhook::{DEFAULT_MAX_DELIVERY_AGE, MAX_BODY_BYTES, WEBHOOK_PATH};
 use hubsync_sqlite::SqliteHub;
 use serde_json::json;
 use tower::ServiceExt;
@@ -83,6 +83,48 @@ async fn without_a_secret_every_delivery_is_refused_with_503() {
 }
 
 #[tokio::test]
+async fn a_delivery_older_than_the_configured_window_is_refused_as_stale_unless_the_check_is_off() {
+    // Arrange: a push sent two hours ago, and two servers: a one-minute window, and none.
+    let strict = spawn_app_with(
+        ServeArgs {
+            webhook_max_age: 60,
+            ..ServeArgs::default()
+        },
+        Some(secret()),
+    )
+    .await;
+    let off = spawn_app_with(
+        ServeArgs {
+            webhook_max_age: 0,
+            ..ServeArgs::default()
+        },
+        Some(secret()),
+    )
+    .await;
+    let dated = |app: &crate::App| {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&refs_changed(&app.repo, &app.host.commit(&app.repo, BTreeMap::new()))).unwrap();
+        let sent = chrono::Utc::now() - chrono::Duration::hours(2);
+        body["date"] = json!(sent.format("%Y-%m-%dT%H:%M:%S%z").to_string());
+        serde_json::to_vec(&body).unwrap()
+    };
+
+    // Act
+    let (refused, answer) = strict.post("old", dated(&strict), SECRET).await;
+    let (accepted, _) = off.post("old", dated(&off), SECRET).await;
+
+    // Assert
+    assert_eq!(
+        (refused, &answer["error"]),
+        (StatusCode::UNAUTHORIZED, &json!("stale_delivery"))
+    );
+    assert_eq!(strict.server.hub().queue_stats().await.unwrap(), Default::default());
+    assert_eq!(accepted, StatusCode::ACCEPTED);
+    strict.server.shutdown().await.unwrap();
+    off.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn other_methods_on_the_webhook_path_get_405_with_allow() {
     let app = spawn_app().await;
 
@@ -130,7 +172,11 @@ async fn a_body_over_one_mebibyte_is_refused_with_413() {
 
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_is_refused_without_reading_it_all() {
-    let app = router(SqliteHub::in_memory().unwrap(), Some(StaticSecret(secret())));
+    let app = router(
+        SqliteHub::in_memory().unwrap(),
+        Some(StaticSecret(secret())),
+        DEFAULT_MAX_DELIVERY_AGE,
+    );
     let chunks = (0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));
     let request = Request::post(WEBHOOK_PATH)
         .body(Body::from_stream(futures::stream::iter(chunks)))

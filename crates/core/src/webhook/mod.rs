@@ -11,13 +11,17 @@
 //! | `diagnostics:ping`, unsigned or rightly signed  | 200    | none         |
 //! | missing, malformed or wrong signature           | 401    | none         |
 //! | `repo:refs_changed`, invalid payload            | 400    | none         |
+//! | `repo:refs_changed`, `date` older than the window (default one hour) | 401 "stale delivery" | none |
 //! | `repo:refs_changed`, valid                      | 202    | one message  |
 //! | other event keys                                | 202    | none (ignored) |
 //! | queue unavailable                               | 503    | none         |
 
 pub mod payload;
 
-use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -97,15 +101,53 @@ impl WebhookResponse {
     }
 }
 
+/// How old a delivery may be (by the `date` in its signed payload) before it is refused as stale.
+pub const DEFAULT_MAX_DELIVERY_AGE: Duration = Duration::from_secs(3600);
+
+/// A stale-delivery window that is not a whole number of seconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the stale-delivery window must be a whole number of seconds (0 turns the check off), not {0:?}")]
+pub struct InvalidMaxAge(String);
+
+/// Parses the stale-delivery window (`HUB_WEBHOOK_MAX_AGE`): whole seconds, `0` for no check.
+pub fn parse_max_age(text: &str) -> Result<Duration, InvalidMaxAge> {
+    text.trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| InvalidMaxAge(text.chars().take(32).collect()))
+}
+
+/// Where the handler reads the time from (the system clock, or a test's).
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 /// The webhook endpoint, generic over where pushes go and where the secret comes from.
 pub struct WebhookHandler<Q, S> {
     queue: Q,
     secrets: S,
+    max_age: Duration,
+    clock: Clock,
 }
 
 impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
     pub fn new(queue: Q, secrets: S) -> Self {
-        Self { queue, secrets }
+        Self {
+            queue,
+            secrets,
+            max_age: DEFAULT_MAX_DELIVERY_AGE,
+            clock: Arc::new(Utc::now),
+        }
+    }
+
+    /// Refuses pushes whose payload `date` is older than `max_age` ([`Duration::ZERO`]: never).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     pub fn queue(&self) -> &Q {
@@ -225,10 +267,26 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
     }
 
     async fn queue_push(&self, body: &[u8], delivery_id: DeliveryId) -> WebhookResponse {
-        let push = match payload::parse_refs_changed(body, delivery_id.clone(), Utc::now()) {
-            Ok(push) => push,
+        let now = (self.clock)();
+        let (push, sent_at) = match payload::parse_refs_changed_delivery(body, delivery_id.clone(), now) {
+            Ok(delivery) => (delivery.push, delivery.sent_at),
             Err(e) => return WebhookResponse::error(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()),
         };
+        if let Some(sent_at) = sent_at
+            && let Some(age) = self.stale(sent_at, now)
+        {
+            return WebhookResponse::error(
+                StatusCode::UNAUTHORIZED,
+                "stale_delivery",
+                format!(
+                    "stale delivery: sent at {} ({} s ago), older than the {} s the hub accepts (HUB_WEBHOOK_MAX_AGE); \
+                     it is not queued, and the next push catches the repository up",
+                    sent_at.to_rfc3339(),
+                    age.as_secs(),
+                    self.max_age.as_secs()
+                ),
+            );
+        }
         let span = tracing::Span::current();
         span.record("repository", tracing::field::display(&push.repo));
         if let Some(first) = push.changes.first() {
@@ -254,6 +312,18 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
                 )
             }
         }
+    }
+}
+
+impl<Q, S> WebhookHandler<Q, S> {
+    /// How old a delivery sent at `sent_at` is, if that is beyond the window. A date in the future
+    /// (clocks differ) is not stale.
+    fn stale(&self, sent_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
+        if self.max_age.is_zero() {
+            return None;
+        }
+        let age = (now - sent_at).to_std().ok()?;
+        (age > self.max_age).then_some(age)
     }
 }
 

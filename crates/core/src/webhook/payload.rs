@@ -25,11 +25,14 @@ pub enum PayloadError {
     ChangeType { index: usize, value: String },
     #[error("the payload lists no changes")]
     NoChanges,
+    #[error("the payload date {0:?} is not a date such as 2024-05-02T10:15:30+0000")]
+    Date(String),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RefsChanged {
+    date: Option<String>,
     actor: Option<User>,
     repository: Repository,
     changes: Vec<Change>,
@@ -73,13 +76,40 @@ struct Ref {
     id: String,
 }
 
+/// A parsed `repo:refs_changed` delivery: the push to queue and when Bitbucket sent it.
+#[derive(Debug, Clone)]
+pub struct RefsChangedDelivery {
+    pub push: PushMessage,
+    /// The payload's `date`; `None` when the payload has none.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
 /// Parses a `repo:refs_changed` body into the push to queue.
 pub fn parse_refs_changed(
     body: &[u8],
     delivery_id: DeliveryId,
     received_at: DateTime<Utc>,
 ) -> Result<PushMessage, PayloadError> {
+    parse_refs_changed_delivery(body, delivery_id, received_at).map(|d| d.push)
+}
+
+/// Parses a Bitbucket webhook `date`: `2024-05-02T10:15:30+0000` (offset without a colon), or
+/// RFC 3339.
+pub fn parse_date(text: &str) -> Result<DateTime<Utc>, PayloadError> {
+    DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(text))
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| PayloadError::Date(text.chars().take(40).collect()))
+}
+
+/// Parses a `repo:refs_changed` body into the push to queue and the date it was sent.
+pub fn parse_refs_changed_delivery(
+    body: &[u8],
+    delivery_id: DeliveryId,
+    received_at: DateTime<Utc>,
+) -> Result<RefsChangedDelivery, PayloadError> {
     let payload: RefsChanged = serde_json::from_slice(body)?;
+    let sent_at = payload.date.as_deref().map(parse_date).transpose()?;
     let repo =
         RepoRef::new(&payload.repository.project.key, &payload.repository.slug).map_err(PayloadError::Repository)?;
     if payload.changes.is_empty() {
@@ -122,7 +152,7 @@ pub fn parse_refs_changed(
         display_name: u.display_name,
         email_address: u.email_address,
     });
-    Ok(PushMessage {
+    let push = PushMessage {
         provider: Provider::BitbucketDataCenter,
         delivery_id,
         repo,
@@ -130,7 +160,8 @@ pub fn parse_refs_changed(
         changes,
         actor,
         received_at,
-    })
+    };
+    Ok(RefsChangedDelivery { push, sent_at })
 }
 
 #[cfg(test)]
@@ -223,6 +254,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("fromHash"), "{err}");
+    }
+
+    #[test]
+    fn the_date_is_read_in_bitbucket_format_and_in_rfc_3339() {
+        let at = |t| parse_date(t).unwrap().to_rfc3339();
+        assert_eq!(at("2024-05-02T10:15:30+0000"), "2024-05-02T10:15:30+00:00");
+        assert_eq!(at("2024-05-02T20:15:30+1000"), "2024-05-02T10:15:30+00:00");
+        assert_eq!(at("2024-05-02T10:15:30.250+0000"), "2024-05-02T10:15:30.250+00:00");
+        assert_eq!(at("2024-05-02T10:15:30Z"), "2024-05-02T10:15:30+00:00");
+        assert!(matches!(parse_date("yesterday"), Err(PayloadError::Date(_))));
+        let body = payload("P", "r", vec![change("refs/heads/main", A, B, "UPDATE")]);
+        let delivery = parse_refs_changed_delivery(&body, DeliveryId::parse("d").unwrap(), Utc::now()).unwrap();
+        assert_eq!(delivery.sent_at.unwrap().to_rfc3339(), "2024-05-02T10:15:30+00:00");
     }
 
     #[test]
