@@ -13,6 +13,7 @@ use hubsync_core::ports::{ModelStore, RepoRegistry, SecretSource};
 use hubsync_core::secrets::StaticSecret;
 use hubsync_core::sync::{SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
 use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Backend, LocalConfig};
 
@@ -63,6 +64,10 @@ pub enum QueueCommand {
     },
 }
 
+/// `hubsync init`. The token and the webhook secret are best given through the environment
+/// (`HUB_BITBUCKET_TOKEN`, `HUB_WEBHOOK_SECRET`) or standard input (`--token-stdin`,
+/// `--webhook-secret-stdin`): a value given as a flag is visible to other users in `ps`. `Debug`
+/// never prints them.
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Name of the queue, table and secret to create.
@@ -71,12 +76,60 @@ pub struct InitArgs {
     /// Bitbucket Data Center base URL to put in the secret.
     #[arg(long, env = "HUB_BITBUCKET_URL")]
     pub base_url: String,
-    /// Access token to put in the secret.
+    /// Access token to put in the secret (prefer HUB_BITBUCKET_TOKEN or --token-stdin: a flag is
+    /// visible in `ps`).
     #[arg(long, env = "HUB_BITBUCKET_TOKEN", hide_env_values = true)]
-    pub token: String,
-    /// Webhook secret to put in the secret.
+    pub token: Option<SecretString>,
+    /// Read the access token from the first line of standard input.
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Webhook secret to put in the secret (prefer HUB_WEBHOOK_SECRET or --webhook-secret-stdin).
     #[arg(long, env = "HUB_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: String,
+    pub webhook_secret: Option<SecretString>,
+    /// Read the webhook secret from standard input (the line after the token's with
+    /// --token-stdin, else the first).
+    #[arg(long)]
+    pub webhook_secret_stdin: bool,
+}
+
+/// The two secrets `init` stores, wherever they came from.
+#[derive(Debug)]
+pub struct InitSecrets {
+    pub token: SecretString,
+    pub webhook_secret: SecretString,
+}
+
+impl InitArgs {
+    /// The token and webhook secret: from `input` (one per line, the token first) where a
+    /// `--…-stdin` flag asks for it, else from the flag or the environment.
+    pub fn secrets(&self, mut input: impl std::io::BufRead) -> anyhow::Result<InitSecrets> {
+        let mut read_line = |what: &str, flag: &str| -> anyhow::Result<SecretString> {
+            let mut line = String::new();
+            input
+                .read_line(&mut line)
+                .with_context(|| format!("reading the {what} from standard input ({flag})"))?;
+            let value = line.trim_end_matches(['\r', '\n']);
+            if value.trim().is_empty() {
+                bail!("{flag}: standard input holds no {what} (one value per line)");
+            }
+            Ok(SecretString::from(value.to_owned()))
+        };
+        let token = if self.token_stdin {
+            read_line("access token", "--token-stdin")?
+        } else {
+            self.token
+                .clone()
+                .context("the access token is missing: set HUB_BITBUCKET_TOKEN or pass --token-stdin")?
+        };
+        let webhook_secret = if self.webhook_secret_stdin {
+            read_line("webhook secret", "--webhook-secret-stdin")?
+        } else {
+            self.webhook_secret
+                .clone()
+                .context("the webhook secret is missing: set HUB_WEBHOOK_SECRET or pass --webhook-secret-stdin")?
+        };
+        Ok(InitSecrets { token, webhook_secret })
+    }
 }
 
 /// Runs `$body` with `$store` (and `$secrets`) bound to the configured backend's adapters.
@@ -302,10 +355,15 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
             "hubsync init creates resources in a local emulator only; set AWS_ENDPOINT_URL (in AWS, deploy infra/template.yaml)"
         );
     }
+    let secrets = if args.token_stdin || args.webhook_secret_stdin {
+        args.secrets(std::io::stdin().lock())?
+    } else {
+        args.secrets(std::io::empty())?
+    };
     let secret = serde_json::json!({
         "baseUrl": args.base_url,
-        "accessToken": args.token,
-        "webhookSecret": args.webhook_secret,
+        "accessToken": secrets.token.expose_secret(),
+        "webhookSecret": secrets.webhook_secret.expose_secret(),
         "previousWebhookSecrets": [],
     });
     hubsync_core::secrets::HubSecret::from_json(&secret.to_string())?;
@@ -316,4 +374,73 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
     println!("export HUB_TABLE={}", made.table);
     println!("export HUB_SECRET_ID={}", made.secret_id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        init: InitArgs,
+    }
+
+    fn parse(args: &[&str]) -> InitArgs {
+        Cli::try_parse_from(std::iter::once("hubsync-init").chain(args.iter().copied()))
+            .unwrap()
+            .init
+    }
+
+    #[test]
+    fn init_arguments_print_neither_the_token_nor_the_webhook_secret() {
+        let args = parse(&[
+            "--base-url",
+            "http://127.0.0.1:7990",
+            "--token",
+            "tok-SECRET-123",
+            "--webhook-secret",
+            "hook-SECRET-456",
+        ]);
+
+        let printed = format!("{args:?} {args:#?}");
+
+        assert!(!printed.contains("SECRET-"), "{printed}");
+        assert!(printed.contains("127.0.0.1:7990"), "{printed}");
+    }
+
+    #[test]
+    fn the_token_and_webhook_secret_can_come_from_standard_input() {
+        // Arrange: nothing secret on the command line.
+        let args = parse(&[
+            "--base-url",
+            "http://127.0.0.1:7990",
+            "--token-stdin",
+            "--webhook-secret-stdin",
+        ]);
+
+        // Act
+        let secrets = args
+            .secrets(std::io::Cursor::new("tok-from-stdin\r\nhook-from-stdin\n"))
+            .unwrap();
+
+        // Assert
+        assert_eq!(secrets.token.expose_secret(), "tok-from-stdin");
+        assert_eq!(secrets.webhook_secret.expose_secret(), "hook-from-stdin");
+    }
+
+    #[test]
+    fn a_missing_or_empty_token_is_an_error_that_says_where_to_put_it() {
+        let without = parse(&["--base-url", "http://x", "--webhook-secret", "w"]);
+        let err = without.secrets(std::io::empty()).unwrap_err().to_string();
+        assert!(
+            err.contains("HUB_BITBUCKET_TOKEN") && err.contains("--token-stdin"),
+            "{err}"
+        );
+
+        let from_stdin = parse(&["--base-url", "http://x", "--token-stdin", "--webhook-secret", "w"]);
+        let err = from_stdin.secrets(std::io::Cursor::new("\n")).unwrap_err().to_string();
+        assert!(err.contains("--token-stdin"), "{err}");
+    }
 }

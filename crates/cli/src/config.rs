@@ -101,3 +101,26 @@ impl LocalConfig {
         Ok(Self { db_path, secret })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_configuration_prints_no_secret() {
+        let local = LocalConfig {
+            db_path: PathBuf::from("hub.db"),
+            secret: Some(
+                HubSecret::from_json(
+                    r#"{"baseUrl":"http://127.0.0.1:7990","accessToken":"tok-SECRET-123","webhookSecret":"hook-SECRET-456","previousWebhookSecrets":["old-SECRET-789"]}"#,
+                )
+                .unwrap(),
+            ),
+        };
+
+        let printed = format!("{local:?} {:?}", Backend::Local(local.clone()));
+
+        assert!(!printed.contains("SECRET-"), "{printed}");
+        assert!(printed.contains("hub.db"), "{printed}");
+    }
+}

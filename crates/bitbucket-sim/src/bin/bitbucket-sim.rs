@@ -15,9 +15,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7990")]
     bind: SocketAddr,
-    /// Access token to accept (random if not given).
+    /// Access token to accept (random if not given). `Debug` does not print it.
     #[arg(long, env = "BITBUCKET_SIM_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    token: Option<SecretString>,
     /// Project key of the sample repository.
     #[arg(long, default_value = "MODELS")]
     project: String,
@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     if let Some(token) = args.token {
-        config.token = SecretString::from(token);
+        config.token = token;
     }
 
     let sim = Simulator::start(config).await.context("starting the simulator")?;
@@ -65,4 +65,18 @@ async fn main() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arguments_print_no_token() {
+        let args = Args::try_parse_from(["bitbucket-sim", "--token", "BBDC-SECRET-123"]).unwrap();
+
+        let printed = format!("{args:?}");
+
+        assert!(!printed.contains("SECRET-"), "{printed}");
+    }
 }
