@@ -147,9 +147,9 @@ fn string_constants(source: &str) -> BTreeMap<String, String> {
 /// Environment variables a function's `main.rs` reads.
 fn env_read_by(main_rs: &str) -> BTreeSet<String> {
     let constants = string_constants(&std::fs::read_to_string(root().join("crates/aws/src/config.rs")).unwrap());
-    let mut vars: BTreeSet<String> = main_rs
-        .split("required_env(")
-        .skip(1)
+    let mut vars: BTreeSet<String> = ["required_env(", "optional_env("]
+        .into_iter()
+        .flat_map(|call| main_rs.split(call).skip(1))
         .filter_map(|rest| rest.split(')').next())
         .map(|name| {
             constants
@@ -333,6 +333,11 @@ fn the_contract_reader_sees_the_calls_it_should() {
         BTreeSet::from(["sqs:SendMessage".to_owned(), "secretsmanager:GetSecretValue".to_owned()])
     );
     assert_eq!(pascal("batch_write_item"), "BatchWriteItem");
+    // ...and reads its required and optional variables.
+    assert_eq!(
+        env_read_by(&std::fs::read_to_string(root().join("functions/webhook/src/main.rs")).unwrap()),
+        BTreeSet::from(["HUB_QUEUE_URL", "HUB_SECRET_ID", "HUB_WEBHOOK_MAX_AGE", "RUST_LOG"].map(str::to_owned))
+    );
 }
 
 #[test]
