@@ -30,7 +30,7 @@ use crate::ports::{
     ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, LastError,
     LeaseOwner, ModelStore, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncStats,
 };
-use crate::push::PushMessage;
+use crate::push::{MessageKind, PushMessage};
 
 /// Why a sync failed. Each variant knows whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -175,8 +175,9 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         Self { host, store, options }
     }
 
-    /// Applies one queued push. On failure the error is also recorded on the repository, and the
-    /// cursor is left where it was.
+    /// Applies one queued push, or reconciles the whole tree for a queued full sync request
+    /// ([`MessageKind::FullSync`]). On failure the error is also recorded on the repository, and
+    /// the cursor is left where it was.
     pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
         if self.store.repo(&push.repo).await?.is_none() {
             info!(repository = %push.repo, "repository is not registered; push skipped");
@@ -186,6 +187,10 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             let Some(branch) = self.host.default_branch(&push.repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
+            if push.kind == MessageKind::FullSync {
+                let reason = Some(FullSyncReason::Requested);
+                return self.sync_to(&push.repo, branch, reason, &NoProgress).await;
+            }
             if !push.touches(&branch.ref_id) {
                 return Ok(SyncOutcome::NotDefaultBranch {
                     default_branch: branch.ref_id,

@@ -1,9 +1,11 @@
 //! The sync rule against the in-memory adapters: the store ends up holding exactly the models at
 //! the default branch's head, whatever the history of pushes.
 
-use hubsync_core::ids::{CommitId, RepoRef};
+use chrono::Utc;
+use hubsync_core::ids::{CommitId, DeliveryId, RepoRef};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{ConnectError, GitHostConnector, GitHostErrorKind, ModelStore, RepoRegistry};
+use hubsync_core::push::{MessageKind, PushMessage};
 use hubsync_core::secrets::{HubSecret, StaticSecret};
 use hubsync_core::sync::{FullSyncReason, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome, SyncWorker};
 use hubsync_core::testing::fixtures::{commit, files, hub_secret, model, push, push_to};
@@ -484,4 +486,25 @@ mod one_writer {
         assert!(error.is_retryable());
         assert!(stored_paths(&f.store, &f.repo).await.is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_queued_full_sync_request_reconciles_the_repository_without_a_push() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let head = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
+    let request = PushMessage::full_sync(f.repo.clone(), DeliveryId::parse("sync-1").unwrap(), Utc::now());
+    let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+
+    // Act
+    let outcome = engine.handle_push(&request).await.unwrap();
+
+    // Assert
+    let SyncOutcome::Synced { mode, to, stats, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(request.kind, MessageKind::FullSync);
+    assert_eq!(mode, SyncMode::Full(FullSyncReason::Requested));
+    assert_eq!((to, stats.written), (head, 1));
+    assert_eq!(stored_paths(&f.store, &f.repo).await, ["a.json"]);
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use crate::ids::{CommitId, DeliveryId, RepoRef};
-use crate::push::{Actor, Provider, PushMessage, RefChange, RefChangeType};
+use crate::push::{Actor, MessageKind, Provider, PushMessage, RefChange, RefChangeType};
 use crate::secrets::HubSecret;
 
 /// The default branch of every fixture repository.
@@ -141,6 +141,7 @@ pub fn push(repo: &RepoRef, to: &CommitId) -> PushMessage {
 /// [`t0`].
 pub fn push_to(repo: &RepoRef, ref_id: &str, to: &CommitId) -> PushMessage {
     PushMessage {
+        kind: MessageKind::Push,
         provider: Provider::BitbucketDataCenter,
         delivery_id: delivery(&format!("d-{to}")),
         repo: repo.clone(),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::ids::{CommitId, DeliveryId, IdError, RepoRef};
-use crate::push::{Actor, Provider, PushMessage, RefChange, RefChangeType};
+use crate::push::{Actor, MessageKind, Provider, PushMessage, RefChange, RefChangeType};
 
 /// Why a payload could not be turned into a push.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +153,7 @@ pub fn parse_refs_changed_delivery(
         email_address: u.email_address,
     });
     let push = PushMessage {
+        kind: MessageKind::Push,
         provider: Provider::BitbucketDataCenter,
         delivery_id,
         repo,
