@@ -95,3 +95,46 @@ pub enum UserType {
     Normal,
     Service,
 }
+
+/// What an access token may do, as the token form's permissions. The configured token
+/// ([`SimConfig::token`]) may do everything; more tokens are added with
+/// [`crate::Simulator::add_token`]. A request beyond its token's permissions gets what Bitbucket
+/// sends: 401 with `com.atlassian.bitbucket.AuthorisationException` ("You are not permitted to
+/// access this resource").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenScopes {
+    /// "Repositories: Read": repositories, their files and history (listings show only
+    /// repositories the token can read).
+    pub repositories_read: bool,
+    /// "Webhooks: Read and write" (repository admin): the repository's webhooks.
+    pub repository_admin: bool,
+    /// Project admin: the project's webhooks.
+    pub project_admin: bool,
+}
+
+impl TokenScopes {
+    /// Everything.
+    pub const ALL: Self = Self {
+        repositories_read: true,
+        repository_admin: true,
+        project_admin: true,
+    };
+    /// The setup guide's repository token: "Repositories: Read" and "Webhooks: Read and write".
+    pub const GUIDE: Self = Self {
+        repositories_read: true,
+        repository_admin: true,
+        project_admin: false,
+    };
+    /// "Repositories: Read" only: no webhooks.
+    pub const READ_ONLY: Self = Self {
+        repositories_read: true,
+        repository_admin: false,
+        project_admin: false,
+    };
+    /// Nothing but authentication.
+    pub const NONE: Self = Self {
+        repositories_read: false,
+        repository_admin: false,
+        project_admin: false,
+    };
+}

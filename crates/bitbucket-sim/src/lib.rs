@@ -13,6 +13,9 @@
 //! | `GET .../files[/{dir}]?at=&start=&limit=` | page of file paths, recursive |
 //! | `GET .../commits?until=&since=&path=&merges=&start=&limit=` | page of `RestCommit`, newest first; 404 `NoDefaultBranchException` without `until` while empty |
 //! | `GET .../commits/{commitId}` | `RestCommit` |
+//! | `GET /repos`, `GET /projects/{p}/repos` | page of `RestRepository` the token can read |
+//! | `GET`/`POST .../webhooks`, `GET`/`PUT`/`DELETE .../webhooks/{id}` (repository and project) | page of `RestWebhook`, `RestWebhook` (secret masked) |
+//! | `GET .../webhooks/{id}/statistics/summary`, `.../latest` | `RestInvocationHistory`, `RestDetailedInvocation` (204 when none) |
 //!
 //! Every request needs `Authorization: Bearer <token>` (401 otherwise); pages are at most
 //! [`SimConfig::max_page_size`] long; faults can be injected ([`Simulator::fail_next`]); every
@@ -21,7 +24,10 @@
 //! Repositories change through [`Repo`] (commit, branch, tag, force-push), each change giving
 //! the [`Push`] Bitbucket would report; [`Simulator::webhook`] turns a push into the signed
 //! `repo:refs_changed` [`WebhookDelivery`] Bitbucket would POST, which
-//! [`WebhookDelivery::send`] delivers. [`models`] generates Hackolade model files of any size.
+//! [`WebhookDelivery::send`] delivers; [`Simulator::deliver`] sends a push to the stored
+//! webhooks ([`Simulator::add_webhook`], or the REST resources) and records each delivery, so
+//! their statistics are real. More tokens, with fewer permissions, are added with
+//! [`Simulator::add_token`]. [`models`] generates Hackolade model files of any size.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hubsync_bitbucket_sim::SimError> {
@@ -40,6 +46,7 @@
 mod config;
 mod error;
 mod git;
+mod hooks;
 pub mod models;
 mod push;
 mod repo;
@@ -47,9 +54,10 @@ mod rest;
 mod server;
 mod webhook;
 
-pub use config::{SimConfig, User, UserType};
+pub use config::{SimConfig, TokenScopes, User, UserType};
 pub use error::SimError;
 pub use git::ZERO_HASH;
+pub use hooks::{HookScope, Invocation, Outcome, SimWebhook};
 pub use push::{MinimalRef, Push, RefChange, RefChangeType, RefType};
 pub use repo::{FileOp, Project, ProjectType, Repo};
 pub use server::{Hold, RecordedRequest, RequestLine, Simulator};

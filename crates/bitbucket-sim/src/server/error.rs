@@ -32,6 +32,8 @@ pub(crate) enum ApiError {
     NotADirectory { path: String, at: String },
     #[error("bad request: {message}")]
     BadRequest { context: Option<String>, message: String },
+    #[error("no webhook {id}")]
+    NoSuchWebhook { id: String },
     #[error("no such resource {path}")]
     NoSuchResource { path: String },
     /// An answer injected with `Simulator::fail_next`.
@@ -60,6 +62,7 @@ impl ApiError {
             | Self::NoDefaultBranch { .. }
             | Self::NoSuchCommit { .. }
             | Self::NoSuchPath { .. }
+            | Self::NoSuchWebhook { .. }
             | Self::NoSuchResource { .. } => StatusCode::NOT_FOUND,
             Self::NotADirectory { .. } | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Injected { status, .. } => *status,
@@ -109,6 +112,11 @@ impl ApiError {
                 Some("path".into()),
                 format!("The path \"{path}\" is not a directory at revision \"{at}\""),
                 Some("com.atlassian.bitbucket.content.NotADirectoryException"),
+            ),
+            Self::NoSuchWebhook { id } => (
+                None,
+                format!("No webhook with id {id} exists."),
+                Some("com.atlassian.webhooks.NoSuchWebhookException"),
             ),
             Self::BadRequest { context, message } => (context.clone(), message.clone(), None),
             Self::NoSuchResource { path } => (None, format!("No resource exists at {path}."), None),

@@ -356,7 +356,7 @@ const FRAGMENT: &AsciiSet = &CONTROLS
 
 /// `start` (default 0) and the applied `limit`: the requested one (default 25), at least 1,
 /// at most the configured maximum page size.
-fn paging(params: &HashMap<String, String>, max_page_size: u32) -> Result<(u64, u32), ApiError> {
+pub(super) fn paging(params: &HashMap<String, String>, max_page_size: u32) -> Result<(u64, u32), ApiError> {
     let start = match params.get("start").filter(|v| !v.is_empty()) {
         Some(v) => v
             .parse::<u64>()

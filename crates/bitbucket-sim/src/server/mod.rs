@@ -8,6 +8,7 @@
 //! handler, and appends a [`RecordedRequest`] to the log ([`Simulator::requests`]). The token is
 //! never logged.
 
+mod admin;
 mod error;
 mod handlers;
 mod hold;
@@ -27,8 +28,9 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::SimConfig;
+use crate::config::{SimConfig, TokenScopes};
 use crate::error::SimError;
+use crate::hooks::HookStore;
 use crate::push::Push;
 use crate::repo::{NewRepo, Project, ProjectType, Repo};
 use crate::webhook::{self, WebhookDelivery};
@@ -84,6 +86,10 @@ pub(crate) struct Shared {
     faults: Mutex<VecDeque<Fault>>,
     holds: Mutex<Vec<PendingHold>>,
     log: Mutex<Vec<RecordedRequest>>,
+    /// Tokens other than the configured one, with their permissions.
+    tokens: Mutex<Vec<(SecretString, TokenScopes)>>,
+    /// The stored webhooks and their deliveries.
+    hooks: Mutex<HookStore>,
 }
 
 #[derive(Debug, Default)]
@@ -142,6 +148,8 @@ impl Simulator {
             faults: Mutex::new(VecDeque::new()),
             holds: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            tokens: Mutex::new(Vec::new()),
+            hooks: Mutex::new(HookStore::default()),
         });
         let app = router(Arc::clone(&shared));
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -357,7 +365,13 @@ impl Shared {
             return Auth::Wrong;
         };
         let expected = self.config.token.expose_secret().as_bytes();
-        if scheme.eq_ignore_ascii_case("bearer") && bool::from(token.trim().as_bytes().ct_eq(expected)) {
+        let known = |token: &str| {
+            bool::from(token.as_bytes().ct_eq(expected))
+                || lock(&self.tokens)
+                    .iter()
+                    .any(|(t, _)| bool::from(token.as_bytes().ct_eq(t.expose_secret().as_bytes())))
+        };
+        if scheme.eq_ignore_ascii_case("bearer") && known(token.trim()) {
             Auth::Ok
         } else {
             Auth::Wrong
@@ -397,6 +411,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{repo}/files/{{*path}}"), get(handlers::files))
         .route(&format!("{repo}/commits"), get(handlers::commits))
         .route(&format!("{repo}/commits/{{commit}}"), get(handlers::commit));
+    let api = admin::routes(api);
     Router::new()
         .nest("/rest/api/latest", api.clone())
         .nest("/rest/api/1.0", api)
@@ -427,7 +442,20 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
             retry_after: fault.retry_after,
         }
         .into_response(),
-        (None, Auth::Ok) => next.run(request).await,
+        (None, Auth::Ok) => {
+            // Checked against the token's permissions, which the handlers can read too.
+            let scopes = bearer_token(request.headers())
+                .and_then(|token| shared.scopes_of(token))
+                .unwrap_or(TokenScopes::NONE);
+            match admin::permitted(&scopes, request.uri().path()) {
+                Ok(()) => {
+                    let mut request = request;
+                    request.extensions_mut().insert(scopes);
+                    next.run(request).await
+                }
+                Err(error) => error.into_response(),
+            }
+        }
         (None, Auth::Missing) => ApiError::NotPermitted.into_response(),
         (None, Auth::Wrong) => ApiError::AuthenticationFailed.into_response(),
     };
@@ -448,6 +476,13 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         injected: fault.is_some(),
     });
     response
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// `PROJ` → (`PROJ`, Normal); `~alice` → (`~ALICE`, Personal).

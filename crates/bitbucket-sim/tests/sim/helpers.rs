@@ -58,6 +58,11 @@ impl TestSim {
         format!("/rest/api/1.0/projects/{}/repos/{}", repo.project_key(), repo.slug())
     }
 
+    /// The configured token, in full.
+    pub fn sim_token(&self) -> String {
+        self.sim.token().expose_secret().to_owned()
+    }
+
     /// GET `path` (relative to the base URL) with the right token.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.get_with_token(path, Some(self.sim.token().expose_secret())).await

@@ -1,5 +1,6 @@
 //! Integration suite of the Bitbucket simulator: real git, real HTTP, real webhooks.
 
+mod admin;
 mod changes;
 mod commits;
 mod content;

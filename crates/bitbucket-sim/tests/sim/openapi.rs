@@ -205,3 +205,73 @@ async fn webhook_members_have_the_members_of_their_rest_schemas() {
         ])
     );
 }
+
+/// A receiver on a free port that answers 204 to every delivery.
+async fn spawn_receiver() -> String {
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { StatusCode::NO_CONTENT }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// The real server's members of a webhook that the document's `RestWebhook` leaves out.
+const WEBHOOK_EXTRA: &[&str] = &["id", "createdDate", "updatedDate"];
+/// `RestInvocationHistory`'s and `RestDetailedInvocation`'s `request` and `result` are empty
+/// schemas in the document: what the real server sends in them.
+const INVOCATION_EXTRA: &[&str] = &["request.method", "request.url", "result.outcome", "result.description"];
+
+#[tokio::test]
+async fn administration_answers_have_the_members_of_their_schemas() {
+    // Arrange
+    let app = spawn_sim(1000, 1000).await;
+    let repo = app.sim.create_repo("PROJ", "models").expect("repo");
+    let url = spawn_receiver().await;
+    let id = app.sim.add_webhook(
+        hubsync_bitbucket_sim::HookScope::of_repo(&repo),
+        hubsync_bitbucket_sim::SimWebhook::push("hub", &url, Some("s")),
+    );
+    let push = repo.commit_files("main", [("a", "1")], "One").expect("commit");
+    app.sim.deliver(&repo, &push).await.expect("delivered");
+    let base = app.repo_path(&repo);
+
+    // Act
+    let (_, repos) = app.get_json("/rest/api/latest/repos?limit=1").await;
+    let (_, project_repos) = app.get_json("/rest/api/latest/projects/PROJ/repos").await;
+    let (_, webhooks) = app.get_json(&format!("{base}/webhooks")).await;
+    let (_, webhook) = app.get_json(&format!("{base}/webhooks/{id}")).await;
+    let (_, summary) = app.get_json(&format!("{base}/webhooks/{id}/statistics/summary")).await;
+    let (_, latest) = app.get_json(&format!("{base}/webhooks/{id}/latest")).await;
+
+    // Assert
+    let in_values = |members: &[&str]| -> Vec<String> { members.iter().map(|m| format!("values.{m}")).collect() };
+    let repo_missing = in_values(REPOSITORY_MISSING);
+    let repo_missing: Vec<&str> = repo_missing.iter().map(String::as_str).collect();
+    for page in [&repos, &project_repos] {
+        conforms(
+            page,
+            &document()["pages"]["repos"],
+            "",
+            &["values.links", "values.project.links"],
+            &[&repo_missing[..], &["nextPageStart"]].concat(),
+        );
+    }
+    let hook_extra = in_values(WEBHOOK_EXTRA);
+    let hook_extra: Vec<&str> = hook_extra.iter().map(String::as_str).collect();
+    conforms(
+        &webhooks,
+        &document()["pages"]["webhooks"],
+        "",
+        &hook_extra,
+        &["nextPageStart", "values.credentials"],
+    );
+    conforms(&webhook, &schema("RestWebhook"), "", WEBHOOK_EXTRA, &["credentials"]);
+    assert_eq!(webhook["events"], serde_json::json!(["repo:refs_changed"]));
+    let members: BTreeSet<&str> = summary.as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(members, BTreeSet::from(["counts", "lastSuccess"]));
+    conforms(&summary["lastSuccess"], &schema("RestDetailedInvocation"), "", INVOCATION_EXTRA, &[]);
+    conforms(&latest, &schema("RestDetailedInvocation"), "", INVOCATION_EXTRA, &[]);
+    assert_eq!(latest["result"]["outcome"], "SUCCESS");
+}
