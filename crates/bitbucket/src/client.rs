@@ -208,12 +208,17 @@ impl BitbucketClient {
         &self.api
     }
 
+    /// The shared HTTP client (for the administration calls of [`crate::admin`]).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The token as sent: surrounding whitespace (a newline left in a secret) removed.
-    fn token(&self) -> &str {
+    pub(crate) fn token(&self) -> &str {
         self.token.expose_secret().trim()
     }
 
-    fn authorization(&self) -> Option<HeaderValue> {
+    pub(crate) fn authorization(&self) -> Option<HeaderValue> {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token())).ok()?;
         value.set_sensitive(true);
         Some(value)

@@ -2,6 +2,8 @@
 //! domain's [`GitHost`](hubsync_core::ports::GitHost) port, following Atlassian's OpenAPI
 //! document for Bitbucket Data Center 9.2 (`/rest/api/latest/...`).
 //!
+//! - `admin`: the administrator's calls (repositories the token can read, webhooks and their
+//!   deliveries), whose errors name the permission the token lacks.
 //! - `client`: options, the shared HTTP client, one authenticated GET with retries.
 //! - `git_host`: the four questions the sync asks and the resources that answer them.
 //! - `json`: Bitbucket's JSON; only this crate knows it.
@@ -21,6 +23,7 @@
 //! # Ok::<(), hubsync_bitbucket::ClientBuildError>(())
 //! ```
 
+mod admin;
 mod changes;
 mod client;
 mod error;
@@ -29,6 +32,10 @@ mod json;
 mod paths;
 mod retry;
 
+pub use admin::{
+    AdminError, AdminErrorKind, AvailableRepository, Invocation, InvocationCounts, InvocationHistory, PUSH_EVENT,
+    Permission, ShownSecret, Webhook, WebhookScope, WebhookSpec,
+};
 pub use client::{BitbucketClient, ClientOptions};
 pub use error::ClientBuildError;
 

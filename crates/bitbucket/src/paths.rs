@@ -68,6 +68,18 @@ impl ApiRoot {
         &self.base
     }
 
+    /// `<root>/{segments...}`, each segment encoded (`["projects", key, "webhooks"]`).
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, InvalidSegment> {
+        let mut path = self.root.path().to_owned();
+        for segment in segments {
+            path.push('/');
+            push_segment(&mut path, "path segment", segment)?;
+        }
+        let mut url = self.root.clone();
+        url.set_path(&path);
+        Ok(url)
+    }
+
     /// `<root>/projects/{project}/repos/{slug}/{resource...}`, each part of `resource` being one
     /// segment (encoded, so it may contain `/` only if that is meant as data).
     pub(crate) fn repo_url(&self, repo: &RepoRef, resource: &[&str]) -> Result<Url, InvalidSegment> {
