@@ -557,7 +557,7 @@ async fn the_cli_registers_syncs_lists_and_removes_repositories<P: Pipeline>() {
     let head = push.to_hash().unwrap().to_owned();
     let id = RepoRef::parse("DATA/cli-repo").unwrap();
 
-    let (added, out, err) = hubsync(&p, &["repos", "add", "DATA/cli-repo"]).await;
+    let (added, out, err) = hubsync(&p, &["repos", "add", "DATA/cli-repo", "--no-sync"]).await;
     assert!(added, "{out}{err}");
     let (_, listed, _) = hubsync(&p, &["repos", "list"]).await;
     assert!(

@@ -331,7 +331,10 @@ mod tests {
     #[test]
     fn a_push_fires_the_active_hooks_of_the_repository_and_its_project_only() {
         let mut store = HookStore::default();
-        let mine = store.create(repo_scope("models"), SimWebhook::push("a", "http://127.0.0.1:1/a", None));
+        let mine = store.create(
+            repo_scope("models"),
+            SimWebhook::push("a", "http://127.0.0.1:1/a", None),
+        );
         let project = store.create(
             HookScope::Project("PROJ".into()),
             SimWebhook::push("b", "http://127.0.0.1:1/b", None),

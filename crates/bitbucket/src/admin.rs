@@ -246,7 +246,10 @@ impl BitbucketClient {
     pub async fn repositories(&self, project: Option<&str>) -> Result<Vec<AvailableRepository>, AdminError> {
         let (op, url) = match project {
             Some(key) => (
-                Op::new(format!("GET repositories of project {key}"), Permission::RepositoriesRead),
+                Op::new(
+                    format!("GET repositories of project {key}"),
+                    Permission::RepositoriesRead,
+                ),
                 self.admin_url(&["projects", key, "repos"])?,
             ),
             None => (
@@ -257,7 +260,10 @@ impl BitbucketClient {
         let values: Vec<RestRepository> = self.admin_pages(&op, &url).await?;
         values
             .into_iter()
-            .map(|r| r.available().map_err(|m| self.admin_fail(&op, AdminErrorKind::Protocol, None, m)))
+            .map(|r| {
+                r.available()
+                    .map_err(|m| self.admin_fail(&op, AdminErrorKind::Protocol, None, m))
+            })
             .collect()
     }
 
@@ -296,17 +302,26 @@ impl BitbucketClient {
         let op = Op::new(format!("POST webhook to {scope}"), needs(scope));
         let url = self.webhooks_url(scope, &[])?;
         let body = RestWebhookBody::of(spec);
-        let answer = self.admin_send(&op, Method::POST, &url, Some(body.to_vec(self, &op)?)).await?;
+        let answer = self
+            .admin_send(&op, Method::POST, &url, Some(body.to_vec(self, &op)?))
+            .await?;
         let created: RestWebhook = self.admin_json(&op, &answer)?;
         Ok(created.into_webhook(scope.clone()))
     }
 
     /// Replaces webhook `id` at `scope` with `spec` (`PUT .../webhooks/{id}`).
-    pub async fn update_webhook(&self, scope: &WebhookScope, id: u64, spec: &WebhookSpec) -> Result<Webhook, AdminError> {
+    pub async fn update_webhook(
+        &self,
+        scope: &WebhookScope,
+        id: u64,
+        spec: &WebhookSpec,
+    ) -> Result<Webhook, AdminError> {
         let op = Op::new(format!("PUT webhook {id} of {scope}"), needs(scope));
         let url = self.webhooks_url(scope, &[&id.to_string()])?;
         let body = RestWebhookBody::of(spec);
-        let answer = self.admin_send(&op, Method::PUT, &url, Some(body.to_vec(self, &op)?)).await?;
+        let answer = self
+            .admin_send(&op, Method::PUT, &url, Some(body.to_vec(self, &op)?))
+            .await?;
         let updated: RestWebhook = self.admin_json(&op, &answer)?;
         Ok(updated.into_webhook(scope.clone()))
     }
@@ -376,7 +391,11 @@ impl BitbucketClient {
     fn admin_status_error(&self, op: &Op, status: StatusCode, body: &[u8]) -> AdminError {
         let errors = ErrorBody::parse(body);
         let said = describe_body(body);
-        let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
         let (kind, message) = match status {
             StatusCode::UNAUTHORIZED if !errors.has_exception("AuthorisationException") => (
                 AdminErrorKind::Unauthenticated,
@@ -384,7 +403,11 @@ impl BitbucketClient {
             ),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
                 AdminErrorKind::PermissionDenied(op.needs),
-                format!("the access token lacks the permission {} (HTTP {}){said}", op.needs, status.as_u16()),
+                format!(
+                    "the access token lacks the permission {} (HTTP {}){said}",
+                    op.needs,
+                    status.as_u16()
+                ),
             ),
             StatusCode::NOT_FOUND => {
                 let exception = errors
@@ -395,9 +418,14 @@ impl BitbucketClient {
                     .next()
                     .map(|name| format!(" [{name}]"))
                     .unwrap_or_default();
-                (AdminErrorKind::NotFound, format!("not found (HTTP 404){said}{exception}"))
+                (
+                    AdminErrorKind::NotFound,
+                    format!("not found (HTTP 404){said}{exception}"),
+                )
             }
-            StatusCode::BAD_REQUEST | StatusCode::CONFLICT => (AdminErrorKind::Rejected, format!("HTTP {status}{said}")),
+            StatusCode::BAD_REQUEST | StatusCode::CONFLICT => {
+                (AdminErrorKind::Rejected, format!("HTTP {status}{said}"))
+            }
             StatusCode::TOO_MANY_REQUESTS => (AdminErrorKind::RateLimited, format!("HTTP {status}{said}")),
             s if s.is_server_error() => (AdminErrorKind::Server, format!("HTTP {status}{said}")),
             s if s.is_redirection() => (
@@ -451,7 +479,13 @@ impl BitbucketClient {
     /// Sends one request, retrying 429, 5xx and transport failures with the client's backoff;
     /// a POST (not idempotent) is retried only on 429, which says it was not processed. Any
     /// answer other than 2xx is an [`AdminError`].
-    async fn admin_send(&self, op: &Op, method: Method, url: &Url, body: Option<Vec<u8>>) -> Result<Answer, AdminError> {
+    async fn admin_send(
+        &self,
+        op: &Op,
+        method: Method,
+        url: &Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, AdminError> {
         let Some(authorization) = self.authorization() else {
             let message = "the access token cannot be sent in an HTTP header".to_owned();
             return Err(self.admin_fail(op, AdminErrorKind::Unauthenticated, None, message));
@@ -624,7 +658,12 @@ impl<'a> RestWebhookBody<'a> {
 
     fn to_vec(&self, client: &BitbucketClient, op: &Op) -> Result<Vec<u8>, AdminError> {
         serde_json::to_vec(self).map_err(|e| {
-            client.admin_fail(op, AdminErrorKind::Protocol, None, format!("the webhook could not be encoded: {e}"))
+            client.admin_fail(
+                op,
+                AdminErrorKind::Protocol,
+                None,
+                format!("the webhook could not be encoded: {e}"),
+            )
         })
     }
 }
@@ -698,7 +737,10 @@ mod tests {
     #[test]
     fn a_secret_is_told_apart_when_absent_masked_or_shown() {
         let config = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
-        assert!(matches!(ShownSecret::from_configuration(&config(serde_json::json!({}))), ShownSecret::None));
+        assert!(matches!(
+            ShownSecret::from_configuration(&config(serde_json::json!({}))),
+            ShownSecret::None
+        ));
         assert!(matches!(
             ShownSecret::from_configuration(&config(serde_json::json!({"secret": ""}))),
             ShownSecret::None

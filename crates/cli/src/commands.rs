@@ -19,8 +19,24 @@ use crate::config::{Backend, LocalConfig};
 
 #[derive(Subcommand, Debug)]
 pub enum ReposCommand {
-    /// Register a repository (PROJECT/SLUG); its next push, or `hubsync sync`, replicates it.
-    Add { repo: RepoRef },
+    /// The repositories the access token can read (all projects, or PROJECT), with their
+    /// default branch and whether they are registered.
+    Available {
+        /// A project key; every project when left out.
+        project: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a repository (PROJECT/SLUG) after checking with the access token that it exists
+    /// and can be read, then run its initial full sync (locally here; on AWS it is queued for
+    /// the sync function).
+    Add {
+        repo: RepoRef,
+        /// Register only; the next push (or `hubsync sync`) replicates it.
+        #[arg(long)]
+        no_sync: bool,
+    },
     /// List registered repositories with their sync cursor and last error.
     List {
         /// Print JSON instead of a table.
@@ -159,17 +175,17 @@ pub fn open_local(cfg: &LocalConfig) -> anyhow::Result<hubsync_sqlite::SqliteHub
 }
 
 pub async fn repos(cmd: ReposCommand) -> anyhow::Result<()> {
-    with_backend!(|store, _secrets| run_repos(&store, cmd).await)
+    match cmd {
+        ReposCommand::Available { project, json } => crate::admin::repos_available(project, json).await,
+        ReposCommand::Add { repo, no_sync } => crate::admin::repos_add(repo, no_sync).await,
+        cmd => with_backend!(|store, _secrets| run_repos(&store, cmd).await),
+    }
 }
 
 async fn run_repos<S: RepoRegistry>(store: &S, cmd: ReposCommand) -> anyhow::Result<()> {
     match cmd {
-        ReposCommand::Add { repo } => {
-            if store.register(&repo).await? {
-                println!("registered {repo}; its next push (or `hubsync sync {repo}`) replicates it");
-            } else {
-                println!("{repo} was already registered");
-            }
+        ReposCommand::Available { .. } | ReposCommand::Add { .. } => {
+            bail!("`repos available` and `repos add` ask Bitbucket (see `crate::admin`)")
         }
         ReposCommand::Remove { repo } => {
             if store.unregister(&repo).await? {
@@ -228,7 +244,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     with_backend!(|store, secrets| run_sync(store, secrets, args).await)
 }
 
-async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
+pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
     store: S,
     secrets: Src,
     args: SyncArgs,

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 #[cfg(feature = "demo")]
 use hubsync_cli::demo;
-use hubsync_cli::{commands, config, serve};
+use hubsync_cli::{admin, commands, config, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,9 +19,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Register, list and remove replicated repositories.
+    /// Find, register, list and remove replicated repositories.
     #[command(subcommand)]
     Repos(commands::ReposCommand),
+    /// Check or create the hub's webhook on Bitbucket, with the access token.
+    #[command(subcommand)]
+    Webhooks(admin::WebhooksCommand),
     /// Sync a registered repository now (a full reconciliation of its default branch).
     Sync(commands::SyncArgs),
     /// List and read replicated models.
@@ -68,6 +71,7 @@ async fn main() -> std::process::ExitCode {
     });
     let result = match cli.command {
         Command::Repos(cmd) => commands::repos(cmd).await,
+        Command::Webhooks(cmd) => admin::webhooks(cmd).await,
         Command::Sync(args) => commands::sync(args).await,
         Command::Models(cmd) => commands::models(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,

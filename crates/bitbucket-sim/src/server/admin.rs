@@ -53,7 +53,10 @@ pub(super) fn routes(api: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
     let mut api = api
         .route("/repos", get(all_repositories))
         .route("/projects/{project}/repos", get(project_repositories));
-    for base in ["/projects/{project}/repos/{repo}/webhooks", "/projects/{project}/webhooks"] {
+    for base in [
+        "/projects/{project}/repos/{repo}/webhooks",
+        "/projects/{project}/webhooks",
+    ] {
         api = api
             .route(base, get(list_webhooks).post(create_webhook))
             .route(
@@ -217,7 +220,11 @@ async fn list_webhooks(
         .map(RestWebhook::of)
         .collect();
     Ok(Json(Page::window(
-        hooks.into_iter().skip(start as usize).take(limit as usize + 1).collect(),
+        hooks
+            .into_iter()
+            .skip(start as usize)
+            .take(limit as usize + 1)
+            .collect(),
         start,
         limit,
     )))
@@ -344,7 +351,10 @@ async fn latest_invocation(
     let (scope, event_scope) = scope_of(&shared, &path)?;
     let id = hook_id(&path)?;
     let event = params.get("event").filter(|e| !e.is_empty());
-    let outcome = params.get("outcome").filter(|o| !o.is_empty()).map(|o| o.to_uppercase());
+    let outcome = params
+        .get("outcome")
+        .filter(|o| !o.is_empty())
+        .map(|o| o.to_uppercase());
     let hooks = lock(&shared.hooks);
     let stored = hooks.get(&scope, id).ok_or_else(|| no_such_webhook(id))?;
     let latest = stored.invocations.iter().rev().find(|i| {
@@ -387,13 +397,22 @@ fn validate(hook: &SimWebhook) -> Result<(), ApiError> {
         .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
         .unwrap_or(false);
     if !url_ok {
-        return Err(ApiError::bad_request(Some("url"), "The URL must be a valid http or https URL."));
+        return Err(ApiError::bad_request(
+            Some("url"),
+            "The URL must be a valid http or https URL.",
+        ));
     }
     if hook.events.is_empty() {
-        return Err(ApiError::bad_request(Some("events"), "A webhook must have at least one event."));
+        return Err(ApiError::bad_request(
+            Some("events"),
+            "A webhook must have at least one event.",
+        ));
     }
     if let Some(unknown) = hook.events.iter().find(|e| !KNOWN_EVENTS.contains(&e.as_str())) {
-        return Err(ApiError::bad_request(Some("events"), format!("Unknown event: {unknown}")));
+        return Err(ApiError::bad_request(
+            Some("events"),
+            format!("Unknown event: {unknown}"),
+        ));
     }
     Ok(())
 }
@@ -448,7 +467,8 @@ impl Simulator {
     /// deliveries made, in order.
     pub async fn deliver(&self, repo: &Repo, push: &Push) -> Result<Vec<Invocation>, SimError> {
         let event = "repo:refs_changed";
-        let targets = lock(&self.shared.hooks).targets(&repo.project_key().to_uppercase(), &repo.slug().to_lowercase(), event);
+        let targets =
+            lock(&self.shared.hooks).targets(&repo.project_key().to_uppercase(), &repo.slug().to_lowercase(), event);
         let mut made = Vec::with_capacity(targets.len());
         for target in targets {
             let delivery = webhook::refs_changed(
@@ -507,7 +527,13 @@ mod tests {
         let read_only = TokenScopes::READ_ONLY;
         assert!(permitted(&read_only, "/rest/api/latest/projects/P/repos/r/files").is_ok());
         assert!(permitted(&read_only, "/rest/api/latest/projects/P/repos/r/webhooks").is_err());
-        assert!(permitted(&TokenScopes::GUIDE, "/rest/api/latest/projects/P/repos/r/webhooks/1/latest").is_ok());
+        assert!(
+            permitted(
+                &TokenScopes::GUIDE,
+                "/rest/api/latest/projects/P/repos/r/webhooks/1/latest"
+            )
+            .is_ok()
+        );
         assert!(permitted(&TokenScopes::GUIDE, "/rest/api/latest/projects/P/webhooks").is_err());
         assert!(permitted(&TokenScopes::NONE, "/rest/api/latest/repos").is_ok());
         assert!(permitted(&TokenScopes::NONE, "/rest/api/latest/projects/P/repos").is_ok());

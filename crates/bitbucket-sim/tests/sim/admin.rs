@@ -39,7 +39,12 @@ impl TestSim {
 async fn repositories_are_listed_by_project_and_paged() {
     // Arrange
     let app = spawn_sim(2, 1000).await;
-    for (project, name) in [("DATA", "models"), ("DATA", "Archive"), ("DATA", "legacy"), ("OPS", "infra")] {
+    for (project, name) in [
+        ("DATA", "models"),
+        ("DATA", "Archive"),
+        ("DATA", "legacy"),
+        ("OPS", "infra"),
+    ] {
         app.sim.create_repo(project, name).expect("repo");
     }
 
@@ -52,7 +57,13 @@ async fn repositories_are_listed_by_project_and_paged() {
     let names = |values: &[Value]| -> Vec<String> {
         values
             .iter()
-            .map(|v| format!("{}/{}", v["project"]["key"].as_str().unwrap(), v["slug"].as_str().unwrap()))
+            .map(|v| {
+                format!(
+                    "{}/{}",
+                    v["project"]["key"].as_str().unwrap(),
+                    v["slug"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     assert_eq!(names(&all), ["DATA/archive", "DATA/legacy", "DATA/models", "OPS/infra"]);
@@ -103,10 +114,20 @@ async fn a_webhook_is_created_listed_repaired_and_its_secret_never_shown() {
     let id = created["id"].as_u64().expect("id");
     let (_, listed) = app.get_json(&hooks).await;
     let (put_status, repaired) = app
-        .send_json(reqwest::Method::PUT, &format!("{hooks}/{id}"), &token, &json!({"active": true}))
+        .send_json(
+            reqwest::Method::PUT,
+            &format!("{hooks}/{id}"),
+            &token,
+            &json!({"active": true}),
+        )
         .await;
     let (bad_status, bad) = app
-        .send_json(reqwest::Method::POST, &hooks, &token, &json!({"name": "x", "url": "ftp://h", "events": ["repo:refs_changed"]}))
+        .send_json(
+            reqwest::Method::POST,
+            &hooks,
+            &token,
+            &json!({"name": "x", "url": "ftp://h", "events": ["repo:refs_changed"]}),
+        )
         .await;
 
     // Assert
@@ -154,7 +175,9 @@ async fn a_push_is_delivered_to_the_stored_webhooks_and_each_outcome_is_recorded
         .get_json(&format!("{}/webhooks/{good}/statistics/summary", app.repo_path(&repo)))
         .await;
     let (_, bad_summary) = app
-        .get_json(&format!("/rest/api/latest/projects/DATA/webhooks/{bad}/statistics/summary"))
+        .get_json(&format!(
+            "/rest/api/latest/projects/DATA/webhooks/{bad}/statistics/summary"
+        ))
         .await;
     let (_, bad_latest) = app
         .get_json(&format!("/rest/api/latest/projects/DATA/webhooks/{bad}/latest"))
@@ -169,10 +192,16 @@ async fn a_push_is_delivered_to_the_stored_webhooks_and_each_outcome_is_recorded
         outcomes,
         [(good, Outcome::Success, Some(202)), (bad, Outcome::Failure, Some(401))]
     );
-    assert_eq!(good_summary["counts"], json!({"successes": 1, "failures": 0, "errors": 0}));
+    assert_eq!(
+        good_summary["counts"],
+        json!({"successes": 1, "failures": 0, "errors": 0})
+    );
     assert_eq!(good_summary["lastSuccess"]["result"]["outcome"], "SUCCESS");
     assert!(good_summary.get("lastFailure").is_none());
-    assert_eq!(bad_summary["lastFailure"]["result"], json!({"outcome": "FAILURE", "description": "401"}));
+    assert_eq!(
+        bad_summary["lastFailure"]["result"],
+        json!({"outcome": "FAILURE", "description": "401"})
+    );
     assert_eq!(bad_latest["result"]["outcome"], "FAILURE");
     assert_eq!(bad_latest["eventScope"]["type"], "project");
     assert_eq!(none.status(), StatusCode::NO_CONTENT);

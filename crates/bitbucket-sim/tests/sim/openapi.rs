@@ -269,9 +269,20 @@ async fn administration_answers_have_the_members_of_their_schemas() {
     );
     conforms(&webhook, &schema("RestWebhook"), "", WEBHOOK_EXTRA, &["credentials"]);
     assert_eq!(webhook["events"], serde_json::json!(["repo:refs_changed"]));
-    let members: BTreeSet<&str> = summary.as_object().expect("object").keys().map(String::as_str).collect();
+    let members: BTreeSet<&str> = summary
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(members, BTreeSet::from(["counts", "lastSuccess"]));
-    conforms(&summary["lastSuccess"], &schema("RestDetailedInvocation"), "", INVOCATION_EXTRA, &[]);
+    conforms(
+        &summary["lastSuccess"],
+        &schema("RestDetailedInvocation"),
+        "",
+        INVOCATION_EXTRA,
+        &[],
+    );
     conforms(&latest, &schema("RestDetailedInvocation"), "", INVOCATION_EXTRA, &[]);
     assert_eq!(latest["result"]["outcome"], "SUCCESS");
 }
