@@ -15,6 +15,8 @@ use hubsync_core::ports::{ChangeSet, DefaultBranch, FileChange, FileChangeKind, 
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+mod admin;
+
 const TOKEN: &str = "BBDC-dGhpcyBpcyBhIHRlc3QgdG9rZW4";
 const HEAD: &str = "8d51122def5632836d1cb1026e879069e10a1e13";
 const BASE: &str = "62a0505e8204115b8b9c8a95bfa264a8c0896a93";
