@@ -117,6 +117,11 @@ impl CommitId {
 
     /// The all-zero id Git uses for "no commit" (the fromHash of a created ref, the toHash of a
     /// deleted one).
+    pub fn zero() -> Self {
+        Self("0".repeat(40))
+    }
+
+    /// Whether this is [`CommitId::zero`].
     pub fn is_zero(&self) -> bool {
         self.0.bytes().all(|b| b == b'0')
     }

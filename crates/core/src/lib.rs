@@ -1,7 +1,8 @@
 //! hubsync's domain: Bitbucket Data Center webhook payloads and their signature, the normalized
 //! push that is queued, what counts as a Hackolade model, `.hubignore`, and the sync rule that makes
-//! a store match the default branch, and what both queue consumers do with a push once it has run
-//! ([`consumer`]). It does no I/O of its own: it talks to the [`ports`].
+//! a store match the default branch, what both queue consumers do with a push once it has run
+//! ([`consumer`]), and the scheduled check that queues what a lost delivery left behind
+//! ([`reconcile`]). It does no I/O of its own: it talks to the [`ports`].
 
 pub mod consumer;
 mod error_chain;
@@ -10,6 +11,7 @@ pub mod ids;
 pub mod model;
 pub mod ports;
 pub mod push;
+pub mod reconcile;
 pub mod secrets;
 pub mod signature;
 pub mod sync;

@@ -4,11 +4,18 @@
 //! The same message, with [`MessageKind::FullSync`], asks the sync for a full reconciliation of
 //! a repository without a push (`hubsync repos add` queues one for a newly registered
 //! repository), so both queues (SQS and SQLite) carry it and keep it in the repository's order.
+//!
+//! [`MessageKind::Reconcile`] is what the scheduled reconcile ([`crate::reconcile`]) queues for a
+//! repository whose default branch is ahead of its cursor: a push of the default branch that no
+//! webhook delivered.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
 use crate::ids::{CommitId, DeliveryId, RepoRef};
+use crate::ports::DefaultBranch;
 
 /// The Git host that sent the push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +63,11 @@ pub enum MessageKind {
     Push,
     /// A request to reconcile the repository's whole default branch now, whatever was pushed.
     FullSync,
+    /// Queued by the reconcile ([`crate::reconcile`]): the default branch is ahead of the cursor
+    /// (a delivery was lost). It carries the default branch's move from the cursor to the head,
+    /// so the sync treats it as a push of the default branch: from the cursor to the head, not a
+    /// full reconciliation.
+    Reconcile,
 }
 
 impl MessageKind {
@@ -83,6 +95,41 @@ pub struct PushMessage {
 }
 
 impl PushMessage {
+    /// What the reconcile queues for `repo` when its default branch (`branch`) is ahead of its
+    /// cursor (`None`: never synced): the branch's move from the cursor to the head. Its
+    /// deduplication id is derived from the repository and the head, so reconciles that find the
+    /// same head again queue it once (within the queue's deduplication window).
+    pub fn reconcile(
+        repo: RepoRef,
+        branch: &DefaultBranch,
+        cursor: Option<&CommitId>,
+        requested_at: DateTime<Utc>,
+    ) -> Self {
+        let (change_type, from_hash) = match cursor {
+            Some(cursor) => (RefChangeType::Update, cursor.clone()),
+            None => (RefChangeType::Add, CommitId::zero()),
+        };
+        let repo_digest = hex::encode(Sha256::digest(repo.to_string().as_bytes()));
+        // 10 + 40 or 64 + 1 + 24 characters: within SQS's 128.
+        let delivery_id = DeliveryId::parse(&format!("reconcile-{}-{}", branch.head, &repo_digest[..24]))
+            .expect("a reconcile id is printable ASCII within 128 characters");
+        Self {
+            kind: MessageKind::Reconcile,
+            provider: Provider::BitbucketDataCenter,
+            delivery_id,
+            repo,
+            repository_id: None,
+            changes: vec![RefChange {
+                ref_id: branch.ref_id.clone(),
+                change_type,
+                from_hash,
+                to_hash: branch.head.clone(),
+            }],
+            actor: Actor::default(),
+            received_at: requested_at,
+        }
+    }
+
     /// A request to reconcile `repo` fully, queued in the repository's order like a push. It moves
     /// no ref; `request_id` is its deduplication id (unique per request).
     pub fn full_sync(repo: RepoRef, request_id: DeliveryId, requested_at: DateTime<Utc>) -> Self {
@@ -129,5 +176,78 @@ mod tests {
         assert_eq!(read.kind, MessageKind::Push);
         let read: PushMessage = serde_json::from_value(request_json).unwrap();
         assert_eq!(read, request);
+    }
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+
+    fn branch(head: &str) -> DefaultBranch {
+        DefaultBranch {
+            ref_id: "refs/heads/main".into(),
+            head: CommitId::parse(head).unwrap(),
+        }
+    }
+
+    const CURSOR: &str = "1111111111111111111111111111111111111111";
+    const HEAD: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn a_push_serializes_without_a_kind_and_a_reconcile_reads_back_as_queued() {
+        let repo = RepoRef::parse("DATA/models").unwrap();
+        let cursor = CommitId::parse(CURSOR).unwrap();
+        let reconcile = PushMessage::reconcile(repo, &branch(HEAD), Some(&cursor), Utc::now());
+        let push = PushMessage {
+            kind: MessageKind::Push,
+            ..reconcile.clone()
+        };
+
+        let push_json = serde_json::to_value(&push).unwrap();
+        let reconcile_json = serde_json::to_value(&reconcile).unwrap();
+
+        assert!(push_json.get("kind").is_none(), "{push_json}");
+        assert_eq!(reconcile_json["kind"], "reconcile");
+        let read: PushMessage = serde_json::from_value(push_json).unwrap();
+        assert_eq!(read.kind, MessageKind::Push);
+        let read: PushMessage = serde_json::from_value(reconcile_json).unwrap();
+        assert_eq!(read, reconcile);
+    }
+
+    #[test]
+    fn a_reconcile_moves_the_default_branch_from_the_cursor_to_the_head() {
+        let repo = RepoRef::parse("DATA/models").unwrap();
+        let cursor = CommitId::parse(CURSOR).unwrap();
+
+        let message = PushMessage::reconcile(repo, &branch(HEAD), Some(&cursor), Utc::now());
+
+        assert!(message.touches("refs/heads/main"));
+        assert_eq!(message.changes[0].from_hash, cursor);
+        assert_eq!(message.changes[0].to_hash.as_str(), HEAD);
+        assert_eq!(message.changes[0].change_type, RefChangeType::Update);
+    }
+
+    #[test]
+    fn a_reconcile_of_a_repository_never_synced_starts_from_no_commit() {
+        let repo = RepoRef::parse("DATA/models").unwrap();
+
+        let message = PushMessage::reconcile(repo, &branch(HEAD), None, Utc::now());
+
+        assert!(message.changes[0].from_hash.is_zero());
+        assert_eq!(message.changes[0].change_type, RefChangeType::Add);
+    }
+
+    #[test]
+    fn reconciles_of_one_head_share_a_deduplication_id_and_other_repositories_do_not() {
+        let a = RepoRef::parse("DATA/models").unwrap();
+        let b = RepoRef::parse("DATA/other").unwrap();
+
+        let first = PushMessage::reconcile(a.clone(), &branch(HEAD), None, Utc::now());
+        let again = PushMessage::reconcile(a, &branch(HEAD), Some(&CommitId::parse(CURSOR).unwrap()), Utc::now());
+        let other = PushMessage::reconcile(b, &branch(HEAD), None, Utc::now());
+
+        assert_eq!(first.delivery_id, again.delivery_id);
+        assert_ne!(first.delivery_id, other.delivery_id);
+        assert!(first.delivery_id.as_str().len() <= 128);
     }
 }
