@@ -166,6 +166,7 @@ on_both_backends!(
     force_pushes_are_replicated,
     large_models_are_stored_whole,
     a_lost_webhook_is_healed_by_the_next_push,
+    a_lost_last_push_is_healed_by_the_reconcile_without_another_push,
     a_duplicate_delivery_is_harmless,
     a_burst_of_twenty_pushes_ends_at_the_last_head,
     a_wrong_token_gives_a_clear_error_and_keeps_the_cursor,
@@ -332,6 +333,33 @@ async fn a_lost_webhook_is_healed_by_the_next_push<P: Pipeline>() {
     s.assert_replicated().await;
     assert!(s.p.store().get_model(&s.id, "lost/one.json").await.unwrap().is_some());
     assert!(s.p.store().get_model(&s.id, "root model.json").await.unwrap().is_none());
+}
+
+async fn a_lost_last_push_is_healed_by_the_reconcile_without_another_push<P: Pipeline>() {
+    // Arrange: replicated, then a push whose webhook Bitbucket never delivered.
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    s.repo
+        .commit(
+            "main",
+            &[
+                FileOp::write("lost/one.json", model(53, "Lost", 3_000)),
+                FileOp::delete("root model.json"),
+            ],
+            "lost",
+        )
+        .unwrap();
+
+    // Act: the schedule's reconcile, and the queue's consumer.
+    let queued = s.p.reconcile().await;
+    s.assert_replicated().await;
+
+    // Assert: one sync was queued, and the store now holds the head (checked above); a second
+    // reconcile finds nothing behind.
+    assert_eq!(queued, 1, "{}: the repository behind its head is queued", P::NAME);
+    assert!(s.p.store().get_model(&s.id, "lost/one.json").await.unwrap().is_some());
+    assert!(s.p.store().get_model(&s.id, "root model.json").await.unwrap().is_none());
+    assert_eq!(s.p.reconcile().await, 0, "{}: nothing is behind any more", P::NAME);
 }
 
 async fn a_duplicate_delivery_is_harmless<P: Pipeline>() {

@@ -21,6 +21,7 @@ use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL, HubSecret};
 use hubsync_core::sync::{SyncOptions, SyncWorker};
 use hubsync_core::webhook::WebhookHandler;
 use hubsync_sqlite::SqliteHub;
+use hubsync_sync_function::{SyncEvent, SyncResponse};
 use hubsync_tests::aws::TestAws;
 use hubsync_tests::lambda::{Gateway, apigw_event, request_from_event, sqs_event};
 use secrecy::ExposeSecret;
@@ -90,6 +91,10 @@ pub trait Pipeline: Sized {
     /// Lets the sync take every queued push (retrying failures as the platform would) until the
     /// queue is empty; returns how many pushes ended in the dead-letter queue so far.
     async fn drain(&self) -> usize;
+    /// Runs the scheduled reconcile once, as the platform's schedule would (AWS: the sync function
+    /// invoked with an EventBridge scheduled event; local: the `--reconcile-every` task); returns
+    /// how many repositories it queued a sync for.
+    async fn reconcile(&self) -> usize;
     /// Environment for running the `hubsync` binary against this pipeline's store.
     fn cli_env(&self) -> Vec<(String, String)>;
 }
@@ -102,6 +107,7 @@ pub struct AwsPipeline {
     webhook: WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>,
     worker: AwsWorker,
     retries: SqsRetries,
+    queue: SqsPushQueue,
 }
 
 impl Pipeline for AwsPipeline {
@@ -125,12 +131,14 @@ impl Pipeline for AwsPipeline {
             options: SyncOptions::default(),
         };
         let retries = SqsRetries::new(aws.sqs(), aws.resources.queue_url.clone());
+        let queue = SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone());
         Self {
             sim,
             aws,
             webhook,
             worker,
             retries,
+            queue,
         }
     }
 
@@ -199,6 +207,33 @@ impl Pipeline for AwsPipeline {
             .receive_all(&self.aws.resources.dead_letter_queue_url)
             .await
             .len()
+    }
+
+    async fn reconcile(&self) -> usize {
+        // What EventBridge sends on a schedule.
+        let event: SyncEvent = serde_json::from_value(serde_json::json!({
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-11-28T12:00:00Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/hub-ReconcileRule"],
+            "detail": {}
+        }))
+        .expect("a scheduled event");
+        let (response, retries) = hubsync_sync_function::handle(&self.worker, &self.queue, event)
+            .await
+            .expect("the reconcile runs");
+        assert!(retries.is_empty());
+        match response {
+            SyncResponse::Reconciled(summary) => {
+                assert_eq!(summary.failed, 0, "{summary:?}");
+                summary.queued
+            }
+            SyncResponse::Batch(batch) => panic!("a scheduled event handled as a batch: {batch:?}"),
+        }
     }
 
     fn cli_env(&self) -> Vec<(String, String)> {
@@ -276,6 +311,12 @@ impl Pipeline for LocalPipeline {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
+    }
+
+    async fn reconcile(&self) -> usize {
+        let report = self.server.reconcile_now().await.expect("the reconcile runs");
+        assert!(report.failed.is_empty(), "{report:?}");
+        report.queued.len()
     }
 
     fn cli_env(&self) -> Vec<(String, String)> {

@@ -1,4 +1,7 @@
-//! The sync function's handler: one SQS batch in, a partial batch response out.
+//! The sync function's handler: one SQS batch in, a partial batch response out; or, on its
+//! schedule (an EventBridge scheduled event), the core reconcile ([`hubsync_core::reconcile`]),
+//! which queues a sync for each registered repository behind its default branch's head, so a lost
+//! webhook delivery is healed without a push. [`SyncEvent`] tells the two events apart.
 //!
 //! Each message is one queued push, synced by the core [`SyncWorker`] in its own span (delivery
 //! id, repository, commit). What becomes of it afterwards is decided by the core consumer policy
@@ -25,12 +28,101 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use hubsync_core::consumer::{ConsumerPolicy, Decision, GroupState, Outcome, log_decision};
-use hubsync_core::ports::{GitHostConnector, ModelStore, RepoRegistry, SecretSource};
+use hubsync_core::ports::{GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource};
 use hubsync_core::push::PushMessage;
+use hubsync_core::reconcile::{ReconcileError, ReconcileReport};
 use hubsync_core::sync::SyncWorker;
+use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info_span};
+
+/// What invokes the sync function: its SQS event source mapping, or its reconcile schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SyncEvent {
+    /// A batch of queued pushes.
+    Sqs(SqsEvent),
+    /// The reconcile schedule (`detail-type: Scheduled Event`).
+    Scheduled(EventBridgeEvent),
+}
+
+/// What the function answers: the partial batch response for SQS, a summary for the schedule.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum SyncResponse {
+    Batch(SqsBatchResponse),
+    Reconciled(ReconcileSummary),
+}
+
+/// The answer to a scheduled invocation (it goes nowhere but the invocation record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileSummary {
+    pub checked: usize,
+    pub queued: usize,
+    pub already_queued: usize,
+    pub up_to_date: usize,
+    pub failed: usize,
+}
+
+impl From<&ReconcileReport> for ReconcileSummary {
+    fn from(report: &ReconcileReport) -> Self {
+        Self {
+            checked: report.checked,
+            queued: report.queued.len(),
+            already_queued: report.already_queued.len(),
+            up_to_date: report.up_to_date,
+            failed: report.failed.len(),
+        }
+    }
+}
+
+/// Handles one invocation, whichever event it is: what to answer, and (for a batch) the retries
+/// to schedule.
+pub async fn handle<S, Src, C, Q>(
+    worker: &SyncWorker<S, Src, C>,
+    queue: &Q,
+    event: SyncEvent,
+) -> Result<(SyncResponse, Vec<Retry>), ReconcileError>
+where
+    S: RepoRegistry + ModelStore,
+    Src: SecretSource,
+    C: GitHostConnector,
+    Q: PushQueue,
+{
+    match event {
+        SyncEvent::Sqs(batch) => {
+            let result = process_batch(worker, batch).await;
+            Ok((SyncResponse::Batch(result.response), result.retries))
+        }
+        SyncEvent::Scheduled(schedule) => {
+            let summary = reconcile(worker, queue, &schedule).await?;
+            Ok((SyncResponse::Reconciled(summary), Vec::new()))
+        }
+    }
+}
+
+/// The scheduled reconcile: compares each registered repository's default-branch head with its
+/// cursor and queues (on `queue`) a sync for those behind. Fails only when nothing could be
+/// checked (the registry, the secret or the Git host client is unavailable); a repository that
+/// cannot be checked is logged and counted, and the others are still reconciled.
+pub async fn reconcile<S, Src, C, Q>(
+    worker: &SyncWorker<S, Src, C>,
+    queue: &Q,
+    event: &EventBridgeEvent,
+) -> Result<ReconcileSummary, ReconcileError>
+where
+    S: RepoRegistry + ModelStore,
+    Src: SecretSource,
+    C: GitHostConnector,
+    Q: PushQueue,
+{
+    let span = info_span!("reconcile", event_id = event.id.as_deref().unwrap_or("-"));
+    let report = worker.reconcile(queue).instrument(span).await?;
+    Ok(ReconcileSummary::from(&report))
+}
 
 /// A failed message and when it should be delivered again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,4 +276,28 @@ where
     let decision = group.decide(policy, &push.delivery_id, receive_count, &outcome);
     log_decision(&decision, receive_count, Some(&outcome));
     decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sqs_batch_and_a_scheduled_event_are_told_apart() {
+        let batch = serde_json::json!({"Records": [{"messageId": "m1", "body": "{}", "attributes": {}}]});
+        let schedule = serde_json::json!({
+            "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-28T12:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": {}
+        });
+
+        let batch: SyncEvent = serde_json::from_value(batch).unwrap();
+        let schedule: SyncEvent = serde_json::from_value(schedule).unwrap();
+
+        assert!(
+            matches!(batch, SyncEvent::Sqs(ref e) if e.records.len() == 1),
+            "{batch:?}"
+        );
+        assert!(matches!(schedule, SyncEvent::Scheduled(ref e) if e.detail_type == "Scheduled Event"));
+    }
 }

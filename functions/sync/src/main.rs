@@ -1,11 +1,17 @@
-//! The sync Lambda (SQS event source with `ReportBatchItemFailures`). Clients are built once per
-//! cold start; the hub secret is cached for five minutes. See the README's Configuration section.
+//! The sync Lambda (SQS event source with `ReportBatchItemFailures`, and the reconcile schedule,
+//! which queues syncs on the same queue). Clients are built once per cold start; the hub secret is
+//! cached for five minutes. See the README's Configuration section.
+
+// The handler's future nests the sync and the reconcile over generic adapters; computing its
+// layout goes deeper than the default limit of 128.
+#![recursion_limit = "256"]
 
 use hubsync_aws::config::{ENV_QUEUE_URL, ENV_SECRET_ID, ENV_TABLE, load_sdk_config, required_env};
-use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsRetries};
+use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
 use hubsync_core::sync::{SyncOptions, SyncWorker};
+use hubsync_sync_function::{SyncEvent, SyncResponse};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -24,19 +30,19 @@ async fn main() -> Result<(), Error> {
         connector: BitbucketConnector::new(ClientOptions::default())?,
         options: SyncOptions::default(),
     };
-    let retries = SqsRetries::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
-    let (worker, retries) = (&worker, &retries);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
-            let result = hubsync_sync_function::process_batch(worker, event.payload).await;
-            for retry in &result.retries {
-                // If this fails, the message simply comes back after the queue's visibility timeout.
-                if let Err(e) = retries.retry_in(&retry.receipt_handle, retry.delay).await {
-                    tracing::warn!(message_id = %retry.message_id, error = %e, "could not schedule the retry");
-                }
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let retries = SqsRetries::new(sqs.clone(), queue_url.clone());
+    let queue = SqsPushQueue::new(sqs, queue_url);
+    let (worker, retries, queue) = (&worker, &retries, &queue);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
+        let (response, to_retry) = hubsync_sync_function::handle(worker, queue, event.payload).await?;
+        for retry in &to_retry {
+            // If this fails, the message simply comes back after the queue's visibility timeout.
+            if let Err(e) = retries.retry_in(&retry.receipt_handle, retry.delay).await {
+                tracing::warn!(message_id = %retry.message_id, error = %e, "could not schedule the retry");
             }
-            Ok::<_, Error>(result.response)
-        },
-    ))
+        }
+        Ok::<SyncResponse, Error>(response)
+    }))
     .await
 }

@@ -14,6 +14,9 @@
 //!   order, and apply the core consumer policy ([`hubsync_core::consumer`]): a failed sync is
 //!   retried with exponential backoff (transient errors soon, permanent ones more slowly, since a
 //!   person has to fix them); after `--max-attempts` the push is dead-lettered.
+//! - [`reconcile`]: every `--reconcile-every` (15 minutes by default), queues a sync for each
+//!   registered repository whose default branch is ahead of its cursor, so a lost webhook
+//!   delivery is healed without a push.
 //! - This module: the lifecycle. [`start_with`] opens the database, binds the port and starts
 //!   both; on Ctrl-C or SIGTERM the server stops accepting requests, lets each worker finish the
 //!   push in hand within `--shutdown-grace`, then exits 0. A push still running then keeps its
@@ -23,6 +26,7 @@
 //! `hubsync serve --demo` is dispatched by `main` to the demo, which starts this server itself.
 
 pub mod http;
+pub mod reconcile;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -37,6 +41,7 @@ use hubsync_core::secrets::StaticSecret;
 use hubsync_core::sync::{SyncOptions, SyncWorker};
 use hubsync_core::webhook::{DEFAULT_MAX_DELIVERY_AGE, WEBHOOK_PATH};
 use hubsync_sqlite::{HubOptions, SqliteHub};
+use reconcile::{DEFAULT_RECONCILE_EVERY, ReconcileEvery, Reconciler};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -66,6 +71,11 @@ pub struct ServeArgs {
     /// 0 turns the check off.
     #[arg(long, value_name = "SECONDS", env = "HUB_WEBHOOK_MAX_AGE", default_value_t = DEFAULT_MAX_DELIVERY_AGE.as_secs())]
     pub webhook_max_age: u64,
+    /// How often to check every registered repository's default branch against its cursor and
+    /// queue a sync for those behind (heals lost webhook deliveries): e.g. 30s, 15m, 2h; 0 or off
+    /// turns it off.
+    #[arg(long, value_name = "PERIOD", default_value_t = DEFAULT_RECONCILE_EVERY, env = "HUB_RECONCILE_EVERY")]
+    pub reconcile_every: ReconcileEvery,
     /// Run the demo instead (a simulated Bitbucket with sample models) and keep serving.
     #[cfg(feature = "demo")]
     #[arg(long)]
@@ -81,6 +91,7 @@ impl Default for ServeArgs {
             visibility_timeout: 60,
             shutdown_grace: 25,
             webhook_max_age: DEFAULT_MAX_DELIVERY_AGE.as_secs(),
+            reconcile_every: DEFAULT_RECONCILE_EVERY,
             #[cfg(feature = "demo")]
             demo: false,
         }
@@ -163,6 +174,7 @@ where
     let workers = (1..=args.workers)
         .map(|n| tokio::spawn(worker::work(n, hub.clone(), worker.clone(), config, stopped.clone())))
         .collect();
+    let reconciler = Reconciler::start(hub.clone(), worker, args.reconcile_every, stopped.clone());
 
     let stats = hub.queue_stats().await?;
     info!(
@@ -170,6 +182,7 @@ where
         webhook = %format!("http://{addr}{WEBHOOK_PATH}"),
         database = %local.db_path.display(),
         workers = args.workers,
+        reconcile_every = %args.reconcile_every,
         pending = stats.pending,
         dead_letters = stats.dead_letters,
         "hubsync serve started"
@@ -180,6 +193,7 @@ where
         stop,
         http: Some(http),
         workers,
+        reconciler: Some(reconciler),
         grace: Duration::from_secs(args.shutdown_grace),
     })
 }
@@ -191,6 +205,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     http: Option<JoinHandle<std::io::Result<()>>>,
     workers: Vec<JoinHandle<()>>,
+    reconciler: Option<Reconciler>,
     grace: Duration,
 }
 
@@ -206,6 +221,15 @@ impl RunningServer {
 
     pub fn hub(&self) -> &SqliteHub {
         &self.hub
+    }
+
+    /// Runs one reconcile now, as the `--reconcile-every` timer does, and returns what it queued.
+    pub async fn reconcile_now(&self) -> anyhow::Result<hubsync_core::reconcile::ReconcileReport> {
+        let reconciler = self
+            .reconciler
+            .as_ref()
+            .context("the server is stopping: no reconcile")?;
+        reconciler.reconcile_now().await
     }
 
     /// Serves until Ctrl-C or SIGTERM (or until the HTTP server fails), then shuts down.
@@ -251,6 +275,9 @@ impl RunningServer {
                 Ok(Err(e)) => warn!(error = %e, "the HTTP server task failed"),
                 Err(_) => warn!("requests still open after the grace period were dropped"),
             }
+        }
+        if let Some(reconciler) = self.reconciler.take() {
+            reconciler.stopped(deadline).await;
         }
         let mut abandoned = 0;
         for mut worker in std::mem::take(&mut self.workers) {

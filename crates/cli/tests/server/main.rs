@@ -1,10 +1,11 @@
 //! The local server (`hubsync serve` in this process) with the in-memory Git host: what
 //! Bitbucket sees over HTTP (`http`), what the workers do with pushes that fail or panic
-//! (`worker`), and a Bitbucket outage ridden out on the SQLite queue with a clock the test moves
-//! (`outage`).
+//! (`worker`), a Bitbucket outage ridden out on the SQLite queue with a clock the test moves
+//! (`outage`), and a lost delivery healed by the reconcile timer (`reconcile`).
 
 mod http;
 mod outage;
+mod reconcile;
 mod worker;
 
 use std::net::SocketAddr;
