@@ -9,7 +9,8 @@
 //! ```
 //!
 //! - [`http`]: `POST {any prefix}/gateway/public/sync` (the core webhook handler) and
-//!   `GET /health`.
+//!   `GET /health`, served within limits a slow or greedy client cannot get round
+//!   (`--header-read-timeout`, `--request-timeout`, `--max-connections`, the 1 MiB body cap).
 //! - [`worker`]: `--workers` tasks take pushes off the queue one at a time, per repository in
 //!   order, and apply the core consumer policy ([`hubsync_core::consumer`]): a failed sync is
 //!   retried with exponential backoff (transient errors soon, permanent ones more slowly, since a
@@ -67,6 +68,16 @@ pub struct ServeArgs {
     /// Seconds the workers get to finish the pushes in hand on Ctrl-C or SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 25)]
     pub shutdown_grace: u64,
+    /// Seconds a client gets to send a request's headers (also how long an idle connection is
+    /// kept); a slower client is disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a client gets to send a whole request and be answered; then it gets 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+    /// Connections served at once; more wait (in the listen backlog) until one is free.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
     /// Seconds a push delivery's signed `date` may be old before it is refused as stale (401);
     /// 0 turns the check off.
     #[arg(long, value_name = "SECONDS", env = "HUB_WEBHOOK_MAX_AGE", default_value_t = DEFAULT_MAX_DELIVERY_AGE.as_secs())]
@@ -90,6 +101,9 @@ impl Default for ServeArgs {
             max_attempts: hubsync_sqlite::DEFAULT_MAX_ATTEMPTS,
             visibility_timeout: 60,
             shutdown_grace: 25,
+            header_read_timeout: 10,
+            request_timeout: 30,
+            max_connections: 256,
             webhook_max_age: DEFAULT_MAX_DELIVERY_AGE.as_secs(),
             reconcile_every: DEFAULT_RECONCILE_EVERY,
             #[cfg(feature = "demo")]
@@ -156,13 +170,14 @@ where
     let (stop, stopped) = watch::channel(false);
     let app = http::router(hub.clone(), secrets.clone(), Duration::from_secs(args.webhook_max_age));
     let mut http_stopped = stopped.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let limits = http::HttpLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        request_timeout: Duration::from_secs(args.request_timeout),
+        max_connections: args.max_connections,
+    };
+    let http = tokio::spawn(http::serve(listener, app, limits, async move {
+        let _ = http_stopped.wait_for(|stop| *stop).await;
+    }));
 
     let worker = Arc::new(SyncWorker {
         store: hub.clone(),

@@ -6,6 +6,7 @@
 mod http;
 mod outage;
 mod reconcile;
+mod slow_clients;
 mod worker;
 
 use std::net::SocketAddr;
