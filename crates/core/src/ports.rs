@@ -47,31 +47,9 @@ pub trait PushQueue: Send + Sync {
 // Secrets
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("the hub secret is not configured: {0}")]
-    Missing(String),
-    #[error("the hub secret is not valid: {0}")]
-    Invalid(String),
-    #[error("the hub secret could not be read: {message}")]
-    Unavailable {
-        message: String,
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-}
-
-impl SecretError {
-    /// A missing or invalid secret needs an administrator; an unavailable one may come back.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
-    }
-}
-
-/// Where the Bitbucket base URL, access token and webhook secrets come from.
-pub trait SecretSource: Send + Sync {
-    fn hub_secret(&self) -> impl Future<Output = Result<HubSecret, SecretError>> + Send;
-}
+// The secret port is defined in `secrets`, beside the `HubSecret` it hands out and the sources
+// that wrap it, so `secrets` needs nothing from here.
+pub use crate::secrets::{SecretError, SecretSource};
 
 // ---------------------------------------------------------------------------------------------
 // Git host

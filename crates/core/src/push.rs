@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::{CommitId, DeliveryId, RepoRef};
-use crate::ports::DefaultBranch;
 
 /// The Git host that sent the push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,13 +94,14 @@ pub struct PushMessage {
 }
 
 impl PushMessage {
-    /// What the reconcile queues for `repo` when its default branch (`branch`) is ahead of its
-    /// cursor (`None`: never synced): the branch's move from the cursor to the head. Its
-    /// deduplication id is derived from the repository and the head, so reconciles that find the
-    /// same head again queue it once (within the queue's deduplication window).
+    /// What the reconcile queues for `repo` when its default branch (`branch_ref`, at `head`) is
+    /// ahead of its cursor (`None`: never synced): the branch's move from the cursor to the head.
+    /// Its deduplication id is derived from the repository and the head, so reconciles that find
+    /// the same head again queue it once (within the queue's deduplication window).
     pub fn reconcile(
         repo: RepoRef,
-        branch: &DefaultBranch,
+        branch_ref: &str,
+        head: &CommitId,
         cursor: Option<&CommitId>,
         requested_at: DateTime<Utc>,
     ) -> Self {
@@ -111,7 +111,7 @@ impl PushMessage {
         };
         let repo_digest = hex::encode(Sha256::digest(repo.to_string().as_bytes()));
         // 10 + 40 or 64 + 1 + 24 characters: within SQS's 128.
-        let delivery_id = DeliveryId::parse(&format!("reconcile-{}-{}", branch.head, &repo_digest[..24]))
+        let delivery_id = DeliveryId::parse(&format!("reconcile-{head}-{}", &repo_digest[..24]))
             .expect("a reconcile id is printable ASCII within 128 characters");
         Self {
             kind: MessageKind::Reconcile,
@@ -120,10 +120,10 @@ impl PushMessage {
             repo,
             repository_id: None,
             changes: vec![RefChange {
-                ref_id: branch.ref_id.clone(),
+                ref_id: branch_ref.to_owned(),
                 change_type,
                 from_hash,
-                to_hash: branch.head.clone(),
+                to_hash: head.clone(),
             }],
             actor: Actor::default(),
             received_at: requested_at,
@@ -183,11 +183,10 @@ mod tests {
 mod reconcile_tests {
     use super::*;
 
-    fn branch(head: &str) -> DefaultBranch {
-        DefaultBranch {
-            ref_id: "refs/heads/main".into(),
-            head: CommitId::parse(head).unwrap(),
-        }
+    const MAIN: &str = "refs/heads/main";
+
+    fn head(id: &str) -> CommitId {
+        CommitId::parse(id).unwrap()
     }
 
     const CURSOR: &str = "1111111111111111111111111111111111111111";
@@ -197,7 +196,7 @@ mod reconcile_tests {
     fn a_push_serializes_without_a_kind_and_a_reconcile_reads_back_as_queued() {
         let repo = RepoRef::parse("DATA/models").unwrap();
         let cursor = CommitId::parse(CURSOR).unwrap();
-        let reconcile = PushMessage::reconcile(repo, &branch(HEAD), Some(&cursor), Utc::now());
+        let reconcile = PushMessage::reconcile(repo, MAIN, &head(HEAD), Some(&cursor), Utc::now());
         let push = PushMessage {
             kind: MessageKind::Push,
             ..reconcile.clone()
@@ -219,7 +218,7 @@ mod reconcile_tests {
         let repo = RepoRef::parse("DATA/models").unwrap();
         let cursor = CommitId::parse(CURSOR).unwrap();
 
-        let message = PushMessage::reconcile(repo, &branch(HEAD), Some(&cursor), Utc::now());
+        let message = PushMessage::reconcile(repo, MAIN, &head(HEAD), Some(&cursor), Utc::now());
 
         assert!(message.touches("refs/heads/main"));
         assert_eq!(message.changes[0].from_hash, cursor);
@@ -231,7 +230,7 @@ mod reconcile_tests {
     fn a_reconcile_of_a_repository_never_synced_starts_from_no_commit() {
         let repo = RepoRef::parse("DATA/models").unwrap();
 
-        let message = PushMessage::reconcile(repo, &branch(HEAD), None, Utc::now());
+        let message = PushMessage::reconcile(repo, MAIN, &head(HEAD), None, Utc::now());
 
         assert!(message.changes[0].from_hash.is_zero());
         assert_eq!(message.changes[0].change_type, RefChangeType::Add);
@@ -242,9 +241,15 @@ mod reconcile_tests {
         let a = RepoRef::parse("DATA/models").unwrap();
         let b = RepoRef::parse("DATA/other").unwrap();
 
-        let first = PushMessage::reconcile(a.clone(), &branch(HEAD), None, Utc::now());
-        let again = PushMessage::reconcile(a, &branch(HEAD), Some(&CommitId::parse(CURSOR).unwrap()), Utc::now());
-        let other = PushMessage::reconcile(b, &branch(HEAD), None, Utc::now());
+        let first = PushMessage::reconcile(a.clone(), MAIN, &head(HEAD), None, Utc::now());
+        let again = PushMessage::reconcile(
+            a,
+            MAIN,
+            &head(HEAD),
+            Some(&CommitId::parse(CURSOR).unwrap()),
+            Utc::now(),
+        );
+        let other = PushMessage::reconcile(b, MAIN, &head(HEAD), None, Utc::now());
 
         assert_eq!(first.delivery_id, again.delivery_id);
         assert_ne!(first.delivery_id, other.delivery_id);

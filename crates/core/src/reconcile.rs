@@ -89,7 +89,7 @@ where
             report.up_to_date += 1;
             continue;
         }
-        let message = PushMessage::reconcile(repo.clone(), &branch, cursor, now);
+        let message = PushMessage::reconcile(repo.clone(), &branch.ref_id, &branch.head, cursor, now);
         match queue.enqueue(&message).await {
             Ok(Enqueued::Queued) => {
                 info!(

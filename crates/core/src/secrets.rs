@@ -1,5 +1,6 @@
-//! The hub secret (Bitbucket base URL, access token, webhook secrets) and a time-to-live cache in
-//! front of any [`SecretSource`], so a secret store is read once per cold start and then every few
+//! The hub secret (Bitbucket base URL, access token, webhook secrets), the port that hands it out
+//! ([`SecretSource`], listed with the others in `ports`), and a time-to-live cache in front of any
+//! source, so a secret store is read once per cold start and then every few
 //! minutes, never once per request, and a store that cannot be reached for a while does not stop
 //! the webhook (within a hard expiry) while one that was never read fails closed.
 
@@ -11,7 +12,31 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::warn;
 
-use crate::ports::{SecretError, SecretSource};
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("the hub secret is not configured: {0}")]
+    Missing(String),
+    #[error("the hub secret is not valid: {0}")]
+    Invalid(String),
+    #[error("the hub secret could not be read: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl SecretError {
+    /// A missing or invalid secret needs an administrator; an unavailable one may come back.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Where the Bitbucket base URL, access token and webhook secrets come from.
+pub trait SecretSource: Send + Sync {
+    fn hub_secret(&self) -> impl Future<Output = Result<HubSecret, SecretError>> + Send;
+}
 
 /// The JSON object stored in the secret:
 /// `{"baseUrl": "...", "accessToken": "...", "webhookSecret": "...", "previousWebhookSecrets": []}`.
