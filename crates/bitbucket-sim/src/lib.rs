@@ -9,7 +9,7 @@
 //! | `GET /projects/{p}/repos/{r}` | `RestRepository` |
 //! | `GET .../default-branch`, `.../branches/default` | `RestBranch`; 404 `NoDefaultBranchException` while empty |
 //! | `GET .../changes?until=&since=&start=&limit=` | page of `RestChange` (ADD, MODIFY, DELETE, MOVE, COPY), capped at `page.max.changes` |
-//! | `GET .../raw/{path}?at=` | the file's bytes |
+//! | `GET .../raw/{path}?at=` | the file's bytes (or an announced size, see [`Simulator::announce_raw`]) |
 //! | `GET .../files[/{dir}]?at=&start=&limit=` | page of file paths, recursive |
 //! | `GET .../commits?until=&since=&path=&merges=&start=&limit=` | page of `RestCommit`, newest first; 404 `NoDefaultBranchException` without `until` while empty |
 //! | `GET .../commits/{commitId}` | `RestCommit` |
@@ -60,7 +60,7 @@ pub use git::ZERO_HASH;
 pub use hooks::{HookScope, Invocation, Outcome, SimWebhook};
 pub use push::{MinimalRef, Push, RefChange, RefChangeType, RefType};
 pub use repo::{FileOp, Project, ProjectType, Repo};
-pub use server::{Hold, RecordedRequest, RequestLine, Simulator};
+pub use server::{ANNOUNCED_BODY_SENT_AT_MOST, Hold, RecordedRequest, RequestLine, Simulator};
 pub use webhook::{DeliveryResponse, USER_AGENT, WebhookDelivery, signature};
 
 /// Re-exported so callers of [`Simulator::fail_next`] need no `http` dependency.

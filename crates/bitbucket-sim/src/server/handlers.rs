@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Deserialize;
 
-use super::{ApiError, Shared};
+use super::{ANNOUNCED_BODY_SENT_AT_MOST, ApiError, Shared};
 use crate::git::{self, EMPTY_TREE, LogQuery, Merges};
 use crate::repo::{Repo, branch_ref};
 use crate::rest::{ChangesPage, Page, RestBranch, RestChange, RestCommit, RestRepository};
@@ -166,6 +166,9 @@ pub(super) async fn raw(
     if file.is_empty() || object_type(&repo, &spec).await?.as_deref() != Some("blob") {
         return Err(no_such_path());
     }
+    if let Some(announced) = shared.announced_size(&repo, file) {
+        return Ok(announced_body(shared, announced));
+    }
     let bytes = repo
         .inner
         .git
@@ -184,6 +187,38 @@ pub(super) async fn raw(
         .headers_mut()
         .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(response)
+}
+
+/// An answer that announces `bytes` in `Content-Length`, sends at most
+/// [`ANNOUNCED_BODY_SENT_AT_MOST`] of them in small chunks (counting each one as it is handed to
+/// the connection) and then fails, which cuts the connection: a client that reads on gets an
+/// incomplete body.
+fn announced_body(shared: Arc<Shared>, bytes: u64) -> Response {
+    const CHUNK: u64 = 8 * 1024;
+    let budget = bytes.min(ANNOUNCED_BODY_SENT_AT_MOST);
+    let chunks = futures::stream::unfold(0u64, move |sent| {
+        let shared = Arc::clone(&shared);
+        async move {
+            if sent >= budget {
+                // Give the server a turn to flush what was sent before the connection is cut.
+                tokio::task::yield_now().await;
+                let cut = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "announced body cut short");
+                return (sent < bytes).then_some((Err(cut), u64::MAX));
+            }
+            let n = CHUNK.min(budget - sent);
+            shared.count_announced_sent(n);
+            let chunk = bytes::Bytes::from(vec![b' '; usize::try_from(n).unwrap_or(0)]);
+            Some((Ok(chunk), sent + n))
+        }
+    });
+    let mut response = axum::body::Body::from_stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
 }
 
 /// `GET .../files?at=` → every file path of the repository, paged.

@@ -7,6 +7,11 @@
 //! ([`Simulator::fail_next`]), checks `Authorization: Bearer <token>`, runs the
 //! handler, and appends a [`RecordedRequest`] to the log ([`Simulator::requests`]). The token is
 //! never logged.
+//!
+//! A raw file can also be made to *announce* a size it never sends ([`Simulator::announce_raw`]):
+//! the answer's `Content-Length` says gigabytes, a few kilobytes follow and the connection is cut.
+//! Tests use it to check that a client decides from the announced size without reading the body;
+//! [`Simulator::announced_bytes_sent`] says how much of such bodies actually went out.
 
 mod admin;
 mod error;
@@ -15,6 +20,7 @@ mod hold;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
@@ -38,6 +44,9 @@ use crate::webhook::{self, WebhookDelivery};
 pub(crate) use error::ApiError;
 use hold::PendingHold;
 pub use hold::{Hold, RequestLine};
+
+/// The most body bytes an announced raw answer sends before the connection is cut.
+pub const ANNOUNCED_BODY_SENT_AT_MOST: u64 = 64 * 1024;
 
 /// One request the simulator answered, for tests to inspect. Holds no credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +99,11 @@ pub(crate) struct Shared {
     tokens: Mutex<Vec<(SecretString, TokenScopes)>>,
     /// The stored webhooks and their deliveries.
     hooks: Mutex<HookStore>,
+    /// Raw files answered with an announced size instead of their content, keyed by (upper-case
+    /// project key, lower-case slug, path).
+    announced: Mutex<HashMap<(String, String, String), u64>>,
+    /// Body bytes of announced answers handed to connections so far.
+    announced_sent: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +164,8 @@ impl Simulator {
             log: Mutex::new(Vec::new()),
             tokens: Mutex::new(Vec::new()),
             hooks: Mutex::new(HookStore::default()),
+            announced: Mutex::new(HashMap::new()),
+            announced_sent: AtomicU64::new(0),
         });
         let app = router(Arc::clone(&shared));
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -273,6 +289,25 @@ impl Simulator {
         hold
     }
 
+    /// Makes `GET .../raw/{path}` of `repo` (at any commit where `path` is a file) answer 200 with
+    /// `Content-Length: <bytes>` but send at most [`ANNOUNCED_BODY_SENT_AT_MOST`] bytes of body
+    /// before cutting the connection: a file too large to be read, without the simulator holding
+    /// it. The file must still be committed (any content) so that it is listed.
+    pub fn announce_raw(&self, repo: &Repo, path: &str, bytes: u64) {
+        let key = (
+            repo.project_key().to_uppercase(),
+            repo.slug().to_lowercase(),
+            path.to_owned(),
+        );
+        lock(&self.shared.announced).insert(key, bytes);
+    }
+
+    /// Body bytes of [`Simulator::announce_raw`] answers handed to connections so far (what a
+    /// client could have read of them).
+    pub fn announced_bytes_sent(&self) -> u64 {
+        self.shared.announced_sent.load(Ordering::SeqCst)
+    }
+
     /// Drops all queued faults.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
@@ -383,6 +418,20 @@ impl Shared {
         let mut holds = lock(&self.holds);
         let index = holds.iter().position(|h| h.matches(line))?;
         Some(holds.remove(index))
+    }
+
+    /// The size announced for `path` of `repo` ([`Simulator::announce_raw`]), if any.
+    pub(crate) fn announced_size(&self, repo: &Repo, path: &str) -> Option<u64> {
+        let key = (
+            repo.project_key().to_uppercase(),
+            repo.slug().to_lowercase(),
+            path.to_owned(),
+        );
+        lock(&self.announced).get(&key).copied()
+    }
+
+    pub(crate) fn count_announced_sent(&self, bytes: u64) {
+        self.announced_sent.fetch_add(bytes, Ordering::SeqCst);
     }
 
     fn take_fault(&self) -> Option<Fault> {

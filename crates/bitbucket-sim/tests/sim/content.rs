@@ -254,3 +254,30 @@ async fn commits_are_described_with_author_parents_and_millisecond_timestamps() 
     assert_eq!(commit["parents"][0]["id"], first.to_hash().expect("commit"));
     assert!(commit["authorTimestamp"].as_i64().expect("number") > 1_600_000_000_000);
 }
+
+#[tokio::test]
+async fn an_announced_raw_file_says_its_size_but_sends_only_a_little_of_it() {
+    // Arrange
+    let app = spawn_sim(1000, 1000).await;
+    let repo = app.sim.create_repo("PROJ", "models").expect("repo");
+    repo.commit("main", &[FileOp::write("huge.json", "{}")], "Huge")
+        .expect("commit");
+    let announced: u64 = 3 << 29; // 1.5 GiB
+    app.sim.announce_raw(&repo, "huge.json", announced);
+
+    // Act
+    let response = app
+        .get(&format!("{}/raw/huge.json?at=main", app.repo_path(&repo)))
+        .await;
+    let length = response.content_length();
+    let body = response.bytes().await;
+
+    // Assert
+    assert_eq!(length, Some(announced));
+    assert!(body.is_err(), "the body is cut short");
+    let sent = app.sim.announced_bytes_sent();
+    assert!(
+        sent <= hubsync_bitbucket_sim::ANNOUNCED_BODY_SENT_AT_MOST,
+        "{sent} bytes sent"
+    );
+}
