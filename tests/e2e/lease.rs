@@ -12,7 +12,7 @@ use hubsync_bitbucket::{BitbucketClient, ClientOptions};
 use hubsync_bitbucket_sim::{FileOp, Hold, Repo, SimConfig, Simulator};
 use hubsync_core::ids::RepoRef;
 use hubsync_core::model::sha256_hex;
-use hubsync_core::ports::{GitHost, ModelStore, RepoRegistry, StoreError};
+use hubsync_core::ports::{GitHost, ModelStore, RawFile, RepoRegistry, StoreError};
 use hubsync_core::sync::{NoProgress, SyncEngine, SyncError, SyncOptions, SyncOutcome};
 use hubsync_tests::aws::TestAws;
 use secrecy::ExposeSecret;
@@ -149,7 +149,15 @@ impl Race {
             .expect("commits")
             .head;
         for path in ["a.json", "b.json"] {
-            let at_head = self.host.raw_file(&self.name, path, &head).await.expect("raw");
+            let at_head = self
+                .host
+                .raw_file(&self.name, path, &head, u64::MAX)
+                .await
+                .expect("raw")
+                .map(|raw| match raw {
+                    RawFile::Content(bytes) => bytes,
+                    RawFile::TooLarge(size) => panic!("{path}: {size}"),
+                });
             let stored = store.get_model(&self.name, path).await.expect("get");
             assert!(
                 stored.map(|m| m.content) == at_head,

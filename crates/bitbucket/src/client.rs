@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hubsync_core::ids::RepoRef;
-use hubsync_core::ports::{GitHostError, GitHostErrorKind};
+use hubsync_core::ports::{GitHostError, GitHostErrorKind, Oversize};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -130,7 +130,11 @@ impl<'a> Call<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Expect {
     Json,
-    Raw,
+    /// A file's bytes, read up to `limit`: a larger body is not read past it (not at all when
+    /// its `Content-Length` says so).
+    Raw {
+        limit: u64,
+    },
 }
 
 /// An answer that is not retried: its status and whole body (only the start of it for an error
@@ -138,6 +142,8 @@ pub(crate) enum Expect {
 pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    /// A successful raw answer larger than its limit: `body` is then empty.
+    pub oversize: Option<Oversize>,
 }
 
 /// One attempt's answer, before the retry decision.
@@ -145,6 +151,7 @@ struct Answer {
     status: StatusCode,
     retry_after: Option<Duration>,
     body: Vec<u8>,
+    oversize: Option<Oversize>,
 }
 
 /// Why the last attempt failed, for the error after every retry.
@@ -315,6 +322,7 @@ impl BitbucketClient {
                     return Ok(Reply {
                         status: answer.status,
                         body: answer.body,
+                        oversize: answer.oversize,
                     });
                 }
                 Err(error) if error.is_builder() => {
@@ -342,7 +350,7 @@ impl BitbucketClient {
     async fn attempt(&self, url: &Url, expect: Expect, authorization: &HeaderValue) -> Result<Answer, reqwest::Error> {
         let accept = match expect {
             Expect::Json => "application/json",
-            Expect::Raw => "*/*",
+            Expect::Raw { .. } => "*/*",
         };
         let sent = self
             .http
@@ -365,8 +373,33 @@ impl BitbucketClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, Utc::now()));
-        let limit = (!status.is_success()).then_some(ERROR_BODY_LIMIT);
-        let body = match read_body(response, limit).await {
+        let raw_limit = match expect {
+            Expect::Raw { limit } if status.is_success() => Some(limit),
+            _ => None,
+        };
+        if let Some(limit) = raw_limit
+            && let Some(announced) = response.content_length().filter(|n| *n > limit)
+        {
+            // Dropping the response unread closes the connection: nothing more comes.
+            tracing::debug!(
+                status = status.as_u16(),
+                announced,
+                limit,
+                "answer over the limit not read"
+            );
+            return Ok(Answer {
+                status,
+                retry_after,
+                body: Vec::new(),
+                oversize: Some(Oversize::Announced(announced)),
+            });
+        }
+        let read_limit = match raw_limit {
+            // One byte more than the limit tells a larger body from one of exactly the limit.
+            Some(limit) => Some(limit.saturating_add(1)),
+            None => (!status.is_success()).then_some(ERROR_BODY_LIMIT as u64),
+        };
+        let body = match read_body(response, read_limit).await {
             Ok(body) => body,
             // An error answer cut short still says what its status says.
             Err(_) if !status.is_success() => Vec::new(),
@@ -375,28 +408,46 @@ impl BitbucketClient {
                 return Err(error);
             }
         };
+        if let Some(limit) = raw_limit
+            && body.len() as u64 > limit
+        {
+            tracing::debug!(
+                status = status.as_u16(),
+                limit,
+                "answer over the limit not read further"
+            );
+            return Ok(Answer {
+                status,
+                retry_after,
+                body: Vec::new(),
+                oversize: Some(Oversize::Exceeded { limit }),
+            });
+        }
         tracing::debug!(status = status.as_u16(), bytes = body.len(), "answered");
         Ok(Answer {
             status,
             retry_after,
             body,
+            oversize: None,
         })
     }
 }
 
 /// Reads a body chunk by chunk into one buffer, reserved from `Content-Length` when there is
-/// one: tens of megabytes are copied once, not re-concatenated. With `limit`, stops there.
-async fn read_body(mut response: reqwest::Response, limit: Option<usize>) -> Result<Vec<u8>, reqwest::Error> {
+/// one: tens of megabytes are copied once, not re-concatenated. With `limit`, stops there (the
+/// rest is never read: the response is dropped with it).
+async fn read_body(mut response: reqwest::Response, limit: Option<u64>) -> Result<Vec<u8>, reqwest::Error> {
     let expected = response.content_length().unwrap_or(0).min(PREALLOCATE_LIMIT);
-    let expected = usize::try_from(expected).unwrap_or(0);
-    let mut body = Vec::with_capacity(limit.map_or(expected, |l| expected.min(l)));
+    let reserve = limit.map_or(expected, |l| expected.min(l));
+    let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let mut body = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
     while let Some(chunk) = response.chunk().await? {
-        body.extend_from_slice(&chunk);
-        if let Some(limit) = limit
-            && body.len() >= limit
-        {
-            body.truncate(limit);
-            break;
+        match limit {
+            Some(limit) if body.len() + chunk.len() >= limit => {
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
+            _ => body.extend_from_slice(&chunk),
         }
     }
     Ok(body)
@@ -434,6 +485,7 @@ mod tests {
         let reply = Reply {
             status: StatusCode::UNAUTHORIZED,
             body: body.into_bytes(),
+            oversize: None,
         };
 
         let error = client.status_error(&call, &reply);

@@ -8,8 +8,9 @@
 //! | file list       | `GET files?at=&start=&limit=` (every file, recursively)            |
 //! | file content    | `GET raw/{path}?at=`                                               |
 
+use bytes::Bytes;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind};
+use hubsync_core::ports::{ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind, RawFile};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -205,7 +206,15 @@ impl GitHost for BitbucketClient {
 
     /// `None` on a 404 for the path; a 404 whose body names a missing repository, project or
     /// commit stays a `NotFound` error (a file that "disappears" would be deleted from the store).
-    async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
+    /// A file over `limit` is [`RawFile::TooLarge`]: not read at all when `Content-Length` says
+    /// so, otherwise not past `limit` (the body is streamed, never buffered whole first).
+    async fn raw_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        at: &CommitId,
+        limit: u64,
+    ) -> Result<Option<RawFile>, GitHostError> {
         let call = Call::new(repo, format!("GET raw {path} at {}", at.short()));
         let segments =
             file_segments(path).map_err(|e| self.fail(&call, GitHostErrorKind::Protocol, None, e.to_string()))?;
@@ -214,7 +223,7 @@ impl GitHost for BitbucketClient {
         resource.extend(segments);
         let mut url = self.url(&call, &resource)?;
         url.query_pairs_mut().append_pair("at", at.as_str());
-        let reply = self.get(&call, &url, Expect::Raw).await?;
+        let reply = self.get(&call, &url, Expect::Raw { limit }).await?;
         match reply.status {
             StatusCode::NOT_FOUND => {
                 let body = ErrorBody::parse(&reply.body);
@@ -224,8 +233,12 @@ impl GitHost for BitbucketClient {
                     Ok(None)
                 }
             }
-            StatusCode::NO_CONTENT => Ok(Some(Vec::new())),
-            status if status.is_success() => Ok(Some(reply.body)),
+            StatusCode::NO_CONTENT => Ok(Some(RawFile::Content(Bytes::new()))),
+            status if status.is_success() => Ok(Some(match reply.oversize {
+                Some(size) => RawFile::TooLarge(size),
+                // The buffer the body was read into becomes the content: no copy.
+                None => RawFile::Content(Bytes::from(reply.body)),
+            })),
             _ => Err(self.status_error(&call, &reply)),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hubsync_bitbucket::{BitbucketClient, ClientOptions};
 use hubsync_bitbucket_sim::{FileOp, Hold, Repo, SimConfig, Simulator};
 use hubsync_core::ids::RepoRef;
-use hubsync_core::ports::{GitHost, LeaseOwner, ModelStore, RepoRegistry, StoreError};
+use hubsync_core::ports::{GitHost, LeaseOwner, ModelStore, RawFile, RepoRegistry, StoreError};
 use hubsync_core::sync::{NoProgress, SyncEngine, SyncError, SyncOptions, SyncOutcome};
 use hubsync_sqlite::{HubOptions, ManualClock, SqliteHub};
 use secrecy::ExposeSecret;
@@ -95,8 +95,15 @@ impl Race {
             .head;
         let mut expected = BTreeMap::new();
         for path in ["a.json", "b.json"] {
-            let bytes = self.host.raw_file(&self.name, path, &head).await.expect("raw");
-            expected.insert(path.to_owned(), bytes.expect("at the head"));
+            let raw = self
+                .host
+                .raw_file(&self.name, path, &head, u64::MAX)
+                .await
+                .expect("raw");
+            let Some(RawFile::Content(bytes)) = raw else {
+                panic!("{path} at the head: {raw:?}")
+            };
+            expected.insert(path.to_owned(), bytes);
         }
         let mut stored = BTreeMap::new();
         for summary in hub.list_models(&self.name).await.expect("list") {

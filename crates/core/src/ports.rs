@@ -96,6 +96,34 @@ pub struct ChangeSet {
     pub truncated: bool,
 }
 
+/// A file as the Git host gave it, when it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawFile {
+    /// The file's bytes, at most the limit asked for.
+    Content(bytes::Bytes),
+    /// The file is larger than the limit asked for; it was not read past it.
+    TooLarge(Oversize),
+}
+
+/// How much larger than the limit a file is. Displays as the reason recorded for it:
+/// "too large (N bytes)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// Its size was announced (`Content-Length`) before any of it was read.
+    Announced(u64),
+    /// It was read up to the limit and went on (no size announced): "more than" the limit.
+    Exceeded { limit: u64 },
+}
+
+impl std::fmt::Display for Oversize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Announced(bytes) => write!(f, "too large ({bytes} bytes)"),
+            Self::Exceeded { limit } => write!(f, "too large (more than {limit} bytes)"),
+        }
+    }
+}
+
 /// Why a call to the Git host failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GitHostErrorKind {
@@ -160,13 +188,16 @@ pub trait GitHost: Send + Sync {
         at: &CommitId,
     ) -> impl Future<Output = Result<Vec<String>, GitHostError>> + Send;
 
-    /// The raw bytes of a file at a commit; `None` when the file does not exist there.
+    /// The raw bytes of a file at a commit, or [`RawFile::TooLarge`] when it holds more than
+    /// `limit` bytes (then read no further than `limit`, nothing at all when its size is known
+    /// first); `None` when the file does not exist there.
     fn raw_file(
         &self,
         repo: &RepoRef,
         path: &str,
         at: &CommitId,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, GitHostError>> + Send;
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<RawFile>, GitHostError>> + Send;
 }
 
 /// A shared host is a host (tests and the local server hand one host to several workers).
@@ -200,8 +231,9 @@ impl<T: GitHost> GitHost for std::sync::Arc<T> {
         repo: &RepoRef,
         path: &str,
         at: &CommitId,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, GitHostError>> + Send {
-        T::raw_file(self, repo, path, at)
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<RawFile>, GitHostError>> + Send {
+        T::raw_file(self, repo, path, at, limit)
     }
 }
 

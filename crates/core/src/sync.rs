@@ -15,20 +15,23 @@
 //! under it, reconciles the whole tree rather than trust the cursor.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::Utc;
 use futures::{TryStreamExt, stream};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
-use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path, sha256_hex};
+use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path};
 use crate::ports::{
     ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, LastError,
-    LeaseOwner, ModelStore, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncStats,
+    LeaseOwner, ModelStore, RawFile, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease,
+    SyncStats,
 };
 use crate::push::{MessageKind, PushMessage};
 
@@ -116,10 +119,24 @@ pub trait SyncProgress: Send + Sync {
 pub struct NoProgress;
 impl SyncProgress for NoProgress {}
 
+/// The default [`SyncOptions::max_model_bytes`]: 32 MiB, the largest model a Hackolade Model Hub
+/// accepts.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The default [`FetchBudget::concurrency`].
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
+
+/// How a sync fetches and leases. Clones share one [`FetchBudget`]: a worker hands a clone to
+/// every sync it runs, so all the repositories of a batch together hold at most
+/// `fetch.concurrency()` files (each at most `max_model_bytes`) in memory at once.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// Files fetched from the Git host at once.
-    pub fetch_concurrency: usize,
+    /// The fetch budget: how many files are fetched and applied at once, by this sync and every
+    /// other sync given a clone of these options.
+    pub fetch: FetchBudget,
+    /// The largest file read as a model; a larger one is recorded as a malformed model "too
+    /// large (N bytes)" without being read.
+    pub max_model_bytes: u64,
     /// How long a sync lease lasts without renewal; the heartbeat renews it every third of that.
     /// A crashed sync blocks its repository for at most this long.
     pub lease_ttl: Duration,
@@ -135,10 +152,34 @@ pub const SWEEP_BUDGET: usize = 100;
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            fetch_concurrency: 8,
+            fetch: FetchBudget::new(DEFAULT_FETCH_CONCURRENCY),
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             lease_ttl: DEFAULT_LEASE_TTL,
             holder: default_holder(),
         }
+    }
+}
+
+/// A number of fetch permits shared by its clones: every sync holding a clone draws on the same
+/// permits, so together they never fetch more files at once than [`FetchBudget::concurrency`].
+#[derive(Debug, Clone)]
+pub struct FetchBudget {
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+}
+
+impl FetchBudget {
+    /// `concurrency` files at once (at least 1).
+    pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 }
 
@@ -374,8 +415,16 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             },
         };
 
-        let ignore = match self.host.raw_file(repo, HUBIGNORE_PATH, &head).await? {
-            Some(bytes) => HubIgnore::parse(&bytes),
+        let ignore = match self
+            .host
+            .raw_file(repo, HUBIGNORE_PATH, &head, self.options.max_model_bytes)
+            .await?
+        {
+            Some(RawFile::Content(bytes)) => HubIgnore::parse(&bytes),
+            Some(RawFile::TooLarge(size)) => {
+                warn!(repository = %repo, reason = %size, ".hubignore is not read");
+                HubIgnore::empty()
+            }
             None => HubIgnore::empty(),
         };
         for line in &ignore.invalid_lines {
@@ -518,9 +567,9 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         Ok(stats.into_inner().unwrap_or_default())
     }
 
-    /// Fetches `paths` at the head, a few at a time, and applies each one. `stored` is what the
-    /// store holds (digest and status per path) when known: an unchanged file is then not
-    /// written again.
+    /// Fetches `paths` at the head, a few at a time (within the budget shared by every sync of
+    /// these options), and applies each one. `stored` is what the store holds (digest and status
+    /// per path) when known: an unchanged file is then not written again.
     async fn fetch_all<'p>(
         &self,
         leased: &Leased<'_>,
@@ -533,11 +582,14 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         let paths: Vec<&String> = paths.into_iter().collect();
         progress.planned(paths.len());
         stream::iter(paths.into_iter().map(Ok::<_, SyncError>))
-            .try_for_each_concurrent(self.options.fetch_concurrency.max(1), |path| async move {
+            .try_for_each_concurrent(self.options.fetch.concurrency, |path| async move {
                 let known = match stored {
                     None => Known::Unknown,
                     Some(map) => map.get(path).map_or(Known::Absent, Known::Stored),
                 };
+                // Held until the file is applied: its bytes live until then. The semaphore is
+                // never closed, so acquiring cannot fail.
+                let _permit = self.options.fetch.permits.acquire().await.ok();
                 self.fetch_and_store(leased, head, path, known, stats).await?;
                 progress.file_done(path);
                 Ok(())
@@ -555,12 +607,28 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         stats: &Mutex<SyncStats>,
     ) -> Result<(), SyncError> {
         let repo = &leased.lease.repo;
-        let Some(content) = self.host.raw_file(repo, path, head).await? else {
-            // Listed at the head but not readable there: treat as gone.
-            if self.delete(leased, path).await? {
-                bump(stats, |s| s.removed += 1);
+        let content = match self
+            .host
+            .raw_file(repo, path, head, self.options.max_model_bytes)
+            .await?
+        {
+            Some(RawFile::Content(content)) => content,
+            Some(RawFile::TooLarge(size)) => {
+                // Not read: recorded with the reason and no content, so that it shows in the hub.
+                let error = size.to_string();
+                warn!(repository = %repo, path, error = %error, "model over the size cap recorded as malformed");
+                let status = ModelStatus::Malformed { error };
+                return self
+                    .store_status(leased, head, path, status, Bytes::new(), known, stats)
+                    .await;
             }
-            return Ok(());
+            None => {
+                // Listed at the head but not readable there: treat as gone.
+                if self.delete(leased, path).await? {
+                    bump(stats, |s| s.removed += 1);
+                }
+                return Ok(());
+            }
         };
         let status = match classify(path, &content) {
             Classification::Model(facts) => ModelStatus::Valid { facts },
@@ -576,15 +644,31 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 return Ok(());
             }
         };
+        self.store_status(leased, head, path, status, content, known, stats)
+            .await
+    }
+
+    /// Writes the model at `path` with `status` and `content`, unless the store already holds
+    /// exactly that.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_status(
+        &self,
+        leased: &Leased<'_>,
+        head: &CommitId,
+        path: &str,
+        status: ModelStatus,
+        content: Bytes,
+        known: Known<'_>,
+        stats: &Mutex<SyncStats>,
+    ) -> Result<(), SyncError> {
         let malformed = matches!(status, ModelStatus::Malformed { .. });
-        let digest = sha256_hex(&content);
-        if matches!(known, Known::Stored((sha, st)) if *sha == digest && *st == status) {
+        let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, content);
+        if matches!(known, Known::Stored((sha, st)) if *sha == record.content_sha256 && *st == record.status) {
             if malformed {
                 bump(stats, |s| s.malformed += 1);
             }
             return Ok(());
         }
-        let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, content);
         self.put(leased, &record).await?;
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
         Ok(())

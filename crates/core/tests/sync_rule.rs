@@ -1,13 +1,20 @@
 //! The sync rule against the in-memory adapters: the store ends up holding exactly the models at
 //! the default branch's head, whatever the history of pushes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use chrono::Utc;
 use hubsync_core::ids::{CommitId, DeliveryId, RepoRef};
 use hubsync_core::model::ModelStatus;
-use hubsync_core::ports::{ConnectError, GitHostConnector, GitHostErrorKind, ModelStore, RepoRegistry};
+use hubsync_core::ports::{
+    ChangeSet, ConnectError, DefaultBranch, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, ModelStore,
+    RawFile, RepoRegistry,
+};
 use hubsync_core::push::{MessageKind, PushMessage};
 use hubsync_core::secrets::{HubSecret, StaticSecret};
-use hubsync_core::sync::{FullSyncReason, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome, SyncWorker};
+use hubsync_core::sync::{
+    FetchBudget, FullSyncReason, NoProgress, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome, SyncWorker,
+};
 use hubsync_core::testing::fixtures::{commit, files, hub_secret, model, push, push_to};
 use hubsync_core::testing::memory::{MemoryGitHost, MemoryStore};
 
@@ -253,6 +260,49 @@ impl GitHostConnector for Unconfigurable {
     }
 }
 
+/// A Git host that counts the model files being fetched at once.
+#[derive(Default)]
+struct CountingHost {
+    inner: MemoryGitHost,
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl GitHost for CountingHost {
+    async fn default_branch(&self, repo: &RepoRef) -> Result<Option<DefaultBranch>, GitHostError> {
+        self.inner.default_branch(repo).await
+    }
+
+    async fn changes(&self, repo: &RepoRef, since: &CommitId, until: &CommitId) -> Result<ChangeSet, GitHostError> {
+        self.inner.changes(repo, since, until).await
+    }
+
+    async fn list_files(&self, repo: &RepoRef, at: &CommitId) -> Result<Vec<String>, GitHostError> {
+        self.inner.list_files(repo, at).await
+    }
+
+    async fn raw_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        at: &CommitId,
+        limit: u64,
+    ) -> Result<Option<RawFile>, GitHostError> {
+        if !path.ends_with(".json") {
+            return self.inner.raw_file(repo, path, at, limit).await;
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        // Let every other fetch that may start now start before this one ends.
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        let read = self.inner.raw_file(repo, path, at, limit).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        read
+    }
+}
+
 #[tokio::test]
 async fn a_git_host_that_cannot_be_configured_fails_the_push_for_a_person_to_fix() {
     let worker = SyncWorker {
@@ -406,8 +456,14 @@ mod one_writer {
         async fn list_files(&self, repo: &RepoRef, at: &CommitId) -> Result<Vec<String>, GitHostError> {
             self.host.list_files(repo, at).await
         }
-        async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
-            let answer = self.host.raw_file(repo, path, at).await;
+        async fn raw_file(
+            &self,
+            repo: &RepoRef,
+            path: &str,
+            at: &CommitId,
+            limit: u64,
+        ) -> Result<Option<RawFile>, GitHostError> {
+            let answer = self.host.raw_file(repo, path, at, limit).await;
             if path == "a.json" && !self.done.swap(true, Ordering::SeqCst) {
                 let moved = self.host.commit(&self.repo, self.next.clone());
                 self.store.overwrite_cursor(
@@ -507,4 +563,90 @@ async fn a_queued_full_sync_request_reconciles_the_repository_without_a_push() {
     assert_eq!(mode, SyncMode::Full(FullSyncReason::Requested));
     assert_eq!((to, stats.written), (head, 1));
     assert_eq!(stored_paths(&f.store, &f.repo).await, ["a.json"]);
+}
+
+#[tokio::test]
+async fn syncs_sharing_their_options_fetch_no_more_files_at_once_than_the_options_allow() {
+    // Arrange
+    let host = CountingHost::default();
+    let store = MemoryStore::default();
+    let repos = [RepoRef::parse("DATA/one").unwrap(), RepoRef::parse("DATA/two").unwrap()];
+    let mut heads = Vec::new();
+    for repo in &repos {
+        store.register(repo).await.unwrap();
+        let models: Vec<(String, Vec<u8>)> = (0..6)
+            .map(|i| (format!("m{i}.json"), model(&format!("M{i}"))))
+            .collect();
+        heads.push(host.inner.commit(repo, models.into_iter().collect()));
+    }
+    let options = SyncOptions {
+        fetch: FetchBudget::new(2),
+        ..SyncOptions::default()
+    };
+    let first = SyncEngine::new(&host, &store, options.clone());
+    let second = SyncEngine::new(&host, &store, options.clone());
+
+    // Act
+    let (push_one, push_two) = (push(&repos[0], &heads[0]), push(&repos[1], &heads[1]));
+    let (a, b) = tokio::join!(first.handle_push(&push_one), second.handle_push(&push_two));
+
+    // Assert
+    for outcome in [a.unwrap(), b.unwrap()] {
+        assert!(
+            matches!(outcome, SyncOutcome::Synced { ref stats, .. } if stats.written == 6),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        host.most.load(Ordering::SeqCst),
+        2,
+        "two repositories share two fetches"
+    );
+}
+
+#[tokio::test]
+async fn a_file_over_the_size_cap_is_recorded_as_too_large_and_the_rest_syncs() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let big = model(&"B".repeat(2_000));
+    let head = f.host.commit(
+        &f.repo,
+        files(&[("big.hck.json", big.clone()), ("small.json", model("Small"))]),
+    );
+    let options = SyncOptions {
+        max_model_bytes: 1_000,
+        ..SyncOptions::default()
+    };
+    let engine = SyncEngine::new(&f.host, &f.store, options);
+
+    // Act
+    let outcome = engine.handle_push(&push(&f.repo, &head)).await.unwrap();
+    let again = engine.sync_repo(&f.repo, true, &NoProgress).await.unwrap();
+
+    // Assert
+    let SyncOutcome::Synced { stats, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!((stats.written, stats.malformed), (1, 1));
+    let stored = f
+        .store
+        .get_model(&f.repo, "big.hck.json")
+        .await
+        .unwrap()
+        .expect("listed");
+    assert_eq!(
+        stored.status,
+        ModelStatus::Malformed {
+            error: format!("too large ({} bytes)", big.len())
+        }
+    );
+    assert!(stored.content.is_empty(), "nothing of it is stored");
+    let SyncOutcome::Synced { stats, .. } = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(
+        (stats.written, stats.malformed),
+        (0, 1),
+        "a full sync does not write it again"
+    );
 }

@@ -477,7 +477,7 @@ impl ModelStore for SqliteHub {
                     commit: summary.commit,
                     synced_at: summary.synced_at,
                     status: summary.status,
-                    content,
+                    content: content.into(),
                     content_sha256: summary.content_sha256,
                 }))
             })

@@ -206,7 +206,7 @@ pub fn model_record(summary: ModelSummary, compressed: &[u8]) -> Result<Option<M
         commit: summary.commit,
         synced_at: summary.synced_at,
         status: summary.status,
-        content,
+        content: content.into(),
         content_sha256: summary.content_sha256,
     }))
 }

@@ -11,7 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hubsync_bitbucket::{BitbucketClient, ClientOptions};
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{ChangeSet, DefaultBranch, FileChange, FileChangeKind, GitHost, GitHostErrorKind};
+use hubsync_core::ports::{
+    ChangeSet, DefaultBranch, FileChange, FileChangeKind, GitHost, GitHostErrorKind, Oversize, RawFile,
+};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -21,6 +23,8 @@ const TOKEN: &str = "BBDC-dGhpcyBpcyBhIHRlc3QgdG9rZW4";
 const HEAD: &str = "8d51122def5632836d1cb1026e879069e10a1e13";
 const BASE: &str = "62a0505e8204115b8b9c8a95bfa264a8c0896a93";
 const API: &str = "/rest/api/latest/projects/DATA/repos/models";
+/// The size cap the sync asks raw files with by default.
+const LIMIT: u64 = 32 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // The scripted server
@@ -160,6 +164,15 @@ fn commit(id: &str) -> CommitId {
 }
 
 /// Tiny backoffs so retries take no time.
+/// The bytes of a raw file that was read whole.
+fn content(read: Option<RawFile>) -> Option<Vec<u8>> {
+    match read {
+        Some(RawFile::Content(bytes)) => Some(bytes.to_vec()),
+        Some(RawFile::TooLarge(size)) => panic!("expected content, got {size}"),
+        None => None,
+    }
+}
+
 fn options() -> ClientOptions {
     ClientOptions {
         page_limit: 2,
@@ -500,11 +513,114 @@ async fn a_large_file_is_read_whole_from_its_encoded_path() {
 
     let read = server
         .client(options())
-        .raw_file(&repo(), "models/Modèle client/a;b#c.hck.json", &commit(HEAD))
+        .raw_file(&repo(), "models/Modèle client/a;b#c.hck.json", &commit(HEAD), LIMIT)
         .await
         .expect("raw file");
 
-    assert!(read.as_deref() == Some(content.as_slice()), "the content differs");
+    assert!(
+        self::content(read).as_deref() == Some(content.as_slice()),
+        "the content differs"
+    );
+}
+
+/// A body of `total` bytes streamed in 64 KiB chunks, announced in `Content-Length` or not;
+/// `pulled` counts the bytes handed to the connection.
+fn streamed_body(total: u64, announce: bool, pulled: Arc<std::sync::atomic::AtomicU64>) -> Response {
+    const CHUNK: u64 = 64 * 1024;
+    let chunks = futures::stream::unfold(0u64, move |sent| {
+        let pulled = pulled.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            let n = CHUNK.min(total - sent);
+            pulled.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            Some((Ok::<_, std::io::Error>(vec![b' '; n as usize]), sent + n))
+        }
+    });
+    let mut response = axum::body::Body::from_stream(chunks).into_response();
+    if announce {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    response
+}
+
+#[tokio::test]
+async fn a_file_announced_over_the_limit_is_too_large_and_its_body_is_not_read() {
+    // Arrange
+    let pulled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = pulled.clone();
+    let announced: u64 = 3 << 29; // 1.5 GiB
+    let server = spawn_bitbucket(move |_, _| streamed_body(announced, true, counter.clone()).into()).await;
+
+    // Act
+    let read = server
+        .client(options())
+        .raw_file(&repo(), "huge.json", &commit(HEAD), LIMIT)
+        .await
+        .expect("an answer");
+
+    // Assert
+    assert_eq!(read, Some(RawFile::TooLarge(Oversize::Announced(announced))));
+    assert_eq!(
+        Oversize::Announced(announced).to_string(),
+        "too large (1610612736 bytes)"
+    );
+    assert_eq!(server.seen().len(), 1, "not retried");
+    let pulled = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(pulled < LIMIT, "{pulled} bytes were pulled from the server");
+}
+
+#[tokio::test]
+async fn a_body_without_a_length_is_read_no_further_than_the_limit() {
+    // Arrange
+    let limit: u64 = 1024 * 1024;
+    let total: u64 = 64 * 1024 * 1024;
+    let pulled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = pulled.clone();
+    let server = spawn_bitbucket(move |_, _| streamed_body(total, false, counter.clone()).into()).await;
+
+    // Act
+    let read = server
+        .client(options())
+        .raw_file(&repo(), "big.json", &commit(HEAD), limit)
+        .await
+        .expect("an answer");
+
+    // Assert
+    assert_eq!(read, Some(RawFile::TooLarge(Oversize::Exceeded { limit })));
+    let pulled = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(pulled < total / 4, "{pulled} bytes were pulled from the server");
+}
+
+#[tokio::test]
+async fn a_file_of_exactly_the_limit_is_read_whole_with_or_without_a_length() {
+    let limit: u64 = 1024 * 1024 + 5;
+    for announce in [true, false] {
+        let server = spawn_bitbucket(move |_, _| {
+            streamed_body(limit, announce, Arc::new(std::sync::atomic::AtomicU64::new(0))).into()
+        })
+        .await;
+        let client = server.client(options());
+
+        let exact = client
+            .raw_file(&repo(), "a.json", &commit(HEAD), limit)
+            .await
+            .expect("an answer");
+        let over = client
+            .raw_file(&repo(), "a.json", &commit(HEAD), limit - 1)
+            .await
+            .expect("an answer");
+
+        assert_eq!(
+            content(exact).map(|c| c.len() as u64),
+            Some(limit),
+            "announced: {announce}"
+        );
+        assert!(matches!(over, Some(RawFile::TooLarge(_))), "announced: {announce}");
+    }
 }
 
 #[tokio::test]
@@ -529,9 +645,9 @@ async fn a_missing_file_is_none_but_a_missing_repository_is_an_error() {
     .await;
     let client = server.client(options());
 
-    let missing_file = client.raw_file(&repo(), "x.json", &commit(HEAD)).await;
+    let missing_file = client.raw_file(&repo(), "x.json", &commit(HEAD), LIMIT).await;
     let gone = RepoRef::parse("GONE/models").unwrap();
-    let missing_repo = client.raw_file(&gone, "x.json", &commit(HEAD)).await;
+    let missing_repo = client.raw_file(&gone, "x.json", &commit(HEAD), LIMIT).await;
 
     assert_eq!(missing_file.expect("missing file"), None);
     assert_eq!(missing_repo.expect_err("missing repo").kind, GitHostErrorKind::NotFound);
@@ -551,11 +667,11 @@ async fn a_base_url_with_a_context_path_keeps_it() {
     let client = server.client_with(&format!("{}/bitbucket/", server.origin), TOKEN, options());
 
     let read = client
-        .raw_file(&repo(), "a.json", &commit(HEAD))
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT)
         .await
         .expect("raw file");
 
-    assert_eq!(read.as_deref(), Some(&b"{}"[..]));
+    assert_eq!(content(read).as_deref(), Some(&b"{}"[..]));
 }
 
 #[tokio::test]
@@ -570,7 +686,7 @@ async fn redirects_are_not_followed() {
 
     let error = server
         .client(options())
-        .raw_file(&repo(), "a.json", &commit(HEAD))
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT)
         .await
         .unwrap_err();
 
@@ -712,7 +828,10 @@ async fn a_server_that_never_answers_times_out() {
         ..options()
     });
 
-    let error = client.raw_file(&repo(), "a.json", &commit(HEAD)).await.unwrap_err();
+    let error = client
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT)
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind, GitHostErrorKind::Transport);
     assert_eq!(server.seen().len(), 2);
@@ -725,9 +844,9 @@ async fn a_shared_http_client_serves_a_rotated_token() {
     let old = BitbucketClient::with_http(http.clone(), &server.origin, SecretString::from("old"), options()).unwrap();
     let new = BitbucketClient::with_http(http, &server.origin, SecretString::from(TOKEN), options()).unwrap();
 
-    let refused = old.raw_file(&repo(), "a.json", &commit(HEAD)).await;
-    let read = new.raw_file(&repo(), "a.json", &commit(HEAD)).await;
+    let refused = old.raw_file(&repo(), "a.json", &commit(HEAD), LIMIT).await;
+    let read = new.raw_file(&repo(), "a.json", &commit(HEAD), LIMIT).await;
 
     assert_eq!(refused.unwrap_err().kind, GitHostErrorKind::Unauthorized);
-    assert_eq!(read.expect("raw").as_deref(), Some(&b"content"[..]));
+    assert_eq!(content(read.expect("raw")).as_deref(), Some(&b"content"[..]));
 }

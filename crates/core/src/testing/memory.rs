@@ -383,9 +383,21 @@ impl GitHost for MemoryGitHost {
         Ok(self.tree(repo, at, "files")?.into_keys().collect())
     }
 
-    async fn raw_file(&self, repo: &RepoRef, path: &str, at: &CommitId) -> Result<Option<Vec<u8>>, GitHostError> {
+    async fn raw_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        at: &CommitId,
+        limit: u64,
+    ) -> Result<Option<RawFile>, GitHostError> {
         self.check(repo, "raw")?;
-        Ok(self.tree(repo, at, "raw")?.get(path).cloned())
+        Ok(self.tree(repo, at, "raw")?.get(path).map(|bytes| {
+            if bytes.len() as u64 > limit {
+                RawFile::TooLarge(Oversize::Announced(bytes.len() as u64))
+            } else {
+                RawFile::Content(bytes::Bytes::from(bytes.clone()))
+            }
+        }))
     }
 }
 

@@ -240,7 +240,7 @@ async fn two_processes_on_one_database_file_never_write_a_repository_at_once() {
         assert!(matches!(result, Err(StoreError::LeaseLost(_))), "{result:?}");
     }
     let model = b.get_model(&r, "a.json").await.unwrap().unwrap();
-    assert_eq!(model.content, b"{\"by\": \"b\"}");
+    assert_eq!(model.content.as_ref(), b"{\"by\": \"b\"}");
     assert_eq!(b.repo(&r).await.unwrap().unwrap().cursor, None);
 }
 
