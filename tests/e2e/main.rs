@@ -104,7 +104,19 @@ impl<P: Pipeline> Scene<P> {
         self.assert_store_matches_head(&[]).await;
     }
 
+    /// Drains the queue and checks the store holds exactly the models at main's head, except
+    /// that each of `refused` (path, reason) is listed as a malformed model with that reason and
+    /// without its content.
+    async fn assert_replicated_but(&self, refused: &[(&str, &str)]) {
+        assert_eq!(self.p.drain().await, 0, "{}: nothing was dead-lettered", P::NAME);
+        self.assert_store_matches_head_but(&[], refused).await;
+    }
+
     async fn assert_store_matches_head(&self, ignored_prefixes: &[&str]) {
+        self.assert_store_matches_head_but(ignored_prefixes, &[]).await;
+    }
+
+    async fn assert_store_matches_head_but(&self, ignored_prefixes: &[&str], refused: &[(&str, &str)]) {
         let head = self.head();
         let mut expected = BTreeSet::new();
         for path in self.repo.files(&head).unwrap() {
@@ -128,6 +140,17 @@ impl<P: Pipeline> Scene<P> {
         assert_eq!(stored, expected, "{}: stored models = models at the head", P::NAME);
         for path in &expected {
             let model = self.p.store().get_model(&self.id, path).await.unwrap().expect("stored");
+            if let Some((_, reason)) = refused.iter().find(|(p, _)| p == path) {
+                assert_eq!(
+                    model.status,
+                    ModelStatus::Malformed {
+                        error: (*reason).to_owned()
+                    },
+                    "{}: {path} is listed with its reason",
+                    P::NAME
+                );
+                continue;
+            }
             assert!(
                 model.content == self.repo.read_file(&head, path).unwrap().unwrap(),
                 "{}: {path} is stored byte for byte",
@@ -177,7 +200,135 @@ on_both_backends!(
     transient_server_errors_are_retried,
     models_get_prints_the_file_at_the_head_byte_for_byte,
     the_cli_registers_syncs_lists_and_removes_repositories,
+    a_file_over_the_size_cap_is_listed_with_its_reason_and_the_rest_syncs,
+    a_file_announced_over_the_size_cap_is_never_read,
+    a_model_name_of_500_kb_is_truncated_with_a_marker,
+    the_cli_sync_takes_the_size_cap_from_the_environment,
 );
+
+/// The default size cap: a Hackolade Model Hub accepts nothing larger.
+const MAX_MODEL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Commits an unrelated model and checks the repository syncs on as before.
+async fn assert_next_push_syncs<P: Pipeline>(s: &Scene<P>, refused: &[(&str, &str)]) {
+    s.commit(
+        &[FileOp::write("models/after/next.json", model(99, "Next", 3_000))],
+        "an unrelated push",
+    )
+    .await;
+    s.assert_replicated_but(refused).await;
+    assert!(
+        s.p.store()
+            .get_model(&s.id, "models/after/next.json")
+            .await
+            .unwrap()
+            .is_some(),
+        "{}: the next push is replicated",
+        P::NAME
+    );
+}
+
+async fn a_file_over_the_size_cap_is_listed_with_its_reason_and_the_rest_syncs<P: Pipeline>() {
+    // Arrange
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let huge = model(101, "Huge", 40 * 1024 * 1024);
+    assert!(huge.len() as u64 > MAX_MODEL_BYTES);
+    let reason = format!("too large ({} bytes)", huge.len());
+
+    // Act
+    s.commit(
+        &[
+            FileOp::write("big/forty-megabytes.json", huge),
+            FileOp::write("models/beside/small.json", model(102, "Small", 4_000)),
+        ],
+        "a model over the cap and a small one",
+    )
+    .await;
+
+    // Assert
+    let refused = [("big/forty-megabytes.json", reason.as_str())];
+    s.assert_replicated_but(&refused).await;
+    assert_next_push_syncs(&s, &refused).await;
+}
+
+async fn a_file_announced_over_the_size_cap_is_never_read<P: Pipeline>() {
+    // Arrange
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let announced: u64 = 3 << 29; // 1.5 GiB, announced in Content-Length, never sent
+    s.p.sim().announce_raw(&s.repo, "big/announced.hck.json", announced);
+    s.p.sim().clear_requests();
+
+    // Act
+    s.commit(
+        &[
+            FileOp::write("big/announced.hck.json", model(111, "Announced", 3_000)),
+            FileOp::write("models/beside/small.json", model(112, "Small", 4_000)),
+        ],
+        "a file announced over the cap",
+    )
+    .await;
+
+    // Assert
+    let reason = format!("too large ({announced} bytes)");
+    let refused = [("big/announced.hck.json", reason.as_str())];
+    s.assert_replicated_but(&refused).await;
+    let sent = s.p.sim().announced_bytes_sent();
+    assert!(
+        sent <= hubsync_bitbucket_sim::ANNOUNCED_BODY_SENT_AT_MOST,
+        "{}: {sent} bytes of the announced body were sent",
+        P::NAME
+    );
+    let asked =
+        s.p.sim()
+            .requests()
+            .iter()
+            .filter(|r| r.path_and_query.contains("/raw/big/announced.hck.json"))
+            .count();
+    assert_eq!(asked, 1, "{}: the file is asked for once, not retried", P::NAME);
+    assert_next_push_syncs(&s, &refused).await;
+}
+
+async fn a_model_name_of_500_kb_is_truncated_with_a_marker<P: Pipeline>() {
+    // Arrange
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let long_name = "Ω".repeat(250_000); // 500,000 bytes of UTF-8
+    let mut named: serde_json::Value = serde_json::from_slice(&model(121, "x", 3_000)).unwrap();
+    named["modelName"] = long_name.clone().into();
+    let bytes = serde_json::to_vec_pretty(&named).unwrap();
+
+    // Act
+    s.commit(
+        &[
+            FileOp::write("models/long-name.json", bytes),
+            FileOp::write("models/beside/small.json", model(122, "Small", 4_000)),
+        ],
+        "a model with a 500 KB name",
+    )
+    .await;
+
+    // Assert
+    s.assert_replicated().await;
+    let stored =
+        s.p.store()
+            .get_model(&s.id, "models/long-name.json")
+            .await
+            .unwrap()
+            .unwrap();
+    let ModelStatus::Valid { facts } = stored.status else {
+        panic!("{}: a long name is still a model: {:?}", P::NAME, stored.status)
+    };
+    assert!(
+        facts.model_name.len() <= 4096 && facts.model_name.ends_with("[truncated]"),
+        "{}: the name is truncated with a marker ({} bytes)",
+        P::NAME,
+        facts.model_name.len()
+    );
+    assert!(long_name.starts_with(facts.model_name.trim_end_matches(|c: char| c != 'Ω')));
+    assert_next_push_syncs(&s, &[]).await;
+}
 
 async fn adds_modifications_deletions_and_moves_are_replicated<P: Pipeline>() {
     let s = Scene::<P>::new(Setup::default()).await;
@@ -554,12 +705,18 @@ async fn models_get_prints_the_file_at_the_head_byte_for_byte<P: Pipeline>() {
 
 /// Runs the `hubsync` binary against the pipeline's store; (success, stdout, stderr).
 async fn hubsync<P: Pipeline>(p: &P, args: &[&str]) -> (bool, String, String) {
+    hubsync_with_env(p, args, &[]).await
+}
+
+async fn hubsync_with_env<P: Pipeline>(p: &P, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let bin = tokio::task::spawn_blocking(hubsync_binary).await.unwrap();
     let out = Command::new(&bin)
         .args(args)
         .env_remove("HUB_CONFIG")
+        .env_remove("HUB_MAX_MODEL_BYTES")
         .env("RUST_LOG", "warn")
         .envs(p.cli_env())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -614,6 +771,38 @@ async fn the_cli_registers_syncs_lists_and_removes_repositories<P: Pipeline>() {
     assert!(!again && err.contains("not registered"), "{err}");
     let (bad, _, err) = hubsync(&p, &["repos", "add", "no-slash"]).await;
     assert!(!bad && err.contains("PROJECT/SLUG"), "{err}");
+}
+
+async fn the_cli_sync_takes_the_size_cap_from_the_environment<P: Pipeline>() {
+    // Arrange
+    let p = P::start(Setup::default()).await;
+    let repo = p.sim().create_repo("DATA", "capped").unwrap();
+    let big = model(3, "Big", 20_000);
+    repo.commit(
+        "main",
+        &[
+            FileOp::write("small.hck.json", model(1, "Small", 3_000)),
+            FileOp::write("big.hck.json", big.clone()),
+        ],
+        "m",
+    )
+    .unwrap();
+    let id = RepoRef::parse("DATA/capped").unwrap();
+    assert!(p.store().register(&id).await.unwrap());
+
+    // Act
+    let (synced, out, err) = hubsync_with_env(&p, &["sync", "DATA/capped"], &[("HUB_MAX_MODEL_BYTES", "10000")]).await;
+
+    // Assert
+    assert!(synced, "{out}{err}");
+    assert!(out.contains("1 written, 0 removed, 1 malformed"), "{out}");
+    let stored = p.store().get_model(&id, "big.hck.json").await.unwrap().expect("listed");
+    assert_eq!(
+        stored.status,
+        ModelStatus::Malformed {
+            error: format!("too large ({} bytes)", big.len())
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use futures::{StreamExt, TryStreamExt, stream};
+use hubsync_aws::config::{ENV_MAX_MODEL_BYTES, max_model_bytes, optional_env};
 use hubsync_bitbucket::{
     AdminError, AdminErrorKind, AvailableRepository, BitbucketClient, ClientOptions, InvocationHistory, PUSH_EVENT,
     Permission, ShownSecret, Webhook, WebhookScope, WebhookSpec,
@@ -259,6 +260,7 @@ async fn run_add<S: RepoRegistry + ModelStore>(
                 SyncArgs {
                     repo,
                     incremental: false,
+                    max_model_bytes: max_model_bytes(optional_env(ENV_MAX_MODEL_BYTES).as_deref())?,
                 },
             )
             .await

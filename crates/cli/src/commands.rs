@@ -11,7 +11,7 @@ use hubsync_core::ids::RepoRef;
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{ModelStore, RepoRegistry, SecretSource};
 use hubsync_core::secrets::StaticSecret;
-use hubsync_core::sync::{SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
+use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -53,6 +53,10 @@ pub struct SyncArgs {
     /// Only apply the changes since the cursor instead of reconciling the whole tree.
     #[arg(long)]
     pub incremental: bool,
+    /// The largest file read as a model, in bytes; a larger one is listed as malformed, "too
+    /// large (N bytes)".
+    #[arg(long, value_name = "BYTES", env = "HUB_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_model_bytes: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -253,7 +257,10 @@ pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
         store,
         secrets,
         connector: BitbucketConnector::new(ClientOptions::default())?,
-        options: SyncOptions::default(),
+        options: SyncOptions {
+            max_model_bytes: args.max_model_bytes,
+            ..SyncOptions::default()
+        },
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")

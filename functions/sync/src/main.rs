@@ -6,7 +6,10 @@
 // layout goes deeper than the default limit of 128.
 #![recursion_limit = "256"]
 
-use hubsync_aws::config::{ENV_QUEUE_URL, ENV_SECRET_ID, ENV_TABLE, load_sdk_config, required_env};
+use hubsync_aws::config::{
+    ENV_MAX_MODEL_BYTES, ENV_QUEUE_URL, ENV_SECRET_ID, ENV_TABLE, load_sdk_config, max_model_bytes, optional_env,
+    required_env,
+};
 use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
@@ -20,6 +23,7 @@ async fn main() -> Result<(), Error> {
     let table = required_env(ENV_TABLE)?;
     let secret_id = required_env(ENV_SECRET_ID)?;
     let queue_url = required_env(ENV_QUEUE_URL)?;
+    let max_model_bytes = max_model_bytes(optional_env(ENV_MAX_MODEL_BYTES).as_deref())?;
     let sdk = load_sdk_config().await;
     let worker = SyncWorker {
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table),
@@ -28,7 +32,11 @@ async fn main() -> Result<(), Error> {
             DEFAULT_SECRET_TTL,
         ),
         connector: BitbucketConnector::new(ClientOptions::default())?,
-        options: SyncOptions::default(),
+        // One budget of concurrent fetches for the whole invocation: every repository of a batch.
+        options: SyncOptions {
+            max_model_bytes,
+            ..SyncOptions::default()
+        },
     };
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let retries = SqsRetries::new(sqs.clone(), queue_url.clone());

@@ -39,7 +39,7 @@ use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::consumer::ConsumerPolicy;
 use hubsync_core::ports::GitHostConnector;
 use hubsync_core::secrets::StaticSecret;
-use hubsync_core::sync::{SyncOptions, SyncWorker};
+use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, SyncOptions, SyncWorker};
 use hubsync_core::webhook::{DEFAULT_MAX_DELIVERY_AGE, WEBHOOK_PATH};
 use hubsync_sqlite::{HubOptions, SqliteHub};
 use reconcile::{DEFAULT_RECONCILE_EVERY, ReconcileEvery, Reconciler};
@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// turns it off.
     #[arg(long, value_name = "PERIOD", default_value_t = DEFAULT_RECONCILE_EVERY, env = "HUB_RECONCILE_EVERY")]
     pub reconcile_every: ReconcileEvery,
+    /// The largest file read as a model, in bytes; a larger one is listed as malformed, "too
+    /// large (N bytes)".
+    #[arg(long, value_name = "BYTES", env = "HUB_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_model_bytes: u64,
     /// Run the demo instead (a simulated Bitbucket with sample models) and keep serving.
     #[cfg(feature = "demo")]
     #[arg(long)]
@@ -106,6 +110,7 @@ impl Default for ServeArgs {
             max_connections: 256,
             webhook_max_age: DEFAULT_MAX_DELIVERY_AGE.as_secs(),
             reconcile_every: DEFAULT_RECONCILE_EVERY,
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             #[cfg(feature = "demo")]
             demo: false,
         }
@@ -179,11 +184,15 @@ where
         let _ = http_stopped.wait_for(|stop| *stop).await;
     }));
 
+    // One budget of concurrent fetches shared by every worker.
     let worker = Arc::new(SyncWorker {
         store: hub.clone(),
         secrets,
         connector,
-        options: SyncOptions::default(),
+        options: SyncOptions {
+            max_model_bytes: args.max_model_bytes,
+            ..SyncOptions::default()
+        },
     });
     let config = WorkerConfig::from(&args);
     let workers = (1..=args.workers)
