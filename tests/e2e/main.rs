@@ -5,6 +5,7 @@
 
 mod chunks;
 mod lease;
+mod limits;
 mod pipeline;
 
 use std::collections::BTreeSet;
@@ -204,6 +205,7 @@ on_both_backends!(
     a_file_announced_over_the_size_cap_is_never_read,
     a_model_name_of_500_kb_is_truncated_with_a_marker,
     the_cli_sync_takes_the_size_cap_from_the_environment,
+    a_path_of_1100_bytes_is_replicated,
 );
 
 /// The default size cap: a Hackolade Model Hub accepts nothing larger.
@@ -771,6 +773,42 @@ async fn the_cli_registers_syncs_lists_and_removes_repositories<P: Pipeline>() {
     assert!(!again && err.contains("not registered"), "{err}");
     let (bad, _, err) = hubsync(&p, &["repos", "add", "no-slash"]).await;
     assert!(!bad && err.contains("PROJECT/SLUG"), "{err}");
+}
+
+async fn a_path_of_1100_bytes_is_replicated<P: Pipeline>() {
+    // Arrange
+    let s = Scene::<P>::new(Setup::default()).await;
+    s.assert_replicated().await;
+    let folder = "d".repeat(99);
+    let mut path = String::from("deep");
+    while path.len() + 100 + "/model.hck.json".len() <= 1100 {
+        path.push('/');
+        path.push_str(&folder);
+    }
+    path.push('/');
+    path.push_str(&"n".repeat(1100 - path.len() - "/model.hck.json".len()));
+    path.push_str("/model.hck.json");
+    assert_eq!(path.len(), 1100);
+
+    // Act
+    s.commit(
+        &[
+            FileOp::write(path.clone(), model(131, "Deep", 3_000)),
+            FileOp::write("models/beside/small.json", model(132, "Small", 4_000)),
+        ],
+        "a model at a long path",
+    )
+    .await;
+
+    // Assert
+    s.assert_replicated().await;
+    let stored = s.p.store().get_model(&s.id, &path).await.unwrap().expect("stored");
+    assert!(
+        matches!(stored.status, ModelStatus::Valid { .. }),
+        "{:?}",
+        stored.status
+    );
+    assert_next_push_syncs(&s, &[]).await;
 }
 
 async fn the_cli_sync_takes_the_size_cap_from_the_environment<P: Pipeline>() {

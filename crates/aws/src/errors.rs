@@ -37,11 +37,22 @@ pub fn describe<E: ProvideErrorMetadata, R>(operation: &str, err: &SdkError<E, R
     }
 }
 
+/// The store error for an SDK error. DynamoDB's `ValidationException` (the request itself is
+/// refused: an item over 400 KB, a key over its size...) is [`StoreError::Refused`]; anything else
+/// is [`StoreError::Backend`], retryable or not by its code.
 pub fn store_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    if let SdkError::ServiceError(e) = &err
+        && e.err().code() == Some("ValidationException")
+    {
+        return StoreError::Refused {
+            message: describe(operation, &err),
+            source: Some(Box::new(err)),
+        };
+    }
     StoreError::Backend {
         message: describe(operation, &err),
         retryable: is_retryable(&err),

@@ -289,6 +289,15 @@ pub enum StoreError {
     /// the repository was unregistered): the write was refused, nothing was changed.
     #[error("the sync lease of {0} was lost; the write was refused")]
     LeaseLost(RepoRef),
+    /// The store refuses this write for itself (DynamoDB's `ValidationException`: an item or a key
+    /// over its limits...): the same write can never succeed, but others can. The sync records
+    /// the file as a malformed model with this reason instead.
+    #[error("the store refused the write: {message}")]
+    Refused {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("the store failed: {message}")]
     Backend {
         message: String,
@@ -303,7 +312,7 @@ impl StoreError {
         match self {
             Self::CursorMoved(_) | Self::LeaseHeld { .. } | Self::LeaseLost(_) => true,
             Self::Backend { retryable, .. } => *retryable,
-            Self::NotRegistered(_) | Self::Corrupt(_) => false,
+            Self::NotRegistered(_) | Self::Corrupt(_) | Self::Refused { .. } => false,
         }
     }
 }

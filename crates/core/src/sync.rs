@@ -669,7 +669,20 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
             return Ok(());
         }
-        self.put(leased, &record).await?;
+        let malformed = match self.put(leased, &record).await {
+            Ok(()) => malformed,
+            // The store refuses this one file (over one of its limits): it is listed with the
+            // reason and without content, and the sync goes on.
+            Err(StoreError::Refused { message, .. }) if !record.content.is_empty() => {
+                let error = format!("cannot be stored: {message}");
+                warn!(repository = %leased.lease.repo, path, error = %error, "model refused by the store recorded as malformed");
+                let status = ModelStatus::Malformed { error };
+                let refused = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, Bytes::new());
+                self.put(leased, &refused).await?;
+                true
+            }
+            Err(e) => return Err(e.into()),
+        };
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
         Ok(())
     }

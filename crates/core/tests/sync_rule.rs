@@ -650,3 +650,46 @@ async fn a_file_over_the_size_cap_is_recorded_as_too_large_and_the_rest_syncs() 
         "a full sync does not write it again"
     );
 }
+
+#[tokio::test]
+async fn a_file_the_store_refuses_is_listed_with_the_reason_and_the_rest_syncs() {
+    // Arrange
+    let f = Fixture::registered().await;
+    f.store
+        .refuse("huge.json", "Item size has exceeded the maximum allowed size");
+    let first = f.host.commit(
+        &f.repo,
+        files(&[("huge.json", model("Huge")), ("small.json", model("Small"))]),
+    );
+
+    // Act
+    let outcome = f.push_main(&first).await;
+    let next = f.host.commit(
+        &f.repo,
+        files(&[
+            ("huge.json", model("Huge")),
+            ("small.json", model("Small")),
+            ("next.json", model("Next")),
+        ]),
+    );
+    let after = f.push_main(&next).await;
+
+    // Assert
+    let SyncOutcome::Synced { stats, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!((stats.written, stats.malformed), (1, 1));
+    let huge = f.store.get_model(&f.repo, "huge.json").await.unwrap().expect("listed");
+    assert_eq!(
+        huge.status,
+        ModelStatus::Malformed {
+            error: "cannot be stored: Item size has exceeded the maximum allowed size".into()
+        }
+    );
+    assert!(huge.content.is_empty());
+    assert!(matches!(after, SyncOutcome::Synced { .. }), "{after:?}");
+    assert_eq!(
+        stored_paths(&f.store, &f.repo).await,
+        ["huge.json", "next.json", "small.json"]
+    );
+}

@@ -11,7 +11,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::model::{ModelFacts, ModelRecord, ModelStatus, sha256_hex};
+use hubsync_core::model::{ModelFacts, ModelRecord, ModelStatus, cap_fact, sha256_hex};
 use hubsync_core::ports::{LastError, ModelSummary, RepoRecord, StoreError, SyncCursor};
 
 use super::keys::Key;
@@ -141,14 +141,19 @@ pub fn head_item(repo: &RepoRef, record: &ModelRecord) -> Item {
     ]);
     match &record.status {
         ModelStatus::Valid { facts } => {
+            // Text facts are capped (with a marker) so that they cannot push the item over
+            // DynamoDB's 400 KB: the recognition caps them the same way, so both stores agree.
             item.insert("modelStatus".into(), s("valid"));
-            item.insert("modelName".into(), s(&facts.model_name));
-            item.insert("appTarget".into(), s(&facts.app_target));
-            item.insert("dbVendor".into(), s(&facts.db_vendor));
+            item.insert("modelName".into(), s(cap_fact(&facts.model_name)));
+            item.insert("appTarget".into(), s(cap_fact(&facts.app_target)));
+            item.insert("dbVendor".into(), s(cap_fact(&facts.db_vendor)));
             if let Some(v) = &facts.db_version {
-                item.insert("dbVersion".into(), s(v));
+                item.insert("dbVersion".into(), s(cap_fact(v)));
             }
-            item.insert("persistenceSchemaVersion".into(), s(&facts.persistence_schema_version));
+            item.insert(
+                "persistenceSchemaVersion".into(),
+                s(cap_fact(&facts.persistence_schema_version)),
+            );
             item.insert("entities".into(), n(facts.entities));
             item.insert("relationships".into(), n(facts.relationships));
             item.insert("views".into(), n(facts.views));
@@ -232,6 +237,7 @@ pub fn gunzip(bytes: &[u8], size_hint: usize) -> Result<Vec<u8>, StoreError> {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use hubsync_core::model::{MAX_FACT_BYTES, TRUNCATION_MARKER};
     use hubsync_core::ports::SyncStats;
 
     use super::*;
@@ -278,6 +284,37 @@ mod tests {
             size: record.size(),
             status: record.status.clone(),
         }
+    }
+
+    #[test]
+    fn long_text_facts_are_cut_with_a_marker_so_the_head_stays_small() {
+        let mut record = valid_model(b"{}");
+        let ModelStatus::Valid { facts } = &mut record.status else {
+            unreachable!("a valid model")
+        };
+        facts.model_name = "Ω".repeat(250_000);
+        facts.app_target = "T".repeat(100_000);
+        facts.db_vendor = "V".repeat(100_000);
+
+        let item = head_item(&repo(), &record);
+
+        for name in ["modelName", "appTarget", "dbVendor"] {
+            let value = item[name].as_s().unwrap();
+            assert!(value.len() <= MAX_FACT_BYTES, "{name}: {} bytes", value.len());
+            assert!(value.ends_with(TRUNCATION_MARKER), "{name}");
+        }
+        assert_eq!(item["dbVersion"], s("6.0"), "a short fact is kept whole");
+    }
+
+    #[test]
+    fn a_head_at_a_long_path_is_keyed_by_its_digest_and_keeps_the_path() {
+        let mut record = valid_model(b"{}");
+        record.path = format!("{}/model.json", "deep".repeat(300));
+
+        let item = head_item(&repo(), &record);
+
+        assert!(item["sk"].as_s().unwrap().starts_with("MODEL#//sha256/"));
+        assert_eq!(model_summary(&item).unwrap().path, record.path);
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub const CHUNK_PREFIX: &str = "CHUNK#";
 /// Sort key of a repository's sync lease in its partition.
 pub const LEASE_SK: &str = "LEASE";
 
+/// The longest sort key DynamoDB accepts, in bytes (UTF-8).
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// After [`MODEL_PREFIX`], marks a model key made of the digest of a path too long to be a key.
+const HASHED_PATH: &str = "//sha256/";
+
 /// The primary key of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
@@ -34,12 +39,18 @@ impl Key {
         }
     }
 
-    /// The head item of the model at `path`: `REPO#{project}/{slug}` / `MODEL#{path}`.
+    /// The head item of the model at `path`: `REPO#{project}/{slug}` / `MODEL#{path}`, or, when
+    /// that would be longer than DynamoDB's [`MAX_SORT_KEY_BYTES`], `MODEL#//sha256/{sha256(path)}`
+    /// (the path itself is kept in the item's `modelPath`). No path starts with `/`, so a hashed
+    /// key is never the key of another path; every shorter path keeps the key it always had.
     pub fn model(repo: &RepoRef, path: &str) -> Self {
-        Self {
-            pk: repo_pk(repo),
-            sk: format!("{MODEL_PREFIX}{path}"),
-        }
+        let sk = format!("{MODEL_PREFIX}{path}");
+        let sk = if sk.len() <= MAX_SORT_KEY_BYTES {
+            sk
+        } else {
+            format!("{MODEL_PREFIX}{HASHED_PATH}{}", sha256_hex(path.as_bytes()))
+        };
+        Self { pk: repo_pk(repo), sk }
     }
 
     /// The sync lease of `repo`: `REPO#{project}/{slug}` / `LEASE`.
@@ -101,6 +112,37 @@ mod tests {
 
         assert_eq!(key.pk, "REPO#PRJ/models");
         assert_eq!(key.sk, "MODEL#dir/a model.json");
+    }
+
+    #[test]
+    fn a_path_whose_key_fits_keeps_it_whole_to_the_last_byte() {
+        let longest = "p".repeat(MAX_SORT_KEY_BYTES - MODEL_PREFIX.len());
+
+        let key = Key::model(&repo(), &longest);
+
+        assert_eq!(key.sk, format!("MODEL#{longest}"));
+        assert_eq!(key.sk.len(), MAX_SORT_KEY_BYTES);
+    }
+
+    #[test]
+    fn a_path_too_long_for_a_sort_key_is_keyed_by_its_digest() {
+        let long = format!("{}.json", "d/".repeat(550));
+        let other = format!("{}.json", "e/".repeat(550));
+
+        let key = Key::model(&repo(), &long);
+
+        assert_eq!(key.pk, "REPO#PRJ/models");
+        assert_eq!(key.sk, format!("MODEL#//sha256/{}", sha256_hex(long.as_bytes())));
+        assert!(key.sk.len() <= MAX_SORT_KEY_BYTES);
+        assert_ne!(key.sk, Key::model(&repo(), &other).sk);
+        assert_eq!(key, Key::model(&repo(), &long), "the same path, the same key");
+    }
+
+    #[test]
+    fn a_path_with_multibyte_characters_is_measured_in_bytes() {
+        let path = "é".repeat(510); // 1,020 bytes: 1,026 with the prefix
+
+        assert!(Key::model(&repo(), &path).sk.starts_with("MODEL#//sha256/"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! | item                 | pk                     | sk                                   |
 //! |----------------------|------------------------|--------------------------------------|
 //! | registered repository | `REGISTRY`            | `REPO#{project}/{slug}`              |
-//! | model head           | `REPO#{project}/{slug}` | `MODEL#{path}`                       |
+//! | model head           | `REPO#{project}/{slug}` | `MODEL#{path}`, or `MODEL#//sha256/{sha256(path)}` over 1,024 bytes |
 //! | model content chunk  | `REPO#{project}/{slug}` | `CHUNK#{sha256(path)}#{sha256(content)}#{index:05}` |
 //! | sync lease           | `REPO#{project}/{slug}` | `LEASE`                              |
 //!

@@ -57,6 +57,8 @@ pub struct MemoryStore {
     leases: Mutex<BTreeMap<RepoRef, LeaseRow>>,
     /// How far this store's clock is ahead of the system's (tests expire leases with it).
     skew: Mutex<chrono::TimeDelta>,
+    /// Paths whose writes with content are refused, with the reason ([`MemoryStore::refuse`]).
+    refused: Mutex<BTreeMap<String, String>>,
 }
 
 /// A repository's lease as stored: `owner` is `None` once released.
@@ -67,6 +69,13 @@ struct LeaseRow {
 }
 
 impl MemoryStore {
+    /// From now on, a write of a model at `path` that carries content is refused with `reason`
+    /// ([`StoreError::Refused`]), as DynamoDB refuses an item over its limits; a write without
+    /// content (the malformed record the sync writes instead) is accepted.
+    pub fn refuse(&self, path: &str, reason: &str) {
+        lock(&self.refused).insert(path.to_owned(), reason.to_owned());
+    }
+
     /// Moves this store's clock forward, so leases expire without waiting.
     pub fn advance_clock(&self, by: Duration) {
         *lock(&self.skew) += chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
@@ -227,6 +236,14 @@ impl RepoRegistry for MemoryStore {
 
 impl ModelStore for MemoryStore {
     async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
+        if !record.content.is_empty()
+            && let Some(reason) = lock(&self.refused).get(&record.path)
+        {
+            return Err(StoreError::Refused {
+                message: reason.clone(),
+                source: None,
+            });
+        }
         self.fenced(lease, || {
             lock(&self.models).insert((lease.repo.clone(), record.path.clone()), record.clone());
         })
