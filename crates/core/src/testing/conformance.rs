@@ -441,6 +441,49 @@ pub async fn deleting_a_model_reports_whether_there_was_one(store: &impl Store) 
     assert_eq!(left, ["m.json.bak.json"]);
 }
 
+/// A path longer than any store's key (DynamoDB's sort keys stop at 1,024 bytes) is kept, read,
+/// listed in its place, replaced and deleted under its own path, and a path sharing its first
+/// kilobyte is another model.
+pub async fn a_model_at_a_very_long_path_is_kept_under_that_path(store: &impl Store) {
+    let r = repo("DATA/models");
+    let folder = "très/long/dossier/".repeat(120);
+    let (long, twin, short) = (
+        format!("{folder}a.json"),
+        format!("{folder}b.json"),
+        "a.json".to_owned(),
+    );
+    // Facts stay short: recognition caps them, whatever the path.
+    let at = |path: &str, content: Vec<u8>| ModelRecord::new(path.into(), commit(9), t0(), valid("Long"), content);
+    for path in [&long, &twin, &short] {
+        store
+            .put_model(&held(store, &r).await, &at(path, model(path)))
+            .await
+            .unwrap();
+    }
+    let replaced = at(&long, model("replaced"));
+
+    store.put_model(&held(store, &r).await, &replaced).await.unwrap();
+    let back = store.get_model(&r, &long).await.unwrap();
+    let listed: Vec<String> = store
+        .list_models(&r)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    let deleted = store.delete_model(&held(store, &r).await, &long).await.unwrap();
+
+    assert!(long.len() > 2 * 1_024, "{} bytes", long.len());
+    assert_eq!(back, Some(replaced));
+    assert_eq!(listed, [short.clone(), long.clone(), twin.clone()]);
+    assert!(deleted);
+    assert_eq!(store.get_model(&r, &long).await.unwrap(), None);
+    assert_eq!(
+        store.get_model(&r, &twin).await.unwrap().map(|m| m.content.to_vec()),
+        Some(model(&twin))
+    );
+}
+
 /// Many models (more than one page of any store's listing) are all listed, and each repository
 /// lists only its own.
 pub async fn many_models_are_all_listed_and_only_in_their_repository(store: &impl Store) {
@@ -578,6 +621,7 @@ macro_rules! store_conformance {
             writing_a_model_again_replaces_it,
             deleting_a_model_reports_whether_there_was_one,
             many_models_are_all_listed_and_only_in_their_repository,
+            a_model_at_a_very_long_path_is_kept_under_that_path,
             a_held_lease_is_refused_to_another_owner_saying_who_holds_it_until_when,
             a_released_lease_is_free_and_remembers_an_unfinished_sync,
             a_writer_that_lost_its_lease_cannot_write,
