@@ -10,15 +10,18 @@
 //!   nothing else (except the SQS actions Lambda's event source mapping performs for the sync
 //!   function); no statement uses a `*` resource.
 //!
-//! The code side is read from the sources: the adapters a function's `main.rs` constructs, and
-//! the SDK operations those adapter modules call (matched against each SDK crate's list of
-//! operations, so a new call shows up here without anyone updating a list).
+//! The code side is `hubsync_aws::functions::FUNCTIONS`: per function, the variables it reads and
+//! the adapters it uses with the SDK operations each calls (that crate's unit tests check those
+//! against its code; here each is checked to be an operation of its SDK and mapped to the IAM
+//! actions it needs). No function
+//! depends on the AWS SDK itself, so it can call AWS only through those adapters.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use hubsync_aws::functions::{FUNCTIONS, FunctionContract};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -132,41 +135,12 @@ fn the_template_builds_both_functions_with_cargo_lambda() {
     }
 }
 
-/// `pub const NAME: &str = "VALUE";` constants of a source file.
-fn string_constants(source: &str) -> BTreeMap<String, String> {
-    source
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim().strip_prefix("pub const ")?;
-            let (name, rest) = l.split_once(": &str = \"")?;
-            Some((name.to_owned(), rest.split_once('"')?.0.to_owned()))
-        })
-        .collect()
-}
-
-/// Environment variables a function's `main.rs` reads.
-fn env_read_by(main_rs: &str) -> BTreeSet<String> {
-    let constants = string_constants(&std::fs::read_to_string(root().join("crates/aws/src/config.rs")).unwrap());
-    let mut vars: BTreeSet<String> = ["required_env(", "optional_env("]
-        .into_iter()
-        .flat_map(|call| main_rs.split(call).skip(1))
-        .filter_map(|rest| rest.split(')').next())
-        .map(|name| {
-            constants
-                .get(name.trim())
-                .cloned()
-                .unwrap_or_else(|| panic!("unknown variable constant {name}"))
-        })
-        .collect();
-    if main_rs.contains("init_lambda_logs()") {
-        let lib = std::fs::read_to_string(root().join("crates/aws/src/lib.rs")).unwrap();
-        assert!(
-            lib.contains("EnvFilter::try_from_default_env"),
-            "init_lambda_logs reads RUST_LOG"
-        );
-        vars.insert("RUST_LOG".into());
-    }
-    vars
+/// The contract `hubsync-aws` declares for the function built from `binary`.
+fn contract_of(binary: &str) -> &'static FunctionContract {
+    FUNCTIONS
+        .iter()
+        .find(|c| c.binary == binary)
+        .unwrap_or_else(|| panic!("hubsync_aws::functions::FUNCTIONS has no contract for the binary {binary}"))
 }
 
 /// The SDK operations (snake_case) of an AWS SDK crate, from its `operation` modules.
@@ -189,64 +163,16 @@ fn pascal(snake: &str) -> String {
     snake.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
 }
 
-/// The source of a module: its file, or every file of its directory.
-fn module_source(path: &Path) -> String {
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-            .collect();
-        files.sort();
-        files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
-    } else {
-        std::fs::read_to_string(path).unwrap()
-    }
-}
-
-/// The IAM actions an SDK operation needs. DynamoDB's `TransactWriteItems` has no action of its
-/// own: each of its items is authorized as the single-item operation (`ConditionCheck` as
-/// `ConditionCheckItem`), and the store's transactions use all four kinds.
-fn iam_actions(prefix: &str, op: &str) -> Vec<String> {
-    match (prefix, op) {
-        ("dynamodb", "transact_write_items") => ["ConditionCheckItem", "PutItem", "UpdateItem", "DeleteItem"]
+/// The IAM actions an SDK operation (`service:Operation`) needs. DynamoDB's `TransactWriteItems`
+/// has no action of its own: each of its items is authorized as the single-item operation
+/// (`ConditionCheck` as `ConditionCheckItem`), and the store's transactions use all four kinds.
+fn iam_actions(operation: &str) -> Vec<String> {
+    match operation {
+        "dynamodb:TransactWriteItems" => ["ConditionCheckItem", "PutItem", "UpdateItem", "DeleteItem"]
             .map(|a| format!("dynamodb:{a}"))
             .to_vec(),
-        _ => vec![format!("{prefix}:{}", pascal(op))],
+        other => vec![other.to_owned()],
     }
-}
-
-/// IAM actions the code of a function calls: the adapters its `main.rs` constructs, and the SDK
-/// operations their modules invoke.
-fn actions_called_by(main_rs: &str) -> BTreeSet<String> {
-    let adapters = [
-        ("SqsPushQueue::new", "crates/aws/src/sqs.rs", "aws-sdk-sqs", "sqs"),
-        (
-            "SecretsManagerSource::new",
-            "crates/aws/src/secretsmanager.rs",
-            "aws-sdk-secretsmanager",
-            "secretsmanager",
-        ),
-        (
-            "DynamoStore::new",
-            "crates/aws/src/dynamodb",
-            "aws-sdk-dynamodb",
-            "dynamodb",
-        ),
-    ];
-    let mut actions = BTreeSet::new();
-    for (constructor, module, sdk, prefix) in adapters {
-        if !main_rs.contains(constructor) {
-            continue;
-        }
-        let source = module_source(&root().join(module));
-        for op in sdk_operations(sdk) {
-            if source.contains(&format!(".{op}()")) {
-                actions.extend(iam_actions(prefix, &op));
-            }
-        }
-    }
-    actions
 }
 
 /// What Lambda's SQS event source mapping does with the function's role.
@@ -275,8 +201,7 @@ fn has_event_source_mapping(function_name: &str) -> bool {
 #[test]
 fn the_environment_each_function_reads_is_exactly_what_the_template_sets() {
     for (name, f) in functions() {
-        let main_rs = std::fs::read_to_string(package_dir_of_binary(binary_of(f)).join("src/main.rs")).unwrap();
-        let read = env_read_by(&main_rs);
+        let read: BTreeSet<String> = contract_of(binary_of(f)).env.iter().map(|v| v.to_string()).collect();
         let set: BTreeSet<String> = f["Properties"]["Environment"]["Variables"]
             .as_object()
             .unwrap()
@@ -294,8 +219,11 @@ fn the_environment_each_function_reads_is_exactly_what_the_template_sets() {
 #[test]
 fn each_function_may_call_exactly_the_aws_actions_its_code_calls() {
     for (name, f) in functions() {
-        let main_rs = std::fs::read_to_string(package_dir_of_binary(binary_of(f)).join("src/main.rs")).unwrap();
-        let called = actions_called_by(&main_rs);
+        let called: BTreeSet<String> = contract_of(binary_of(f))
+            .operations()
+            .into_iter()
+            .flat_map(iam_actions)
+            .collect();
         assert!(!called.is_empty(), "{name}: the code calls AWS");
         let mut allowed = BTreeSet::new();
         for statement in policy_statements(f) {
@@ -325,18 +253,65 @@ fn each_function_may_call_exactly_the_aws_actions_its_code_calls() {
 }
 
 #[test]
-fn the_contract_reader_sees_the_calls_it_should() {
-    // Guards the source reading itself: the webhook sends to SQS and reads the secret.
-    let webhook = actions_called_by(&std::fs::read_to_string(root().join("functions/webhook/src/main.rs")).unwrap());
-    assert_eq!(
-        webhook,
-        BTreeSet::from(["sqs:SendMessage".to_owned(), "secretsmanager:GetSecretValue".to_owned()])
-    );
+fn every_function_of_the_template_has_a_contract_and_every_contract_a_function() {
+    let built: BTreeSet<&str> = functions().values().map(|f| binary_of(f)).collect();
+
+    let declared: BTreeSet<&str> = FUNCTIONS.iter().map(|c| c.binary).collect();
+
+    assert_eq!(built, declared);
+}
+
+#[test]
+fn every_declared_operation_is_an_operation_of_its_sdk() {
+    for contract in FUNCTIONS {
+        for adapter in contract.adapters {
+            assert!(!adapter.operations.is_empty(), "{}: calls AWS", adapter.name);
+            for declared in adapter.operations {
+                let (service, operation) = declared
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{declared}: service:Operation"));
+                let known: BTreeSet<String> = sdk_operations(&format!("aws-sdk-{service}"))
+                    .iter()
+                    .map(|op| pascal(op))
+                    .collect();
+                assert!(
+                    known.contains(operation),
+                    "{}: {declared} is not an operation of aws-sdk-{service}",
+                    adapter.name
+                );
+            }
+        }
+    }
     assert_eq!(pascal("batch_write_item"), "BatchWriteItem");
-    // ...and reads its required and optional variables.
+    assert_eq!(iam_actions("sqs:SendMessage"), ["sqs:SendMessage"]);
+}
+
+#[test]
+fn only_hubsync_aws_and_the_tests_depend_on_the_aws_sdk() {
+    // The functions and the CLI get every AWS client from hubsync-aws, so the contracts above
+    // are all the AWS calls they make.
+    let members: BTreeSet<&str> = metadata()["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let mut users = BTreeSet::new();
+    for package in metadata()["packages"].as_array().unwrap() {
+        if !members.contains(package["id"].as_str().unwrap()) {
+            continue;
+        }
+        for dependency in package["dependencies"].as_array().unwrap() {
+            let name = dependency["name"].as_str().unwrap();
+            if dependency["kind"].is_null() && (name.starts_with("aws-sdk-") || name == "aws-config") {
+                users.insert(package["name"].as_str().unwrap().to_owned());
+            }
+        }
+    }
     assert_eq!(
-        env_read_by(&std::fs::read_to_string(root().join("functions/webhook/src/main.rs")).unwrap()),
-        BTreeSet::from(["HUB_QUEUE_URL", "HUB_SECRET_ID", "HUB_WEBHOOK_MAX_AGE", "RUST_LOG"].map(str::to_owned))
+        users,
+        BTreeSet::from(["hubsync-aws".to_owned(), "hubsync-tests".to_owned()]),
+        "packages depending on the AWS SDK"
     );
 }
 

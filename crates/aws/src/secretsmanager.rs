@@ -15,6 +15,10 @@ pub struct SecretsManagerSource {
 }
 
 impl SecretsManagerSource {
+    /// The SDK operations this adapter calls, as `service:Operation` (checked against the code in
+    /// `functions`' tests).
+    pub const OPERATIONS: &'static [&'static str] = &["secretsmanager:GetSecretValue"];
+
     pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
         Self {
             client,

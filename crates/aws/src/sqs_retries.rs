@@ -14,6 +14,10 @@ pub struct SqsRetries {
 }
 
 impl SqsRetries {
+    /// The SDK operations this adapter calls, as `service:Operation` (checked against the code in
+    /// `functions`' tests).
+    pub const OPERATIONS: &'static [&'static str] = &["sqs:ChangeMessageVisibility"];
+
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,

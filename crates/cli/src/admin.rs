@@ -82,16 +82,15 @@ macro_rules! with_admin_backend {
     (|$store:ident, $bitbucket:ident, $backend:ident| $body:expr) => {
         match Backend::from_env()? {
             Backend::Aws(cfg) => {
-                let sdk = hubsync_aws::config::load_sdk_config().await;
-                let $store = hubsync_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.table.clone());
+                let aws = hubsync_aws::Adapters::load().await;
+                let $store = aws.store(cfg.table.clone());
                 let secret_id = cfg
                     .secret_id
                     .clone()
                     .context("HUB_SECRET_ID is not set: the hub secret holds the Bitbucket URL and access token")?;
-                let source =
-                    hubsync_aws::SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk), secret_id);
+                let source = aws.secrets(secret_id);
                 let $bitbucket = Bitbucket::new(source.hub_secret().await?)?;
-                let $backend = Setup::Aws(aws_sdk_sqs::Client::new(&sdk));
+                let $backend = Setup::Aws(Box::new(aws));
                 $body
             }
             Backend::Local(cfg) => {
@@ -109,8 +108,8 @@ macro_rules! with_admin_backend {
 
 /// Which backend runs the sync.
 enum Setup {
-    /// With the SQS client that queues the initial sync.
-    Aws(aws_sdk_sqs::Client),
+    /// With the AWS adapters, whose queue takes the initial sync.
+    Aws(Box<hubsync_aws::Adapters>),
     Local,
 }
 
@@ -265,9 +264,9 @@ async fn run_add<S: RepoRegistry + ModelStore>(
             )
             .await
         }
-        Setup::Aws(sqs) => {
+        Setup::Aws(aws) => {
             let queue_url = queue_url.context("no queue URL")?;
-            let queue = hubsync_aws::SqsPushQueue::new(sqs, queue_url);
+            let queue = aws.queue(queue_url);
             let request = full_sync_request(&repo);
             queue.enqueue(&request).await?;
             println!(

@@ -157,11 +157,9 @@ macro_rules! with_backend {
     (|$store:ident, $secrets:ident| $body:expr) => {
         match Backend::from_env()? {
             Backend::Aws(cfg) => {
-                let sdk = hubsync_aws::config::load_sdk_config().await;
-                let $store = hubsync_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.table);
-                let $secrets = cfg
-                    .secret_id
-                    .map(|id| hubsync_aws::SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk), id));
+                let aws = hubsync_aws::Adapters::load().await;
+                let $store = aws.store(cfg.table);
+                let $secrets = cfg.secret_id.map(|id| aws.secrets(id));
                 $body
             }
             Backend::Local(cfg) => {
@@ -390,8 +388,10 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
         "previousWebhookSecrets": [],
     });
     hubsync_core::secrets::HubSecret::from_json(&secret.to_string())?;
-    let sdk = hubsync_aws::config::load_sdk_config().await;
-    let made = hubsync_aws::provision::provision(&sdk, &args.name, &secret.to_string()).await?;
+    let made = hubsync_aws::Adapters::load()
+        .await
+        .provision(&args.name, &secret.to_string())
+        .await?;
     println!("export AWS_ENDPOINT_URL={endpoint}");
     println!("export HUB_QUEUE_URL={}", made.queue_url);
     println!("export HUB_TABLE={}", made.table);

@@ -48,6 +48,18 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// The SDK operations this adapter calls, in every file of this module (checked against the
+    /// code in `functions`' tests).
+    pub const OPERATIONS: &'static [&'static str] = &[
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:TransactWriteItems",
+        "dynamodb:UpdateItem",
+    ];
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
