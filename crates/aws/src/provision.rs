@@ -60,7 +60,11 @@ pub async fn provision(
         .attributes(QueueAttributeName::VisibilityTimeout, "720")
         .attributes(
             QueueAttributeName::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
+            serde_json::json!({
+                "deadLetterTargetArn": dlq_arn,
+                "maxReceiveCount": hubsync_core::consumer::DEFAULT_MAX_ATTEMPTS,
+            })
+            .to_string(),
         )
         .send()
         .await
