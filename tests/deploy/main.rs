@@ -316,6 +316,52 @@ fn only_hubsync_aws_and_the_tests_depend_on_the_aws_sdk() {
 }
 
 #[test]
+fn the_functions_link_no_test_adapters_no_simulator_and_no_sqlite() {
+    // Every workspace crate a function reaches through normal dependencies (what its release
+    // binary links): none of them may enable core's `test-util` (the in-memory adapters and
+    // fixtures) or depend on the simulator or the local SQLite backend.
+    let packages: BTreeMap<&str, &Value> = metadata()["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["source"].is_null())
+        .map(|p| (p["name"].as_str().unwrap(), p))
+        .collect();
+    for function in ["hubsync-webhook-function", "hubsync-sync-function"] {
+        let mut pending = vec![function];
+        let mut seen = BTreeSet::new();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let package = packages.get(name).unwrap_or_else(|| panic!("{name} is a workspace package"));
+            for dependency in package["dependencies"].as_array().unwrap() {
+                let dep = dependency["name"].as_str().unwrap();
+                if !dependency["kind"].is_null() || !packages.contains_key(dep) {
+                    continue;
+                }
+                assert!(
+                    !["hubsync-bitbucket-sim", "hubsync-sqlite"].contains(&dep),
+                    "{function} links {dep} through {name}"
+                );
+                let features: Vec<&str> = dependency["features"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert!(
+                    !features.contains(&"test-util"),
+                    "{function} links {dep}'s test-util through {name}"
+                );
+                pending.push(dep);
+            }
+        }
+        assert!(seen.contains("hubsync-core"), "{function} reaches hubsync-core: {seen:?}");
+    }
+}
+
+#[test]
 fn the_queue_gives_the_sync_six_times_its_timeout_and_a_dead_letter_queue() {
     let resources = &template()["Resources"];
     let timeout = resources["SyncFunction"]["Properties"]["Timeout"]
