@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use crate::config::{self, Env, EnvError};
 use crate::functions::{SyncAdapters, WebhookAdapters};
 use crate::provision::{ProvisionError, Provisioned};
-use crate::{DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
+use crate::{DynamoDeliveryLog, DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
 
 /// The AWS SDK configuration every adapter shares (one set of credentials and HTTP connections).
 #[derive(Clone, Debug)]
@@ -33,6 +33,11 @@ impl Adapters {
         DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), table)
     }
 
+    /// The delivery log in the DynamoDB table `table` (the store's, without the rest of it).
+    pub fn delivery_log(&self, table: impl Into<String>) -> DynamoDeliveryLog {
+        DynamoDeliveryLog::new(aws_sdk_dynamodb::Client::new(&self.sdk), table)
+    }
+
     /// The push queue at `queue_url` (SQS FIFO).
     pub fn queue(&self, queue_url: impl Into<String>) -> SqsPushQueue {
         SqsPushQueue::new(aws_sdk_sqs::Client::new(&self.sdk), queue_url)
@@ -53,7 +58,10 @@ impl Adapters {
     pub fn webhook(&self, env: Env<'_>) -> Result<WebhookAdapters, EnvError> {
         let queue_url = config::required(env, config::ENV_QUEUE_URL)?;
         let max_age = config::webhook_max_age(config::optional(env, config::ENV_WEBHOOK_MAX_AGE).as_deref())?;
+        let retention = config::delivery_retention(config::optional(env, config::ENV_DELIVERY_RETENTION).as_deref())?;
         Ok(WebhookAdapters {
+            deliveries: config::optional(env, config::ENV_TABLE)
+                .map(|table| self.delivery_log(table).with_retention(retention)),
             queue: self.queue(queue_url),
             secrets: config::required(env, config::ENV_SECRET_ID).map(|id| self.secrets(id)),
             max_age,
@@ -66,9 +74,10 @@ impl Adapters {
         let secret_id = config::required(env, config::ENV_SECRET_ID)?;
         let queue_url = config::required(env, config::ENV_QUEUE_URL)?;
         let max_model_bytes = config::max_model_bytes(config::optional(env, config::ENV_MAX_MODEL_BYTES).as_deref())?;
+        let retention = config::delivery_retention(config::optional(env, config::ENV_DELIVERY_RETENTION).as_deref())?;
         Ok(SyncAdapters {
             max_model_bytes,
-            store: self.store(table),
+            store: self.store(table).with_delivery_retention(retention),
             secrets: self.secrets(secret_id),
             retries: self.retries(queue_url.clone()),
             queue: self.queue(queue_url),

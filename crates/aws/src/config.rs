@@ -16,6 +16,8 @@ pub const ENV_MAX_MODEL_BYTES: &str = "HUB_MAX_MODEL_BYTES";
 /// Webhook, optional: how old (whole seconds) a delivery's signed `date` may be before it is
 /// refused as stale; `0` turns the check off. Default one hour.
 pub const ENV_WEBHOOK_MAX_AGE: &str = "HUB_WEBHOOK_MAX_AGE";
+/// Optional: how long the delivery log keeps an entry (`30d`, `12h`...; default 30 days).
+pub const ENV_DELIVERY_RETENTION: &str = "HUB_DELIVERY_RETENTION";
 /// The log filter of the Lambda functions (see [`init_lambda_logs`](crate::init_lambda_logs)).
 pub const ENV_LOG: &str = "RUST_LOG";
 
@@ -88,6 +90,19 @@ pub fn webhook_max_age(value: Option<&str>) -> Result<std::time::Duration, Inval
             name: ENV_WEBHOOK_MAX_AGE.to_owned(),
             value: text.to_owned(),
             expected: "a whole number of seconds (0 turns the check off)",
+        }),
+    }
+}
+
+/// The value of [`ENV_DELIVERY_RETENTION`] (`None`: unset): a period such as `30d`,
+/// [`DEFAULT_DELIVERY_RETENTION`](hubsync_core::deliveries::DEFAULT_DELIVERY_RETENTION) when unset.
+pub fn delivery_retention(value: Option<&str>) -> Result<std::time::Duration, InvalidEnv> {
+    match value {
+        None => Ok(hubsync_core::deliveries::DEFAULT_DELIVERY_RETENTION),
+        Some(text) => hubsync_core::deliveries::parse_period(text).map_err(|_| InvalidEnv {
+            name: ENV_DELIVERY_RETENTION.to_owned(),
+            value: text.to_owned(),
+            expected: "a period such as 30d, 12h or 90m",
         }),
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::adapters::Adapters;
 use crate::config::{
-    ENV_LOG, ENV_MAX_MODEL_BYTES, ENV_QUEUE_URL, ENV_SECRET_ID, ENV_TABLE, ENV_WEBHOOK_MAX_AGE, EnvError, MissingEnv,
-    process_env,
+    ENV_DELIVERY_RETENTION, ENV_LOG, ENV_MAX_MODEL_BYTES, ENV_QUEUE_URL, ENV_SECRET_ID, ENV_TABLE, ENV_WEBHOOK_MAX_AGE,
+    EnvError, MissingEnv, process_env,
 };
-use crate::{DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
+use crate::{DynamoDeliveryLog, DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
 
 /// One adapter's calls to AWS.
 #[derive(Debug, Clone, Copy)]
@@ -55,13 +55,28 @@ pub struct WebhookAdapters {
     /// How old a delivery may be before it is refused as stale (`HUB_WEBHOOK_MAX_AGE`, default
     /// one hour; zero turns the check off).
     pub max_age: Duration,
+    /// Where verified deliveries are recorded (the table `HUB_TABLE`, entries kept
+    /// `HUB_DELIVERY_RETENTION`); `None` when no table is configured: nothing is recorded.
+    pub deliveries: Option<DynamoDeliveryLog>,
 }
 
 impl WebhookAdapters {
     pub const CONTRACT: FunctionContract = FunctionContract {
         binary: "webhook",
-        env: &[ENV_QUEUE_URL, ENV_SECRET_ID, ENV_WEBHOOK_MAX_AGE, ENV_LOG],
+        env: &[
+            ENV_QUEUE_URL,
+            ENV_SECRET_ID,
+            ENV_WEBHOOK_MAX_AGE,
+            ENV_TABLE,
+            ENV_DELIVERY_RETENTION,
+            ENV_LOG,
+        ],
         adapters: &[
+            // The webhook only records (`record_delivery`): one UpdateItem per delivery.
+            AdapterContract {
+                name: "DynamoDeliveryLog",
+                operations: DynamoDeliveryLog::RECORD_OPERATIONS,
+            },
             AdapterContract {
                 name: "SqsPushQueue",
                 operations: SqsPushQueue::OPERATIONS,
@@ -94,11 +109,22 @@ pub struct SyncAdapters {
 impl SyncAdapters {
     pub const CONTRACT: FunctionContract = FunctionContract {
         binary: "sync",
-        env: &[ENV_TABLE, ENV_SECRET_ID, ENV_QUEUE_URL, ENV_MAX_MODEL_BYTES, ENV_LOG],
+        env: &[
+            ENV_TABLE,
+            ENV_SECRET_ID,
+            ENV_QUEUE_URL,
+            ENV_MAX_MODEL_BYTES,
+            ENV_DELIVERY_RETENTION,
+            ENV_LOG,
+        ],
         adapters: &[
             AdapterContract {
                 name: "DynamoStore",
                 operations: DynamoStore::OPERATIONS,
+            },
+            AdapterContract {
+                name: "DynamoDeliveryLog",
+                operations: DynamoDeliveryLog::OPERATIONS,
             },
             AdapterContract {
                 name: "SecretsManagerSource",
@@ -189,7 +215,7 @@ mod tests {
     #[test]
     fn the_stale_delivery_window_of_the_webhook_defaults_to_an_hour_and_can_be_turned_off() {
         let unset = |name: &str| (name == ENV_QUEUE_URL).then(|| "q".to_owned());
-        let off = |name: &str| (name != ENV_SECRET_ID).then(|| "0".to_owned());
+        let off = |name: &str| (name != ENV_SECRET_ID && name != ENV_DELIVERY_RETENTION).then(|| "0".to_owned());
         let invalid = |name: &str| (name != ENV_SECRET_ID).then(|| "1h".to_owned());
 
         let default = adapters().webhook(&unset).unwrap().max_age;
@@ -200,6 +226,41 @@ mod tests {
         assert_eq!(zero, Duration::ZERO);
         assert!(
             matches!(&refused, Some(EnvError::Invalid(e)) if e.name == ENV_WEBHOOK_MAX_AGE),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn the_delivery_retention_defaults_to_30_days_and_a_wrong_one_is_named() {
+        let unset = |name: &str| (name != ENV_DELIVERY_RETENTION).then(|| "60".to_owned());
+        let set = |name: &str| Some(if name == ENV_DELIVERY_RETENTION { "7d" } else { "60" }.to_owned());
+        let wrong = |name: &str| {
+            Some(
+                if name == ENV_DELIVERY_RETENTION {
+                    "a month"
+                } else {
+                    "60"
+                }
+                .to_owned(),
+            )
+        };
+
+        let webhook = adapters().webhook(&unset).unwrap();
+        let sync = adapters().sync(&set).map(|_| ());
+        let refused = adapters().webhook(&wrong).err();
+
+        assert!(webhook.deliveries.is_some(), "HUB_TABLE is set");
+        assert!(sync.is_ok());
+        assert_eq!(
+            crate::config::delivery_retention(None).unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            crate::config::delivery_retention(Some("7d")).unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!(
+            matches!(&refused, Some(EnvError::Invalid(e)) if e.name == ENV_DELIVERY_RETENTION),
             "{refused:?}"
         );
     }
@@ -220,18 +281,9 @@ mod tests {
 
     #[test]
     fn the_model_size_cap_of_the_sync_defaults_to_32_mib_and_is_read_from_its_variable() {
-        let unset = |name: &str| (name != ENV_MAX_MODEL_BYTES).then(|| "value".to_owned());
-        let set = |name: &str| {
-            Some(
-                if name == ENV_MAX_MODEL_BYTES {
-                    "1048576"
-                } else {
-                    "value"
-                }
-                .to_owned(),
-            )
-        };
-        let invalid = |name: &str| Some(if name == ENV_MAX_MODEL_BYTES { "0" } else { "value" }.to_owned());
+        let unset = |name: &str| (name != ENV_MAX_MODEL_BYTES).then(|| "30d".to_owned());
+        let set = |name: &str| Some(if name == ENV_MAX_MODEL_BYTES { "1048576" } else { "30d" }.to_owned());
+        let invalid = |name: &str| Some(if name == ENV_MAX_MODEL_BYTES { "0" } else { "30d" }.to_owned());
 
         let default = adapters().sync(&unset).unwrap().max_model_bytes;
         let one_mib = adapters().sync(&set).unwrap().max_model_bytes;
@@ -301,6 +353,7 @@ mod tests {
             ("sqs", "sqs_retries", SqsRetries::OPERATIONS),
             ("secretsmanager", "secretsmanager", SecretsManagerSource::OPERATIONS),
             ("dynamodb", "dynamodb", DynamoStore::OPERATIONS),
+            ("dynamodb", "delivery_log", DynamoDeliveryLog::OPERATIONS),
         ];
         for (prefix, module, declared) in adapters {
             let called = client_calls(prefix, &module_source(module));

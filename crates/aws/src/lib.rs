@@ -7,7 +7,9 @@
 
 pub mod adapters;
 pub mod config;
+pub mod delivery_log;
 pub mod dynamodb;
+pub mod emf;
 pub mod errors;
 pub mod functions;
 pub mod provision;
@@ -16,6 +18,7 @@ pub mod sqs;
 pub mod sqs_retries;
 
 pub use adapters::Adapters;
+pub use delivery_log::DynamoDeliveryLog;
 pub use dynamodb::DynamoStore;
 pub use functions::{SyncAdapters, WebhookAdapters};
 pub use secretsmanager::SecretsManagerSource;

@@ -2,10 +2,12 @@
 //! the test harness). In AWS the template in `infra/` creates them; this mirrors its settings.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use crate::delivery_log::{BY_REPO_INDEX, BY_TIME_INDEX};
 use crate::errors::describe;
 
 /// What was created.
@@ -87,6 +89,11 @@ pub async fn provision(
         .key_schema(key("sk", KeyType::Range).map_err(|e| ProvisionError(e.to_string()))?)
         .attribute_definitions(attr("pk").map_err(|e| ProvisionError(e.to_string()))?)
         .attribute_definitions(attr("sk").map_err(|e| ProvisionError(e.to_string()))?)
+        .attribute_definitions(attr("deliveryLog").map_err(|e| ProvisionError(e.to_string()))?)
+        .attribute_definitions(attr("deliveryRepo").map_err(|e| ProvisionError(e.to_string()))?)
+        .attribute_definitions(attr("deliveryAt").map_err(|e| ProvisionError(e.to_string()))?)
+        .global_secondary_indexes(delivery_index(BY_TIME_INDEX, "deliveryLog")?)
+        .global_secondary_indexes(delivery_index(BY_REPO_INDEX, "deliveryRepo")?)
         .send()
         .await;
     match created {
@@ -135,4 +142,23 @@ pub async fn provision(
         table: name.to_owned(),
         secret_id,
     })
+}
+
+/// A delivery log index (see [`crate::delivery_log`]): `partition`, sorted by `deliveryAt`, every
+/// attribute projected (entries are small).
+fn delivery_index(name: &str, partition: &str) -> Result<GlobalSecondaryIndex, ProvisionError> {
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| ProvisionError(e.to_string()))
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(partition, KeyType::Hash)?)
+        .key_schema(key("deliveryAt", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(|e| ProvisionError(e.to_string()))
 }

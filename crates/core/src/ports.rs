@@ -16,6 +16,9 @@ use crate::model::ModelRecord;
 use crate::push::PushMessage;
 use crate::secrets::HubSecret;
 
+/// The delivery log, defined beside its entries in [`crate::deliveries`].
+pub use crate::deliveries::DeliveryLog;
+
 // ---------------------------------------------------------------------------------------------
 // Queue
 // ---------------------------------------------------------------------------------------------

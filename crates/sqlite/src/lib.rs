@@ -13,6 +13,7 @@
 //! [`PushQueue`]: hubsync_core::ports::PushQueue
 
 mod clock;
+mod deliveries;
 mod error;
 mod queue;
 mod schema;
@@ -43,6 +44,8 @@ pub struct HubOptions {
     pub busy_timeout: Duration,
     /// Where the time comes from (tests use a [`ManualClock`]).
     pub clock: Arc<dyn Clock>,
+    /// How long delivery log entries are kept (`HUB_DELIVERY_RETENTION`, default 30 days).
+    pub delivery_retention: Duration,
 }
 
 /// SQS FIFO's deduplication interval.
@@ -58,6 +61,7 @@ impl Default for HubOptions {
             dedup_window: Some(DEFAULT_DEDUP_WINDOW),
             busy_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            delivery_retention: hubsync_core::deliveries::DEFAULT_DELIVERY_RETENTION,
         }
     }
 }
@@ -68,6 +72,7 @@ impl std::fmt::Debug for HubOptions {
             .field("max_attempts", &self.max_attempts)
             .field("dedup_window", &self.dedup_window)
             .field("busy_timeout", &self.busy_timeout)
+            .field("delivery_retention", &self.delivery_retention)
             .finish_non_exhaustive()
     }
 }

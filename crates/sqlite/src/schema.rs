@@ -78,6 +78,20 @@ const MIGRATIONS: &[&str] = &[
         unfinished INTEGER NOT NULL DEFAULT 0  -- the last holder released it without finishing
     );
     "#,
+    // 3: the delivery log (`hubsync deliveries`); entries older than the retention are purged.
+    r#"
+    CREATE TABLE deliveries (
+        id          TEXT PRIMARY KEY NOT NULL,
+        received_at INTEGER NOT NULL,            -- milliseconds since the epoch
+        repo        TEXT,                        -- PROJECT/slug; NULL when the delivery names none
+        entry       TEXT NOT NULL,               -- JSON DeliveryEntry as first recorded
+        receipts    INTEGER NOT NULL DEFAULT 0,  -- times the webhook recorded it
+        outcome     TEXT,                        -- JSON DeliveryOutcome of the latest attempt
+        failed      INTEGER NOT NULL DEFAULT 0   -- the outcome is a failure
+    );
+    CREATE INDEX deliveries_by_time ON deliveries (received_at, id);
+    CREATE INDEX deliveries_by_repo ON deliveries (repo, received_at, id);
+    "#,
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

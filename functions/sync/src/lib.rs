@@ -31,7 +31,7 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use hubsync_core::consumer::{ConsumerPolicy, Decision, GroupState, Outcome, log_decision};
-use hubsync_core::ports::{GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource};
+use hubsync_core::ports::{DeliveryLog, GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource};
 use hubsync_core::push::PushMessage;
 use hubsync_core::reconcile::{ReconcileError, ReconcileReport};
 use hubsync_core::sync::SyncWorker;
@@ -87,7 +87,7 @@ pub async fn handle<S, Src, C, Q>(
     event: SyncEvent,
 ) -> Result<(SyncResponse, Vec<Retry>), ReconcileError>
 where
-    S: RepoRegistry + ModelStore,
+    S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
     Q: PushQueue,
@@ -114,7 +114,7 @@ pub async fn reconcile<S, Src, C, Q>(
     event: &EventBridgeEvent,
 ) -> Result<ReconcileSummary, ReconcileError>
 where
-    S: RepoRegistry + ModelStore,
+    S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
     Q: PushQueue,
@@ -147,7 +147,7 @@ pub fn read_push(message: &SqsMessage) -> Result<PushMessage, serde_json::Error>
 /// Processes a batch with the production policy ([`ConsumerPolicy::DEFAULT`]).
 pub async fn process_batch<S, Src, C>(worker: &SyncWorker<S, Src, C>, event: SqsEvent) -> BatchResult
 where
-    S: RepoRegistry + ModelStore,
+    S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
 {
@@ -161,7 +161,7 @@ pub async fn process_batch_with<S, Src, C>(
     event: SqsEvent,
 ) -> BatchResult
 where
-    S: RepoRegistry + ModelStore,
+    S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
 {
@@ -198,7 +198,7 @@ async fn process_group<S, Src, C>(
     messages: Vec<SqsMessage>,
 ) -> Vec<Retry>
 where
-    S: RepoRegistry + ModelStore,
+    S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
 {
@@ -248,7 +248,7 @@ async fn process_one<S, Src, C>(
     receive_count: u32,
 ) -> Decision
 where
-    S: RepoRegistry + ModelStore,
+    S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
 {
@@ -269,12 +269,21 @@ where
     }
     if let Some(covered) = group.covered() {
         log_decision(&covered, receive_count, None);
+        let recorded = worker
+            .record_outcome(&push, receive_count, None, &covered, Duration::ZERO)
+            .await;
+        hubsync_aws::emf::emit_sync(&recorded);
         return covered;
     }
+    let started = std::time::Instant::now();
     let result = worker.handle_push(&push).await;
     let outcome = Outcome::from(&result);
     let decision = group.decide(policy, &push.delivery_id, receive_count, &outcome);
     log_decision(&decision, receive_count, Some(&outcome));
+    let recorded = worker
+        .record_outcome(&push, receive_count, Some(&outcome), &decision, started.elapsed())
+        .await;
+    hubsync_aws::emf::emit_sync(&recorded);
     decision
 }
 

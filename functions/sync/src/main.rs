@@ -36,6 +36,8 @@ async fn main() -> Result<(), Error> {
     };
     let (worker, retries, queue) = (&worker, &retries, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
+        // The metrics name the function (the same for every invocation of this process).
+        hubsync_aws::emf::enable(&event.context.env_config.function_name);
         let (response, to_retry) = hubsync_sync_function::handle(worker, queue, event.payload).await?;
         for retry in &to_retry {
             // If this fails, the message simply comes back after the queue's visibility timeout.

@@ -5,7 +5,7 @@
 use hubsync_aws::WebhookAdapters;
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
 use hubsync_core::webhook::WebhookHandler;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::{Error, Request, RequestExt, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,7 +14,11 @@ async fn main() -> Result<(), Error> {
         queue,
         secrets,
         max_age,
+        deliveries,
     } = WebhookAdapters::load().await?;
+    if deliveries.is_none() {
+        tracing::warn!("HUB_TABLE is not set: deliveries are not recorded in the delivery log");
+    }
     let secrets = match secrets {
         Ok(source) => Some(CachedSecretSource::new(source, DEFAULT_SECRET_TTL)),
         Err(e) => {
@@ -22,9 +26,15 @@ async fn main() -> Result<(), Error> {
             None
         }
     };
-    let handler = WebhookHandler::new(queue, secrets).with_max_age(max_age);
+    let handler = WebhookHandler::new(queue, secrets)
+        .with_max_age(max_age)
+        .with_delivery_log(deliveries);
     let handler = &handler;
     lambda_http::run(service_fn(move |request: Request| {
+        // The metrics name the function (the same for every invocation of this process).
+        if let Some(context) = request.lambda_context_ref() {
+            hubsync_aws::emf::enable(&context.env_config.function_name);
+        }
         hubsync_webhook_function::handle(handler, request)
     }))
     .await

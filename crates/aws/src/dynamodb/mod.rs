@@ -6,6 +6,7 @@
 //! | model head           | `REPO#{project}/{slug}` | `MODEL#{path}`, or `MODEL#//sha256/{sha256(path)}` over 1,024 bytes |
 //! | model content chunk  | `REPO#{project}/{slug}` | `CHUNK#{sha256(path)}#{sha256(content)}#{index:05}` |
 //! | sync lease           | `REPO#{project}/{slug}` | `LEASE`                              |
+//! | delivery log entry   | `DELIVERY#{id}`        | `DELIVERY` (see [`crate::delivery_log`]) |
 //!
 //! The layout is plain functions, tested without a table: the keys ([`keys`]), the encoding of
 //! items ([`items`]) and the chunk protocol ([`chunks`]: when content is chunked, which chunks a
@@ -34,6 +35,7 @@ use hubsync_core::ports::{StoreError, SyncLease};
 
 pub use chunks::{CHUNK_SIZE, INLINE_LIMIT};
 
+use crate::delivery_log::DynamoDeliveryLog;
 use crate::errors::store_error;
 use chunks::ChunkedVersion;
 use items::{Item, s};
@@ -45,6 +47,8 @@ pub struct DynamoStore {
     table: String,
     /// Where lease times come from (tests run a writer whose clock is ahead).
     clock: std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// The delivery log in the same table.
+    deliveries: DynamoDeliveryLog,
 }
 
 impl DynamoStore {
@@ -61,11 +65,25 @@ impl DynamoStore {
     ];
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let table = table.into();
         Self {
+            deliveries: DynamoDeliveryLog::new(client.clone(), table.clone()),
             client,
-            table: table.into(),
+            table,
             clock: std::sync::Arc::new(Utc::now),
         }
+    }
+
+    /// Keeps delivery log entries for `retention` instead of 30 days.
+    #[must_use]
+    pub fn with_delivery_retention(mut self, retention: Duration) -> Self {
+        self.deliveries = self.deliveries.with_retention(retention);
+        self
+    }
+
+    /// The delivery log in this store's table.
+    pub fn delivery_log(&self) -> &DynamoDeliveryLog {
+        &self.deliveries
     }
 
     /// The same store reading lease times from `clock` (a test's writer whose clock is ahead).

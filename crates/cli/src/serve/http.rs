@@ -136,7 +136,7 @@ pub async fn serve(
 
 #[derive(Clone)]
 struct AppState {
-    webhook: Arc<WebhookHandler<SqliteHub, Option<StaticSecret>>>,
+    webhook: Arc<WebhookHandler<SqliteHub, Option<StaticSecret>, SqliteHub>>,
     hub: SqliteHub,
     secret_configured: bool,
 }
@@ -146,7 +146,11 @@ struct AppState {
 pub fn router(hub: SqliteHub, secrets: Option<StaticSecret>, webhook_max_age: Duration) -> Router {
     let state = AppState {
         secret_configured: secrets.is_some(),
-        webhook: Arc::new(WebhookHandler::new(hub.clone(), secrets).with_max_age(webhook_max_age)),
+        webhook: Arc::new(
+            WebhookHandler::new(hub.clone(), secrets)
+                .with_max_age(webhook_max_age)
+                .with_delivery_log(hub.clone()),
+        ),
         hub,
     };
     Router::new()

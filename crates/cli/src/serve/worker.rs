@@ -107,6 +107,7 @@ pub async fn process<C: GitHostConnector>(
         attempt = message.attempts,
     );
     async {
+        let started = Instant::now();
         // A panic in a sync must not take the worker down with it: it counts as a failed attempt
         // that needs a person.
         let result = AssertUnwindSafe(with_heartbeat(hub, &message, config, worker.handle_push(push)))
@@ -131,6 +132,9 @@ pub async fn process<C: GitHostConnector>(
         // Only the oldest push of a repository is ever received, so nothing is covered here.
         let decision = config.policy.decide(message.attempts, &outcome);
         log_decision(&decision, message.attempts, Some(&outcome));
+        worker
+            .record_outcome(push, message.attempts, Some(&outcome), &decision, started.elapsed())
+            .await;
         apply(hub, &message, &decision, &outcome).await;
         decision
     }

@@ -1,4 +1,4 @@
-//! The contract of [`RepoRegistry`] + [`ModelStore`], written once and run against every store:
+//! The contract of [`RepoRegistry`] + [`ModelStore`] + [`DeliveryLog`], written once and run against every store:
 //! the in-memory reference (`crates/core/tests/store_conformance.rs`), SQLite
 //! (`crates/sqlite/tests/sqlite/conformance.rs`) and DynamoDB on moto
 //! (`tests/stores/main.rs`). A store that passes behaves like the others as far as the sync, the
@@ -18,14 +18,18 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 
+use crate::deliveries::{
+    DeliveryEntry, DeliveryKind, DeliveryLog, DeliveryOutcome, DeliveryQuery, OutcomeStatus, Verdict,
+};
 use crate::ids::RepoRef;
 use crate::model::{ModelFacts, ModelRecord, ModelStatus};
 use crate::ports::{LastError, LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncCursor, SyncLease, SyncStats};
-use crate::testing::fixtures::{commit, incompressible_model, model, repo, t0};
+use crate::push::{MessageKind, PushMessage};
+use crate::testing::fixtures::{commit, delivery, incompressible_model, model, push, repo, t0};
 
 /// What every case needs of the store under test.
-pub trait Store: RepoRegistry + ModelStore {}
-impl<T: RepoRegistry + ModelStore> Store for T {}
+pub trait Store: RepoRegistry + ModelStore + DeliveryLog {}
+impl<T: RepoRegistry + ModelStore + DeliveryLog> Store for T {}
 
 /// Size of the model [`a_large_incompressible_model_round_trips_byte_for_byte`] writes: it
 /// compresses to far more than the 350 KB DynamoDB keeps inline, so it is stored in chunks there.
@@ -599,6 +603,219 @@ pub async fn a_writer_that_lost_its_lease_cannot_write(store: &impl Store) {
         .unwrap();
 }
 
+// ---------------------------------------------------------------------------------------------
+// The delivery log
+// ---------------------------------------------------------------------------------------------
+
+/// The webhook's entry for a push of `r` to commit `n`, delivery `id`, received `minutes_ago`
+/// (whole milliseconds: every store keeps at least those).
+pub fn push_entry(id: &str, r: &RepoRef, n: u64, minutes_ago: i64) -> DeliveryEntry {
+    let mut message = push(r, &commit(n));
+    message.delivery_id = delivery(id);
+    let now = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap_or(t0());
+    message.received_at = now - Duration::minutes(minutes_ago);
+    DeliveryEntry::for_push(&message, "repo:refs_changed", Verdict::Queued)
+}
+
+/// An attempt's outcome.
+pub fn outcome(status: OutcomeStatus, attempts: u32) -> DeliveryOutcome {
+    let failed = matches!(status, OutcomeStatus::Retrying | OutcomeStatus::DeadLettered);
+    DeliveryOutcome {
+        status,
+        at: t0() + Duration::milliseconds(1500),
+        attempts,
+        commit: (!failed).then(|| commit(7)),
+        stats: (!failed).then(|| cursor(7).stats),
+        duration_ms: 1234,
+        detail: format!("attempt {attempts}"),
+        error: failed.then(|| "GET default branch for DATA/models failed: 503".to_owned()),
+        covered_by: None,
+    }
+}
+
+fn ids(entries: &[DeliveryEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.id.as_str()).collect()
+}
+
+fn all() -> DeliveryQuery {
+    DeliveryQuery::default()
+}
+
+/// A recorded delivery is found by its id exactly as recorded, and listed.
+pub async fn a_recorded_delivery_is_found_by_id_exactly_as_recorded(store: &impl Store) {
+    let entry = push_entry("d-1", &repo("DATA/models"), 1, 5);
+    let mut ignored = push_entry("d-2", &repo("DATA/models"), 2, 4);
+    ignored.repo = None;
+    ignored.changes.clear();
+    ignored.event_key = "pr:opened".into();
+    ignored.verdict = Verdict::Ignored;
+    ignored.reason = Some("event \"pr:opened\" is not replicated".into());
+
+    store.record_delivery(&entry).await.unwrap();
+    store.record_delivery(&ignored).await.unwrap();
+
+    assert_eq!(store.delivery(&entry.id).await.unwrap(), Some(entry.clone()));
+    assert_eq!(store.delivery(&ignored.id).await.unwrap(), Some(ignored.clone()));
+    assert_eq!(store.delivery(&delivery("unknown")).await.unwrap(), None);
+    assert_eq!(store.deliveries(&all()).await.unwrap(), [ignored, entry]);
+}
+
+/// Deliveries are listed newest first, across repositories or for one, up to the limit.
+pub async fn deliveries_are_listed_newest_first_across_repositories_and_per_repository(store: &impl Store) {
+    let (a, b) = (repo("DATA/models"), repo("DATA/other"));
+    for (id, r, minutes_ago) in [("d-3", &a, 30), ("d-1", &b, 50), ("d-4", &b, 20), ("d-2", &a, 40)] {
+        store.record_delivery(&push_entry(id, r, 1, minutes_ago)).await.unwrap();
+    }
+
+    let everything = store.deliveries(&all()).await.unwrap();
+    let of_a = store
+        .deliveries(&DeliveryQuery {
+            repo: Some(a.clone()),
+            ..all()
+        })
+        .await
+        .unwrap();
+    let newest_two = store.deliveries(&DeliveryQuery { limit: 2, ..all() }).await.unwrap();
+
+    assert_eq!(ids(&everything), ["d-4", "d-3", "d-2", "d-1"]);
+    assert_eq!(ids(&of_a), ["d-3", "d-2"]);
+    assert_eq!(ids(&newest_two), ["d-4", "d-3"]);
+}
+
+/// A delivery received again keeps its first verdict and is counted as a duplicate.
+pub async fn a_delivery_received_again_keeps_its_verdict_and_counts_a_duplicate(store: &impl Store) {
+    let first = push_entry("d-1", &repo("DATA/models"), 1, 5);
+    let again = DeliveryEntry {
+        verdict: Verdict::Duplicate,
+        ..push_entry("d-1", &repo("DATA/models"), 1, 1)
+    };
+
+    store.record_delivery(&first).await.unwrap();
+    store.record_delivery(&again).await.unwrap();
+    store.record_delivery(&again).await.unwrap();
+
+    let read = store.delivery(&first.id).await.unwrap().expect("recorded");
+    assert_eq!(read.verdict, Verdict::Queued);
+    assert_eq!(read.received_at, first.received_at);
+    assert_eq!(read.duplicates, 2);
+    assert_eq!(store.deliveries(&all()).await.unwrap().len(), 1);
+}
+
+/// The outcome of each attempt replaces the previous one on its delivery.
+pub async fn an_outcome_is_recorded_on_its_delivery_and_replaced_by_the_next_attempt(store: &impl Store) {
+    let entry = push_entry("d-1", &repo("DATA/models"), 1, 5);
+    store.record_delivery(&entry).await.unwrap();
+
+    store
+        .record_outcome(&entry, &outcome(OutcomeStatus::Retrying, 1))
+        .await
+        .unwrap();
+    let failed = store.delivery(&entry.id).await.unwrap().expect("recorded");
+    store
+        .record_outcome(&entry, &outcome(OutcomeStatus::Synced, 2))
+        .await
+        .unwrap();
+    let synced = store.delivery(&entry.id).await.unwrap().expect("recorded");
+
+    assert_eq!(failed.outcome, Some(outcome(OutcomeStatus::Retrying, 1)));
+    assert!(failed.is_failure());
+    assert_eq!(synced.outcome, Some(outcome(OutcomeStatus::Synced, 2)));
+    assert_eq!((synced.verdict, synced.duplicates), (Verdict::Queued, 0));
+}
+
+/// A message no webhook delivered (a reconcile) is recorded under its own id with its kind; a
+/// webhook's record that arrives after its sync's outcome is no duplicate.
+pub async fn an_outcome_without_a_delivery_is_recorded_under_the_message_id(store: &impl Store) {
+    let r = repo("DATA/models");
+    let reconcile = PushMessage::reconcile(r.clone(), "refs/heads/main", &commit(3), None, t0());
+    let reconcile_entry = DeliveryEntry::for_push(&reconcile, "", Verdict::Queued);
+    let late = push_entry("d-late", &r, 4, 1);
+
+    store
+        .record_outcome(&reconcile_entry, &outcome(OutcomeStatus::Synced, 1))
+        .await
+        .unwrap();
+    store
+        .record_outcome(&late, &outcome(OutcomeStatus::Synced, 1))
+        .await
+        .unwrap();
+    store.record_delivery(&late).await.unwrap();
+
+    let read = store.delivery(&reconcile.delivery_id).await.unwrap().expect("recorded");
+    assert_eq!(reconcile.kind, MessageKind::Reconcile);
+    assert_eq!(read.kind, DeliveryKind::Reconcile);
+    assert_eq!(read.outcome, Some(outcome(OutcomeStatus::Synced, 1)));
+    let late = store.delivery(&late.id).await.unwrap().expect("recorded");
+    assert_eq!(late.duplicates, 0, "{late:?}");
+    assert!(late.outcome.is_some());
+}
+
+/// `failed_only` keeps the deliveries whose sync is retried or dead-lettered; `since` the recent.
+pub async fn the_failed_and_since_filters_select_deliveries(store: &impl Store) {
+    let r = repo("DATA/models");
+    let (old_failed, synced, retrying, pending) = (
+        push_entry("d-1", &r, 1, 180),
+        push_entry("d-2", &r, 2, 60),
+        push_entry("d-3", &r, 3, 30),
+        push_entry("d-4", &r, 4, 10),
+    );
+    for entry in [&old_failed, &synced, &retrying, &pending] {
+        store.record_delivery(entry).await.unwrap();
+    }
+    store
+        .record_outcome(&old_failed, &outcome(OutcomeStatus::DeadLettered, 10))
+        .await
+        .unwrap();
+    store
+        .record_outcome(&synced, &outcome(OutcomeStatus::Synced, 1))
+        .await
+        .unwrap();
+    store
+        .record_outcome(&retrying, &outcome(OutcomeStatus::Retrying, 2))
+        .await
+        .unwrap();
+
+    let failed = store
+        .deliveries(&DeliveryQuery {
+            failed_only: true,
+            ..all()
+        })
+        .await
+        .unwrap();
+    let recent = store
+        .deliveries(&DeliveryQuery {
+            since: Some(synced.received_at),
+            ..all()
+        })
+        .await
+        .unwrap();
+    let recent_failed = store
+        .deliveries(&DeliveryQuery {
+            since: Some(synced.received_at),
+            failed_only: true,
+            limit: 1,
+            ..all()
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&failed), ["d-3", "d-1"]);
+    assert_eq!(ids(&recent), ["d-4", "d-3", "d-2"]);
+    assert_eq!(ids(&recent_failed), ["d-3"]);
+}
+
+/// An entry older than the retention (30 days by default) is neither listed nor found.
+pub async fn an_entry_older_than_the_retention_is_neither_listed_nor_found(store: &impl Store) {
+    let expired = push_entry("d-old", &repo("DATA/models"), 1, 31 * 24 * 60);
+    let kept = push_entry("d-new", &repo("DATA/models"), 2, 29 * 24 * 60);
+
+    store.record_delivery(&expired).await.unwrap();
+    store.record_delivery(&kept).await.unwrap();
+
+    assert_eq!(store.delivery(&expired.id).await.unwrap(), None);
+    assert_eq!(ids(&store.deliveries(&all()).await.unwrap()), ["d-new"]);
+}
+
 /// Turns every case of this module into a `#[tokio::test]` of the calling crate, each on a fresh
 /// store made by `$factory`, an expression that evaluates to a closure returning a future of the
 /// store: `hubsync_core::store_conformance!(|| async { MemoryStore::default() });`.
@@ -625,6 +842,13 @@ macro_rules! store_conformance {
             a_held_lease_is_refused_to_another_owner_saying_who_holds_it_until_when,
             a_released_lease_is_free_and_remembers_an_unfinished_sync,
             a_writer_that_lost_its_lease_cannot_write,
+            a_recorded_delivery_is_found_by_id_exactly_as_recorded,
+            deliveries_are_listed_newest_first_across_repositories_and_per_repository,
+            a_delivery_received_again_keeps_its_verdict_and_counts_a_duplicate,
+            an_outcome_is_recorded_on_its_delivery_and_replaced_by_the_next_attempt,
+            an_outcome_without_a_delivery_is_recorded_under_the_message_id,
+            the_failed_and_since_filters_select_deliveries,
+            an_entry_older_than_the_retention_is_neither_listed_nor_found,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

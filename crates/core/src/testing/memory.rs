@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::{CommitId, RepoRef};
+use crate::deliveries::{DEFAULT_DELIVERY_RETENTION, DeliveryEntry, DeliveryLog, DeliveryOutcome, DeliveryQuery};
+use crate::ids::{CommitId, DeliveryId, RepoRef};
 use crate::model::ModelRecord;
 use crate::ports::*;
 use crate::push::PushMessage;
@@ -59,6 +60,8 @@ pub struct MemoryStore {
     skew: Mutex<chrono::TimeDelta>,
     /// Paths whose writes with content are refused, with the reason ([`MemoryStore::refuse`]).
     refused: Mutex<BTreeMap<String, String>>,
+    /// The delivery log: each entry and how many times the webhook recorded it.
+    deliveries: Mutex<HashMap<DeliveryId, (DeliveryEntry, u32)>>,
 }
 
 /// A repository's lease as stored: `owner` is `None` once released.
@@ -231,6 +234,53 @@ impl RepoRegistry for MemoryStore {
             record.last_error = Some(error.clone());
         }
         Ok(())
+    }
+}
+
+/// The delivery log in a map, kept [`DEFAULT_DELIVERY_RETENTION`] by this store's clock.
+impl DeliveryLog for MemoryStore {
+    async fn record_delivery(&self, entry: &DeliveryEntry) -> Result<(), StoreError> {
+        let mut log = lock(&self.deliveries);
+        let row = log.entry(entry.id.clone()).or_insert_with(|| (entry.clone(), 0));
+        row.1 += 1;
+        Ok(())
+    }
+
+    async fn record_outcome(&self, entry: &DeliveryEntry, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
+        let mut log = lock(&self.deliveries);
+        let row = log.entry(entry.id.clone()).or_insert_with(|| (entry.clone(), 0));
+        row.0.outcome = Some(outcome.clone());
+        Ok(())
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryEntry>, StoreError> {
+        let now = self.now();
+        let mut entries: Vec<DeliveryEntry> = lock(&self.deliveries)
+            .values()
+            .filter(|(e, _)| DeliveryEntry::expires_at(e.received_at, DEFAULT_DELIVERY_RETENTION) > now)
+            .filter(|(e, _)| query.repo.is_none() || e.repo == query.repo)
+            .filter(|(e, _)| query.since.is_none_or(|since| e.received_at >= since))
+            .filter(|(e, _)| !query.failed_only || e.is_failure())
+            .map(|(e, receipts)| with_duplicates(e, *receipts))
+            .collect();
+        entries.sort_by(|a, b| (b.received_at, b.id.as_str()).cmp(&(a.received_at, a.id.as_str())));
+        entries.truncate(query.limit);
+        Ok(entries)
+    }
+
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryEntry>, StoreError> {
+        let now = self.now();
+        Ok(lock(&self.deliveries)
+            .get(id)
+            .filter(|(e, _)| DeliveryEntry::expires_at(e.received_at, DEFAULT_DELIVERY_RETENTION) > now)
+            .map(|(e, receipts)| with_duplicates(e, *receipts)))
+    }
+}
+
+fn with_duplicates(entry: &DeliveryEntry, receipts: u32) -> DeliveryEntry {
+    DeliveryEntry {
+        duplicates: receipts.saturating_sub(1),
+        ..entry.clone()
     }
 }
 

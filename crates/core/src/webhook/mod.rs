@@ -15,6 +15,11 @@
 //! | `repo:refs_changed`, valid                      | 202    | one message  |
 //! | other event keys                                | 202    | none (ignored) |
 //! | queue unavailable                               | 503    | none         |
+//!
+//! Every delivery that passed signature verification (a queued or duplicate push, an ignored
+//! event, a signed ping) is recorded in the delivery log ([`crate::deliveries`]) with its verdict,
+//! once the answer is known; refused requests are only logged. A failure to record is logged and
+//! changes nothing in the answer.
 
 pub mod payload;
 
@@ -26,8 +31,11 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::deliveries::{DeliveryEntry, DeliveryKind, DeliveryLog, NoDeliveryLog, Verdict};
+use crate::error_chain::error_chain;
 use crate::ids::DeliveryId;
 use crate::ports::{Enqueued, PushQueue, SecretError, SecretSource};
+use crate::push::PushMessage;
 use crate::signature::{Signature, SignatureError};
 
 /// The path suffix the endpoint answers at (any prefix, such as an API Gateway stage, is allowed).
@@ -82,6 +90,20 @@ impl WebhookResponse {
         )
     }
 
+    /// What the answer says of the delivery, for metrics: `queued`, `duplicate`, `ignored`,
+    /// `ping`, or `rejected` (any 4xx or 5xx; the status says which).
+    pub fn verdict(&self) -> &'static str {
+        if !self.status.is_success() {
+            return "rejected";
+        }
+        match self.body.get("status").and_then(|s| s.as_str()) {
+            Some("queued") => "queued",
+            Some("duplicate") => "duplicate",
+            Some("ignored") => "ignored",
+            _ => "ping",
+        }
+    }
+
     /// The answer as an HTTP response (JSON body), for any body type a text converts into.
     pub fn into_http<B: From<String>>(self) -> http::Response<B> {
         let mut response = http::Response::new(B::from(self.body.to_string()));
@@ -120,10 +142,12 @@ pub fn parse_max_age(text: &str) -> Result<Duration, InvalidMaxAge> {
 /// Where the handler reads the time from (the system clock, or a test's).
 type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// The webhook endpoint, generic over where pushes go and where the secret comes from.
-pub struct WebhookHandler<Q, S> {
+/// The webhook endpoint, generic over where pushes go, where the secret comes from and where
+/// accepted deliveries are recorded (nowhere unless [`WebhookHandler::with_delivery_log`]).
+pub struct WebhookHandler<Q, S, L = NoDeliveryLog> {
     queue: Q,
     secrets: S,
+    deliveries: L,
     max_age: Duration,
     clock: Clock,
 }
@@ -133,9 +157,27 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
         Self {
             queue,
             secrets,
+            deliveries: NoDeliveryLog,
             max_age: DEFAULT_MAX_DELIVERY_AGE,
             clock: Arc::new(Utc::now),
         }
+    }
+}
+
+impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
+    /// Records every delivery that passes signature verification in `log`.
+    pub fn with_delivery_log<L2: DeliveryLog>(self, log: L2) -> WebhookHandler<Q, S, L2> {
+        WebhookHandler {
+            queue: self.queue,
+            secrets: self.secrets,
+            deliveries: log,
+            max_age: self.max_age,
+            clock: self.clock,
+        }
+    }
+
+    pub fn delivery_log(&self) -> &L {
+        &self.deliveries
     }
 
     /// Refuses pushes whose payload `date` is older than `max_age` ([`Duration::ZERO`]: never).
@@ -237,10 +279,14 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
             // "Test connection" may be sent unsigned; a signed ping must carry the right signature,
             // so the administrator learns at once that the secrets differ.
             return match verified {
-                Ok(()) => WebhookResponse::new(
-                    StatusCode::OK,
-                    json!({"status": "ok", "message": "pong: the signature is valid"}),
-                ),
+                Ok(()) => {
+                    self.record_ignored(&delivery_id, event_key, "a signed ping (Test connection): answered")
+                        .await;
+                    WebhookResponse::new(
+                        StatusCode::OK,
+                        json!({"status": "ok", "message": "pong: the signature is valid"}),
+                    )
+                }
                 Err(SignatureError::Missing) => WebhookResponse::new(
                     StatusCode::OK,
                     json!({"status": "ok", "message": "pong (the ping was not signed)"}),
@@ -259,10 +305,39 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
                 "missing_event_key",
                 "the X-Event-Key header is missing; Bitbucket Data Center always sends it",
             ),
-            other => WebhookResponse::new(
-                StatusCode::ACCEPTED,
-                json!({"status": "ignored", "message": format!("event {other:?} is not replicated; only repo:refs_changed is")}),
-            ),
+            other => {
+                let message = format!("event {other:?} is not replicated; only repo:refs_changed is");
+                self.record_ignored(&delivery_id, other, &message).await;
+                WebhookResponse::new(StatusCode::ACCEPTED, json!({"status": "ignored", "message": message}))
+            }
+        }
+    }
+
+    /// Records a verified delivery that is not queued.
+    async fn record_ignored(&self, delivery_id: &DeliveryId, event_key: &str, reason: &str) {
+        let entry = DeliveryEntry {
+            id: delivery_id.clone(),
+            received_at: (self.clock)(),
+            kind: DeliveryKind::Webhook,
+            event_key: event_key.to_owned(),
+            repo: None,
+            changes: Vec::new(),
+            verdict: Verdict::Ignored,
+            reason: Some(reason.to_owned()),
+            duplicates: 0,
+            outcome: None,
+        };
+        self.record(&entry).await;
+    }
+
+    /// Records a queued (or duplicate) push.
+    async fn record_push(&self, push: &PushMessage, verdict: Verdict) {
+        self.record(&DeliveryEntry::for_push(push, EVENT_PUSH, verdict)).await;
+    }
+
+    async fn record(&self, entry: &DeliveryEntry) {
+        if let Err(e) = self.deliveries.record_delivery(entry).await {
+            warn!(error = %error_chain(&e), "could not record the delivery in the delivery log; it is handled all the same");
         }
     }
 
@@ -293,16 +368,24 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
             span.record("commit", tracing::field::display(&first.to_hash));
         }
         match self.queue.enqueue(&push).await {
-            Ok(outcome) => WebhookResponse::new(
-                StatusCode::ACCEPTED,
-                json!({
-                    "status": if outcome == Enqueued::Queued { "queued" } else { "duplicate" },
-                    "message": if outcome == Enqueued::Queued { "the push is queued for replication" } else { "this delivery was already queued" },
-                    "deliveryId": delivery_id.as_str(),
-                    "repository": push.repo.to_string(),
-                    "changes": push.changes.len(),
-                }),
-            ),
+            Ok(outcome) => {
+                let verdict = if outcome == Enqueued::Queued {
+                    Verdict::Queued
+                } else {
+                    Verdict::Duplicate
+                };
+                self.record_push(&push, verdict).await;
+                WebhookResponse::new(
+                    StatusCode::ACCEPTED,
+                    json!({
+                        "status": if outcome == Enqueued::Queued { "queued" } else { "duplicate" },
+                        "message": if outcome == Enqueued::Queued { "the push is queued for replication" } else { "this delivery was already queued" },
+                        "deliveryId": delivery_id.as_str(),
+                        "repository": push.repo.to_string(),
+                        "changes": push.changes.len(),
+                    }),
+                )
+            }
             Err(e) => {
                 error!(error = %e, cause = ?std::error::Error::source(&e), "could not queue the push");
                 WebhookResponse::error(
@@ -315,7 +398,7 @@ impl<Q: PushQueue, S: SecretSource> WebhookHandler<Q, S> {
     }
 }
 
-impl<Q, S> WebhookHandler<Q, S> {
+impl<Q, S, L> WebhookHandler<Q, S, L> {
     /// How old a delivery sent at `sent_at` is, if that is beyond the window. A date in the future
     /// (clocks differ) is not stale.
     fn stale(&self, sent_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
