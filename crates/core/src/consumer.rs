@@ -177,7 +177,12 @@ impl GroupState {
         outcome: &Outcome<'_>,
     ) -> Decision {
         let decision = policy.decide(attempt, outcome);
-        if matches!((outcome, &decision), (Outcome::Failed { .. }, Decision::RetryIn(_))) {
+        // A sync cut into slices is continued by the message it queued, which goes on to the
+        // branch head: it covers the later pushes as a retry would.
+        if matches!(
+            (outcome, &decision),
+            (Outcome::Failed { .. }, Decision::RetryIn(_)) | (Outcome::Synced(SyncOutcome::Sliced { .. }), _)
+        ) {
             self.retrying = Some(delivery.clone());
         }
         decision
@@ -226,6 +231,11 @@ pub fn describe(outcome: &SyncOutcome) -> String {
         SyncOutcome::UpToDate { head } => format!("already at {}", head.short()),
         SyncOutcome::Synced { from, to, mode, stats } => format!(
             "synced {} -> {} ({mode:?}): {stats}",
+            from.as_ref().map_or("(none)", |c| c.short()),
+            to.short(),
+        ),
+        SyncOutcome::Sliced { from, to, after, stats } => format!(
+            "deadline near: synced {} -> {} up to {after:?}, continuation queued: {stats}",
             from.as_ref().map_or("(none)", |c| c.short()),
             to.short(),
         ),

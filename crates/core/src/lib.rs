@@ -5,6 +5,7 @@
 //! ([`reconcile`]). It does no I/O of its own: it talks to the [`ports`].
 
 pub mod consumer;
+pub mod deadline;
 pub mod deliveries;
 mod error_chain;
 pub mod hubignore;

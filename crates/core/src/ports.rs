@@ -353,6 +353,37 @@ pub struct SyncCursor {
     pub commit: CommitId,
     pub synced_at: DateTime<Utc>,
     pub stats: SyncStats,
+    /// What `.hubignore` said at `commit` (its text, empty when there is none), so that a sync
+    /// whose diff does not touch it need not fetch it again. `None`: not known (kept by an earlier
+    /// version, or too large to keep: see [`MAX_KEPT_HUBIGNORE_BYTES`]); it is then fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hubignore: Option<String>,
+}
+
+/// The largest `.hubignore` kept with the cursor (its text lives in the registry item, which
+/// DynamoDB caps at 400 KB); a larger one is fetched again by every sync.
+pub const MAX_KEPT_HUBIGNORE_BYTES: usize = 64 * 1024;
+
+/// How far a sync cut into slices got (it could not finish before its deadline, see
+/// [`crate::deadline`]): every candidate path up to `after`, in byte order, matches `head`; the
+/// paths after it still match the cursor, or some earlier slice's progress. The cursor itself
+/// moves to `head` only once the last slice is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResume {
+    /// The head this sync replicates.
+    pub head: CommitId,
+    /// The last path done.
+    pub after: String,
+    /// A reconciliation of the whole tree (otherwise the diff from the cursor to `head`).
+    pub full: bool,
+    /// What `.hubignore` said at `head` (as [`SyncCursor::hubignore`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hubignore: Option<String>,
+    /// Counts of the slices so far.
+    pub stats: SyncStats,
+    /// Slices done so far.
+    pub slices: u32,
 }
 
 /// The last failed sync of a repository; cleared by the next success.
@@ -371,6 +402,9 @@ pub struct RepoRecord {
     pub registered_at: DateTime<Utc>,
     pub cursor: Option<SyncCursor>,
     pub last_error: Option<LastError>,
+    /// A sync cut into slices that is not done yet; cleared when the cursor moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<SyncResume>,
 }
 
 /// Who holds a sync lease: unique to one sync run (process, invocation and attempt), and readable
@@ -449,14 +483,24 @@ pub trait RepoRegistry: Send + Sync {
     /// unfinished predecessor); otherwise the next holder sees `previous_unfinished`.
     fn release_lease(&self, lease: &SyncLease, finished: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Moves the cursor to `cursor` and clears the last error, only if `lease` is still held
-    /// ([`StoreError::LeaseLost`]) and the stored cursor commit is still `expected` (`None`: no
-    /// cursor yet; otherwise [`StoreError::CursorMoved`]).
+    /// Moves the cursor to `cursor` and clears the last error and the resume point, only if
+    /// `lease` is still held ([`StoreError::LeaseLost`]) and the stored cursor commit is still
+    /// `expected` (`None`: no cursor yet; otherwise [`StoreError::CursorMoved`]).
     fn advance_cursor(
         &self,
         lease: &SyncLease,
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records how far a sync cut into slices got, leaving the cursor where it is, under the same
+    /// conditions as [`RepoRegistry::advance_cursor`] (the lease held, the cursor still
+    /// `expected`).
+    fn record_resume(
+        &self,
+        lease: &SyncLease,
+        expected: Option<&CommitId>,
+        resume: &SyncResume,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records why the last sync failed; the cursor is left as it was.

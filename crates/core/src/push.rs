@@ -67,6 +67,9 @@ pub enum MessageKind {
     /// so the sync treats it as a push of the default branch: from the cursor to the head, not a
     /// full reconciliation.
     Reconcile,
+    /// Queued by a sync that reached its deadline ([`crate::deadline`]) after recording how far
+    /// it got: the next slice of the same sync. It is synced whatever the branch did meanwhile.
+    Continuation,
 }
 
 impl MessageKind {
@@ -145,6 +148,26 @@ impl PushMessage {
         }
     }
 
+    /// The continuation of a sync of `repo` towards `head` that stopped after `after` (see
+    /// [`MessageKind::Continuation`]). It moves no ref; its deduplication id is derived from the
+    /// repository, the head and the resume point, so a slice queues its continuation once.
+    pub fn continuation(repo: RepoRef, head: &CommitId, after: &str, requested_at: DateTime<Utc>) -> Self {
+        let digest = hex::encode(Sha256::digest(format!("{repo}\n{after}").as_bytes()));
+        // 9 + 40 or 64 + 1 + 24 characters: within SQS's 128.
+        let delivery_id = DeliveryId::parse(&format!("continue-{head}-{}", &digest[..24]))
+            .expect("a continuation id is printable ASCII within 128 characters");
+        Self {
+            kind: MessageKind::Continuation,
+            provider: Provider::BitbucketDataCenter,
+            delivery_id,
+            repo,
+            repository_id: None,
+            changes: Vec::new(),
+            actor: Actor::default(),
+            received_at: requested_at,
+        }
+    }
+
     /// Whether any change of this push moved `ref_id`.
     pub fn touches(&self, ref_id: &str) -> bool {
         self.changes.iter().any(|c| c.ref_id == ref_id)
@@ -176,6 +199,33 @@ mod tests {
         assert_eq!(read.kind, MessageKind::Push);
         let read: PushMessage = serde_json::from_value(request_json).unwrap();
         assert_eq!(read, request);
+    }
+}
+
+#[cfg(test)]
+mod continuation_tests {
+    use super::*;
+
+    const HEAD: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn continuations_are_deduplicated_on_repository_head_and_resume_point() {
+        let a = RepoRef::parse("DATA/models").unwrap();
+        let b = RepoRef::parse("DATA/other").unwrap();
+        let head = CommitId::parse(HEAD).unwrap();
+
+        let first = PushMessage::continuation(a.clone(), &head, "m/0100.json", Utc::now());
+        let again = PushMessage::continuation(a.clone(), &head, "m/0100.json", Utc::now());
+        let further = PushMessage::continuation(a, &head, "m/0200.json", Utc::now());
+        let other = PushMessage::continuation(b, &head, "m/0100.json", Utc::now());
+
+        assert_eq!(first.delivery_id, again.delivery_id);
+        assert_ne!(first.delivery_id, further.delivery_id);
+        assert_ne!(first.delivery_id, other.delivery_id);
+        assert_eq!(first.kind, MessageKind::Continuation);
+        let json = serde_json::to_value(&first).unwrap();
+        assert_eq!(json["kind"], "continuation");
+        assert_eq!(serde_json::from_value::<PushMessage>(json).unwrap(), first);
     }
 }
 

@@ -21,17 +21,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures::{TryStreamExt, stream};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::deadline::Deadline;
 use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path};
 use crate::ports::{
     ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, LastError,
-    LeaseOwner, ModelStore, RawFile, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease,
-    SyncStats,
+    LeaseOwner, MAX_KEPT_HUBIGNORE_BYTES, ModelStore, PushQueue, QueueError, RawFile, RepoRecord, RepoRegistry,
+    SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume, SyncStats,
 };
 use crate::push::{MessageKind, PushMessage};
 
@@ -47,6 +49,9 @@ pub enum SyncError {
     /// The Git host client could not be set up from the secret (bad base URL...).
     #[error(transparent)]
     HostConfig(#[from] ConnectError),
+    /// A slice's continuation could not be queued (its resume point is recorded).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 impl SyncError {
@@ -58,6 +63,7 @@ impl SyncError {
             Self::Store(e) => e.is_retryable(),
             Self::Secret(e) => e.is_retryable(),
             Self::HostConfig(_) => false,
+            Self::Queue(_) => true,
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum FullSyncReason {
     PreviousUnfinished,
     /// Another writer moved the cursor while this sync ran.
     CursorMoved,
+    /// The next slice of a full sync cut into slices ([`SyncOutcome::Sliced`]).
+    Continued,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +111,14 @@ pub enum SyncOutcome {
         from: Option<CommitId>,
         to: CommitId,
         mode: SyncMode,
+        stats: SyncStats,
+    },
+    /// The deadline came first: every path up to `after` matches `to`, the rest is left to the
+    /// continuation; the cursor has not moved yet. `stats` counts every slice so far.
+    Sliced {
+        from: Option<CommitId>,
+        to: CommitId,
+        after: String,
         stats: SyncStats,
     },
 }
@@ -204,6 +220,17 @@ enum Plan {
     Incremental(Vec<crate::ports::FileChange>),
 }
 
+/// What a sync does at one path. A sync's work is these, in path order, so that a slice that stops
+/// before its deadline leaves a prefix of it done and can say where the next slice starts.
+enum Op {
+    /// Fetch the file at the head and write, replace or remove its model.
+    Fetch(Known),
+    /// Remove the model (deleted, moved away, or not at the head any more).
+    Remove,
+    /// Excluded by `.hubignore`: counted, and its model removed when `remove` (it may be stored).
+    Ignore { remove: bool },
+}
+
 /// One sync's hold on its repository: the lease its writes are fenced with, and whether it wrote
 /// anything yet (a failure after a write leaves the models unfinished).
 struct Leased<'l> {
@@ -218,26 +245,64 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
 
     /// Applies one queued push, or reconciles the whole tree for a queued full sync request
     /// ([`MessageKind::FullSync`]). On failure the error is also recorded on the repository, and
-    /// the cursor is left where it was.
+    /// the cursor is left where it was. Without a deadline, the sync runs to its end (a sync cut
+    /// into slices earlier is finished).
     pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
+        self.handle(push, None).await
+    }
+
+    /// Like [`SyncEngine::handle_push`], but a sync still running when `deadline` is near stops at
+    /// its next safe point (between files, its writes done), records how far it got, releases
+    /// its lease and queues its continuation ([`MessageKind::Continuation`]) on `queue`:
+    /// [`SyncOutcome::Sliced`]. The continuation (or any later push of the repository) resumes
+    /// the same head from there; the cursor moves to the head only when the last slice is done.
+    pub async fn handle_push_within<Q: PushQueue>(
+        &self,
+        push: &PushMessage,
+        deadline: &Deadline,
+        queue: &Q,
+    ) -> Result<SyncOutcome, SyncError> {
+        let outcome = self.handle(push, Some(deadline)).await?;
+        if let SyncOutcome::Sliced { to, after, .. } = &outcome {
+            let next = PushMessage::continuation(push.repo.clone(), to, after, Utc::now());
+            match queue.enqueue(&next).await {
+                Ok(queued) => info!(
+                    repository = %push.repo, continuation = %next.delivery_id, ?queued,
+                    "continuation queued"
+                ),
+                // The resume point is recorded: this push, retried, resumes from it.
+                Err(e) => return self.record_failure(&push.repo, Err(e.into())).await,
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn handle(&self, push: &PushMessage, deadline: Option<&Deadline>) -> Result<SyncOutcome, SyncError> {
         if self.store.repo(&push.repo).await?.is_none() {
             info!(repository = %push.repo, "repository is not registered; push skipped");
             return Ok(SyncOutcome::NotRegistered);
         }
-        let result = async {
+        let result = async move {
             let Some(branch) = self.host.default_branch(&push.repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            if push.kind == MessageKind::FullSync {
-                let reason = Some(FullSyncReason::Requested);
-                return self.sync_to(&push.repo, branch, reason, &NoProgress).await;
+            match push.kind {
+                MessageKind::FullSync => {
+                    let reason = Some(FullSyncReason::Requested);
+                    return self.sync_to(&push.repo, branch, reason, &NoProgress, deadline).await;
+                }
+                // The next slice of a sync: whatever the branch did since.
+                MessageKind::Continuation => {
+                    return self.sync_to(&push.repo, branch, None, &NoProgress, deadline).await;
+                }
+                MessageKind::Push | MessageKind::Reconcile => {}
             }
             if !push.touches(&branch.ref_id) {
                 return Ok(SyncOutcome::NotDefaultBranch {
                     default_branch: branch.ref_id,
                 });
             }
-            self.sync_to(&push.repo, branch, None, &NoProgress).await
+            self.sync_to(&push.repo, branch, None, &NoProgress, deadline).await
         }
         .await;
         self.record_failure(&push.repo, result).await
@@ -258,7 +323,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             let Some(branch) = self.host.default_branch(repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            self.sync_to(repo, branch, full.then_some(FullSyncReason::Requested), progress)
+            self.sync_to(repo, branch, full.then_some(FullSyncReason::Requested), progress, None)
                 .await
         }
         .await;
@@ -296,6 +361,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         branch: DefaultBranch,
         forced: Option<FullSyncReason>,
         progress: &dyn SyncProgress,
+        deadline: Option<&Deadline>,
     ) -> Result<SyncOutcome, SyncError> {
         let owner = LeaseOwner::generate(&self.options.holder);
         let lease = self.store.acquire_lease(repo, &owner, self.options.lease_ttl).await?;
@@ -305,10 +371,11 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             wrote: AtomicBool::new(false),
         };
         let result = self
-            .with_heartbeat(&lease, self.sync_leased(&leased, branch, forced, progress))
+            .with_heartbeat(&lease, self.sync_leased(&leased, branch, forced, progress, deadline))
             .await;
         // A failure before any write leaves the models as they were: finished, unless they were
-        // unfinished already.
+        // unfinished already. A slice that stopped at its deadline is finished too: its resume
+        // point says exactly what is done.
         let finished = result.is_ok() || (!lease.previous_unfinished && !leased.wrote.load(Ordering::SeqCst));
         if let Err(e) = self.store.release_lease(&lease, finished).await {
             warn!(repository = %repo, error = %e, "could not release the sync lease; it expires by itself");
@@ -346,27 +413,45 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// The sync proper, under the lease: the cursor is read again now that no other sync can move
     /// it. A cursor moved anyway (by a writer that takes no lease) means a full reconcile against
     /// the new head, never "up to date".
+    ///
+    /// A sync cut into slices that is not done yet (a resume point on the record) is finished
+    /// first, towards its own head, whatever this sync was started for (a continuation, a later
+    /// push, a reconcile); then, in the same run, the sync goes on from there to the branch head.
+    /// Only a requested full sync, or one that found the cursor moved, starts over instead.
     async fn sync_leased(
         &self,
         leased: &Leased<'_>,
         mut branch: DefaultBranch,
         mut forced: Option<FullSyncReason>,
         progress: &dyn SyncProgress,
+        deadline: Option<&Deadline>,
     ) -> Result<SyncOutcome, SyncError> {
         let repo = &leased.lease.repo;
-        if leased.lease.previous_unfinished && forced.is_none() {
-            warn!(repository = %repo, "the previous sync did not finish; reconciling the whole tree");
-            forced = Some(FullSyncReason::PreviousUnfinished);
-        }
         let mut moved_once = false;
+        let mut first = true;
         loop {
             let record = self
                 .store
                 .repo(repo)
                 .await?
                 .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
-            let cursor = record.cursor.as_ref().map(|c| c.commit.clone());
-            match self.sync_once(leased, &branch, cursor, forced, progress).await {
+            if std::mem::take(&mut first) && leased.lease.previous_unfinished && forced.is_none() {
+                if record.resume.is_some() {
+                    // The unfinished slice worked after the resume point only: resuming redoes it.
+                    info!(repository = %repo, "the previous slice did not finish; resuming from its resume point");
+                } else {
+                    warn!(repository = %repo, "the previous sync did not finish; reconciling the whole tree");
+                    forced = Some(FullSyncReason::PreviousUnfinished);
+                }
+            }
+            let continuing = forced.is_none() && record.resume.is_some();
+            match self
+                .sync_once(leased, &branch, &record, forced, progress, deadline)
+                .await
+            {
+                Ok(SyncOutcome::Synced { to, .. }) if continuing && to != branch.head => {
+                    info!(repository = %repo, done = %to, head = %branch.head, "sliced sync done; going on to the branch head");
+                }
                 Err(SyncError::Store(StoreError::CursorMoved(_))) if !moved_once => {
                     warn!(repository = %repo, "the cursor moved under this sync; reconciling against the new head");
                     moved_once = true;
@@ -385,21 +470,26 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         &self,
         leased: &Leased<'_>,
         branch: &DefaultBranch,
-        cursor: Option<CommitId>,
+        record: &RepoRecord,
         forced: Option<FullSyncReason>,
         progress: &dyn SyncProgress,
+        deadline: Option<&Deadline>,
     ) -> Result<SyncOutcome, SyncError> {
         let repo = &leased.lease.repo;
-        let head = branch.head.clone();
-        if forced.is_none() && cursor.as_ref() == Some(&head) {
+        let cursor = record.cursor.as_ref();
+        let from = cursor.map(|c| c.commit.clone());
+        let resume = record.resume.as_ref().filter(|_| forced.is_none());
+        let head = resume.map_or_else(|| branch.head.clone(), |r| r.head.clone());
+        if resume.is_none() && forced.is_none() && from.as_ref() == Some(&head) {
             debug!(repository = %repo, head = %head, "already at the head");
             return Ok(SyncOutcome::UpToDate { head });
         }
 
-        let plan = match (forced, &cursor) {
-            (Some(reason), _) => Plan::Full(reason),
-            (None, None) => Plan::Full(FullSyncReason::FirstSync),
-            (None, Some(since)) => match self.host.changes(repo, since, &head).await {
+        let plan = match (resume, forced, &from) {
+            (Some(r), _, _) if r.full => Plan::Full(FullSyncReason::Continued),
+            (_, Some(reason), _) => Plan::Full(reason),
+            (_, None, None) => Plan::Full(FullSyncReason::FirstSync),
+            (_, None, Some(since)) => match self.host.changes(repo, since, &head).await {
                 Ok(set) if set.truncated => Plan::Full(FullSyncReason::TooManyChanges),
                 Ok(set)
                     if set
@@ -415,17 +505,16 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             },
         };
 
-        let ignore = match self
-            .host
-            .raw_file(repo, HUBIGNORE_PATH, &head, self.options.max_model_bytes)
-            .await?
-        {
-            Some(RawFile::Content(bytes)) => HubIgnore::parse(&bytes),
-            Some(RawFile::TooLarge(size)) => {
-                warn!(repository = %repo, reason = %size, ".hubignore is not read");
-                HubIgnore::empty()
-            }
-            None => HubIgnore::empty(),
+        // `.hubignore` at the head is what the cursor (or the resume point) kept, unless the
+        // diff touched it or nothing was kept: then it is fetched.
+        let kept = match (resume, &plan) {
+            (Some(r), _) => r.hubignore.clone(),
+            (None, Plan::Incremental(_)) => cursor.and_then(|c| c.hubignore.clone()),
+            (None, Plan::Full(_)) => None,
+        };
+        let (ignore, hubignore) = match kept {
+            Some(text) => (HubIgnore::parse(text.as_bytes()), Some(text)),
+            None => self.read_hubignore(repo, &head).await?,
         };
         for line in &ignore.invalid_lines {
             warn!(repository = %repo, line = %line, "invalid .hubignore pattern skipped");
@@ -435,19 +524,52 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             Plan::Full(reason) => SyncMode::Full(*reason),
             Plan::Incremental(_) => SyncMode::Incremental,
         };
-        let stats = match plan {
-            Plan::Full(_) => self.reconcile_tree(leased, &head, &ignore, progress).await?,
-            Plan::Incremental(changes) => self.apply_changes(leased, &head, &ignore, &changes, progress).await?,
+        let ops = match plan {
+            Plan::Full(_) => self.plan_tree(repo, &head, &ignore).await?,
+            Plan::Incremental(changes) => plan_changes(&changes, &ignore),
         };
+        let stats = Mutex::new(SyncStats::default());
+        let after = resume.map(|r| r.after.as_str());
+        let stopped = self
+            .run_ops(leased, &head, ops, after, &stats, progress, deadline)
+            .await?;
+        let mut total = resume.map(|r| r.stats.clone()).unwrap_or_default();
+        add_stats(&mut total, &stats.into_inner().unwrap_or_default());
+
+        if let Some(after) = stopped {
+            let slices = resume.map_or(1, |r| r.slices + 1);
+            let full = matches!(mode, SyncMode::Full(_));
+            let point = SyncResume {
+                head: head.clone(),
+                after: after.clone(),
+                full,
+                hubignore,
+                stats: total.clone(),
+                slices,
+            };
+            self.store.record_resume(leased.lease, from.as_ref(), &point).await?;
+            info!(
+                repository = %repo, commit = %head, mode = ?mode, slices, after = %after,
+                written = total.written, removed = total.removed,
+                "deadline near: sync stopped at a safe point, to be continued"
+            );
+            return Ok(SyncOutcome::Sliced {
+                from,
+                to: head,
+                after,
+                stats: total,
+            });
+        }
 
         self.store
             .advance_cursor(
                 leased.lease,
-                cursor.as_ref(),
+                from.as_ref(),
                 &SyncCursor {
                     commit: head.clone(),
                     synced_at: Utc::now(),
-                    stats: stats.clone(),
+                    stats: total.clone(),
+                    hubignore,
                 },
             )
             .await?;
@@ -458,16 +580,39 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         }
         info!(
             repository = %repo, commit = %head, mode = ?mode,
-            written = stats.written, removed = stats.removed, malformed = stats.malformed,
-            skipped = stats.skipped, ignored = stats.ignored,
+            written = total.written, removed = total.removed, malformed = total.malformed,
+            skipped = total.skipped, ignored = total.ignored,
             "repository synced"
         );
         Ok(SyncOutcome::Synced {
-            from: cursor,
+            from,
             to: head,
             mode,
-            stats,
+            stats: total,
         })
+    }
+
+    /// `.hubignore` at `at`: its rules, and its text to keep with the cursor (`""` when there is
+    /// none; `None` when it is too large to keep).
+    async fn read_hubignore(&self, repo: &RepoRef, at: &CommitId) -> Result<(HubIgnore, Option<String>), SyncError> {
+        Ok(
+            match self
+                .host
+                .raw_file(repo, HUBIGNORE_PATH, at, self.options.max_model_bytes)
+                .await?
+            {
+                Some(RawFile::Content(bytes)) => {
+                    let kept =
+                        (bytes.len() <= MAX_KEPT_HUBIGNORE_BYTES).then(|| String::from_utf8_lossy(&bytes).into_owned());
+                    (HubIgnore::parse(&bytes), kept)
+                }
+                Some(RawFile::TooLarge(size)) => {
+                    warn!(repository = %repo, reason = %size, ".hubignore is not read");
+                    (HubIgnore::empty(), None)
+                }
+                None => (HubIgnore::empty(), Some(String::new())),
+            },
+        )
     }
 
     /// Writes a model under the lease.
@@ -482,119 +627,112 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         self.store.delete_model(leased.lease, path).await
     }
 
-    /// Full sync: every candidate file at the head is fetched; stored models that are not at the
-    /// head (or now ignored, or no longer models) are removed.
-    async fn reconcile_tree(
+    /// Full sync: every candidate file at the head is fetched (what the store holds there is
+    /// known, so an unchanged file is not written again); stored models that are not at the head
+    /// (or now ignored, or no longer models) are removed.
+    async fn plan_tree(
         &self,
-        leased: &Leased<'_>,
+        repo: &RepoRef,
         head: &CommitId,
         ignore: &HubIgnore,
-        progress: &dyn SyncProgress,
-    ) -> Result<SyncStats, SyncError> {
-        let repo = &leased.lease.repo;
+    ) -> Result<BTreeMap<String, Op>, SyncError> {
         let files = self.host.list_files(repo, head).await?;
-        let stored: BTreeMap<String, (String, ModelStatus)> = self
+        let mut stored: BTreeMap<String, (String, ModelStatus)> = self
             .store
             .list_models(repo)
             .await?
             .into_iter()
             .map(|m| (m.path, (m.content_sha256, m.status)))
             .collect();
-        let stats = Mutex::new(SyncStats::default());
-        let mut wanted = BTreeSet::new();
+        let mut ops = BTreeMap::new();
         for path in files.into_iter().filter(|p| is_candidate_path(p)) {
-            if ignore.is_ignored(&path) {
-                bump(&stats, |s| s.ignored += 1);
+            let known = stored.remove(&path);
+            let op = if ignore.is_ignored(&path) {
+                Op::Ignore {
+                    remove: known.is_some(),
+                }
             } else {
-                wanted.insert(path);
-            }
+                Op::Fetch(known.map_or(Known::Absent, |(sha, status)| Known::Stored(sha, status)))
+            };
+            ops.insert(path, op);
         }
-        self.fetch_all(leased, head, &wanted, Some(&stored), &stats, progress)
-            .await?;
-        for path in stored.keys().filter(|p| !wanted.contains(*p)) {
-            if self.delete(leased, path).await? {
-                bump(&stats, |s| s.removed += 1);
-            }
+        for path in stored.into_keys() {
+            ops.entry(path).or_insert(Op::Remove);
         }
-        Ok(stats.into_inner().unwrap_or_default())
+        Ok(ops)
     }
 
-    /// Incremental sync: removals first (deleted files, move sources), then every added, modified,
-    /// copied or moved-to path is fetched at the head and written.
-    async fn apply_changes(
+    /// Runs `ops` after the path `after` (all of them without one), in path order, a few at a
+    /// time (within the budget shared by every sync of these options). With a deadline, no new
+    /// op is started once it is near (the first one always is, so every slice makes progress):
+    /// the ops started are a prefix of the list, and are all done when this returns. Returns the
+    /// last path done when it stopped before the end.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_ops(
         &self,
         leased: &Leased<'_>,
         head: &CommitId,
-        ignore: &HubIgnore,
-        changes: &[crate::ports::FileChange],
+        ops: BTreeMap<String, Op>,
+        after: Option<&str>,
+        stats: &Mutex<SyncStats>,
         progress: &dyn SyncProgress,
-    ) -> Result<SyncStats, SyncError> {
-        let stats = Mutex::new(SyncStats::default());
-        let mut removals = BTreeSet::new();
-        let mut writes = BTreeSet::new();
-        for change in changes {
-            match &change.kind {
-                FileChangeKind::Delete => {
-                    removals.insert(change.path.clone());
-                }
-                FileChangeKind::Move { from } => {
-                    removals.insert(from.clone());
-                    writes.insert(change.path.clone());
-                }
-                FileChangeKind::Add | FileChangeKind::Modify | FileChangeKind::Copy { .. } => {
-                    writes.insert(change.path.clone());
-                }
+        deadline: Option<&Deadline>,
+    ) -> Result<Option<String>, SyncError> {
+        let ops: Vec<(String, Op)> = match after {
+            Some(after) => ops.into_iter().filter(|(p, _)| p.as_str() > after).collect(),
+            None => ops.into_iter().collect(),
+        };
+        progress.planned(ops.iter().filter(|(_, op)| matches!(op, Op::Fetch(_))).count());
+        let concurrency = self.options.fetch.concurrency;
+        let mut in_flight = FuturesUnordered::new();
+        let mut started = 0;
+        loop {
+            while in_flight.len() < concurrency
+                && started < ops.len()
+                && (started == 0 || !deadline.is_some_and(|d| d.is_near()))
+            {
+                let (path, op) = &ops[started];
+                in_flight.push(self.run_op(leased, head, path, op, stats, progress));
+                started += 1;
+            }
+            match in_flight.next().await {
+                Some(done) => done?,
+                None => break,
             }
         }
-        for path in removals.iter().filter(|p| is_candidate_path(p) && !writes.contains(*p)) {
-            if self.delete(leased, path).await? {
-                bump(&stats, |s| s.removed += 1);
-            }
-        }
-        let mut fetches = Vec::new();
-        for path in writes.into_iter().filter(|p| is_candidate_path(p)) {
-            if ignore.is_ignored(&path) {
-                bump(&stats, |s| s.ignored += 1);
-                if self.delete(leased, &path).await? {
-                    bump(&stats, |s| s.removed += 1);
-                }
-            } else {
-                fetches.push(path);
-            }
-        }
-        // Every path here changed, so what the store holds is not looked up first.
-        self.fetch_all(leased, head, &fetches, None, &stats, progress).await?;
-        Ok(stats.into_inner().unwrap_or_default())
+        Ok((started < ops.len()).then(|| ops[started - 1].0.clone()))
     }
 
-    /// Fetches `paths` at the head, a few at a time (within the budget shared by every sync of
-    /// these options), and applies each one. `stored` is what the store holds (digest and status
-    /// per path) when known: an unchanged file is then not written again.
-    async fn fetch_all<'p>(
+    async fn run_op(
         &self,
         leased: &Leased<'_>,
         head: &CommitId,
-        paths: impl IntoIterator<Item = &'p String>,
-        stored: Option<&BTreeMap<String, (String, ModelStatus)>>,
+        path: &str,
+        op: &Op,
         stats: &Mutex<SyncStats>,
         progress: &dyn SyncProgress,
     ) -> Result<(), SyncError> {
-        let paths: Vec<&String> = paths.into_iter().collect();
-        progress.planned(paths.len());
-        stream::iter(paths.into_iter().map(Ok::<_, SyncError>))
-            .try_for_each_concurrent(self.options.fetch.concurrency, |path| async move {
-                let known = match stored {
-                    None => Known::Unknown,
-                    Some(map) => map.get(path).map_or(Known::Absent, Known::Stored),
-                };
+        match op {
+            Op::Fetch(known) => {
                 // Held until the file is applied: its bytes live until then. The semaphore is
                 // never closed, so acquiring cannot fail.
                 let _permit = self.options.fetch.permits.acquire().await.ok();
                 self.fetch_and_store(leased, head, path, known, stats).await?;
                 progress.file_done(path);
-                Ok(())
-            })
-            .await
+            }
+            Op::Remove => {
+                if self.delete(leased, path).await? {
+                    bump(stats, |s| s.removed += 1);
+                }
+            }
+            Op::Ignore { remove } => {
+                bump(stats, |s| s.ignored += 1);
+                if *remove && self.delete(leased, path).await? {
+                    bump(stats, |s| s.removed += 1);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fetches one candidate file at the head and writes, replaces or removes its model.
@@ -603,7 +741,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         leased: &Leased<'_>,
         head: &CommitId,
         path: &str,
-        known: Known<'_>,
+        known: &Known,
         stats: &Mutex<SyncStats>,
     ) -> Result<(), SyncError> {
         let repo = &leased.lease.repo;
@@ -658,12 +796,12 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         path: &str,
         status: ModelStatus,
         content: Bytes,
-        known: Known<'_>,
+        known: &Known,
         stats: &Mutex<SyncStats>,
     ) -> Result<(), SyncError> {
         let malformed = matches!(status, ModelStatus::Malformed { .. });
         let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, content);
-        if matches!(known, Known::Stored((sha, st)) if *sha == record.content_sha256 && *st == record.status) {
+        if matches!(known, Known::Stored(sha, st) if *sha == record.content_sha256 && *st == record.status) {
             if malformed {
                 bump(stats, |s| s.malformed += 1);
             }
@@ -689,13 +827,58 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
 }
 
 /// What the store holds at a path before the file is fetched.
-#[derive(Clone, Copy)]
-enum Known<'a> {
+enum Known {
     /// Not looked up (an incremental sync: the path changed anyway).
     Unknown,
     Absent,
     /// Its content digest and status.
-    Stored(&'a (String, ModelStatus)),
+    Stored(String, ModelStatus),
+}
+
+/// Incremental sync: removals (deleted files, move sources), and every added, modified, copied or
+/// moved-to path fetched at the head and written (what the store holds there is not looked up:
+/// it changed anyway).
+fn plan_changes(changes: &[crate::ports::FileChange], ignore: &HubIgnore) -> BTreeMap<String, Op> {
+    let mut removals = BTreeSet::new();
+    let mut writes = BTreeSet::new();
+    for change in changes {
+        match &change.kind {
+            FileChangeKind::Delete => {
+                removals.insert(change.path.clone());
+            }
+            FileChangeKind::Move { from } => {
+                removals.insert(from.clone());
+                writes.insert(change.path.clone());
+            }
+            FileChangeKind::Add | FileChangeKind::Modify | FileChangeKind::Copy { .. } => {
+                writes.insert(change.path.clone());
+            }
+        }
+    }
+    let mut ops = BTreeMap::new();
+    for path in removals
+        .into_iter()
+        .filter(|p| is_candidate_path(p) && !writes.contains(p))
+    {
+        ops.insert(path, Op::Remove);
+    }
+    for path in writes.into_iter().filter(|p| is_candidate_path(p)) {
+        let op = if ignore.is_ignored(&path) {
+            Op::Ignore { remove: true }
+        } else {
+            Op::Fetch(Known::Unknown)
+        };
+        ops.insert(path, op);
+    }
+    ops
+}
+
+fn add_stats(total: &mut SyncStats, more: &SyncStats) {
+    total.written += more.written;
+    total.removed += more.removed;
+    total.malformed += more.malformed;
+    total.skipped += more.skipped;
+    total.ignored += more.ignored;
 }
 
 /// Everything one sync worker needs: the store, the secret, and a way to reach the Git host. The
@@ -713,6 +896,20 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
         let host = self.host().await?;
         SyncEngine::new(&host, &self.store, self.options.clone())
             .handle_push(push)
+            .await
+    }
+
+    /// Applies one queued push within a deadline, queueing its continuation on `queue` if it
+    /// must stop first (see [`SyncEngine::handle_push_within`]).
+    pub async fn handle_push_within<Q: PushQueue>(
+        &self,
+        push: &PushMessage,
+        deadline: &Deadline,
+        queue: &Q,
+    ) -> Result<SyncOutcome, SyncError> {
+        let host = self.host().await?;
+        SyncEngine::new(&host, &self.store, self.options.clone())
+            .handle_push_within(push, deadline, queue)
             .await
     }
 

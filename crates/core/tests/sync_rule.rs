@@ -472,6 +472,7 @@ mod one_writer {
                         commit: moved,
                         synced_at: Utc::now(),
                         stats: SyncStats::default(),
+                        hubignore: None,
                     },
                 );
             }

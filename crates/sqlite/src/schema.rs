@@ -92,6 +92,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_by_time ON deliveries (received_at, id);
     CREATE INDEX deliveries_by_repo ON deliveries (repo, received_at, id);
     "#,
+    // 4: how far a sync cut into slices got (the cursor keeps what `.hubignore` said in its JSON).
+    r#"
+    ALTER TABLE repos ADD COLUMN resume TEXT;     -- JSON SyncResume, NULL once the cursor moves
+    "#,
 ];
 
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

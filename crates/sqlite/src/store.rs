@@ -18,6 +18,7 @@ use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::{ModelRecord, ModelStatus, sha256_hex};
 use hubsync_core::ports::{
     LastError, LeaseOwner, ModelStore, ModelSummary, RepoRecord, RepoRegistry, StoreError, SyncCursor, SyncLease,
+    SyncResume,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -51,9 +52,10 @@ struct RepoRow {
     registered_at: String,
     cursor: Option<String>,
     last_error: Option<String>,
+    resume: Option<String>,
 }
 
-const REPO_COLUMNS: &str = "repo, registered_at, cursor, last_error";
+const REPO_COLUMNS: &str = "repo, registered_at, cursor, last_error, resume";
 
 impl RepoRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
@@ -62,6 +64,7 @@ impl RepoRow {
             registered_at: row.get(1)?,
             cursor: row.get(2)?,
             last_error: row.get(3)?,
+            resume: row.get(4)?,
         })
     }
 
@@ -76,6 +79,10 @@ impl RepoRow {
             last_error: self
                 .last_error
                 .map(|e| parse_json::<LastError>(&format!("last error of {repo}"), &e))
+                .transpose()?,
+            resume: self
+                .resume
+                .map(|r| parse_json::<SyncResume>(&format!("resume point of {repo}"), &r))
                 .transpose()?,
             repo,
         })
@@ -268,9 +275,48 @@ impl RepoRegistry for SqliteHub {
                 return Ok(Err(StoreError::LeaseLost(repo)));
             }
             let updated = tx.execute(
-                "UPDATE repos SET cursor_commit = ?1, cursor = ?2, last_error = NULL
+                "UPDATE repos SET cursor_commit = ?1, cursor = ?2, last_error = NULL, resume = NULL
                      WHERE repo = ?3 AND cursor_commit IS ?4",
                 params![cursor.commit.as_str(), cursor_json, repo.to_string(), expected],
+            )?;
+            let outcome = if updated == 1 {
+                Ok(())
+            } else {
+                let registered = tx
+                    .query_row("SELECT 1 FROM repos WHERE repo = ?1", [repo.to_string()], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                Err(if registered {
+                    StoreError::CursorMoved(repo)
+                } else {
+                    StoreError::NotRegistered(repo)
+                })
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await?
+    }
+
+    async fn record_resume(
+        &self,
+        lease: &SyncLease,
+        expected: Option<&CommitId>,
+        resume: &SyncResume,
+    ) -> Result<(), StoreError> {
+        let (lease, expected, resume) = (lease.clone(), expected.map(|c| c.to_string()), resume.clone());
+        self.blocking(move |inner| {
+            let repo = lease.repo.clone();
+            let resume_json = json(&resume)?;
+            let now = millis(inner.now());
+            let mut conn = inner.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !holds(&tx, &lease, now)? {
+                return Ok(Err(StoreError::LeaseLost(repo)));
+            }
+            let updated = tx.execute(
+                "UPDATE repos SET resume = ?1 WHERE repo = ?2 AND cursor_commit IS ?3",
+                params![resume_json, repo.to_string(), expected],
             )?;
             let outcome = if updated == 1 {
                 Ok(())

@@ -12,7 +12,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::{ModelFacts, ModelRecord, ModelStatus, cap_fact, sha256_hex};
-use hubsync_core::ports::{LastError, ModelSummary, RepoRecord, StoreError, SyncCursor};
+use hubsync_core::ports::{LastError, ModelSummary, RepoRecord, StoreError, SyncCursor, SyncResume};
 
 use super::keys::Key;
 
@@ -86,6 +86,18 @@ pub fn cursor_attributes(cursor: &SyncCursor) -> Result<[(&'static str, Attribut
     ])
 }
 
+/// What `.hubignore` said at the cursor commit ([`SyncCursor::hubignore`]): `cursorHubignore`,
+/// absent when not known.
+pub const CURSOR_HUBIGNORE: &str = "cursorHubignore";
+
+/// How far a sync cut into slices got ([`SyncResume`]): `resume`, its JSON.
+pub const RESUME: &str = "resume";
+
+/// The attribute a resume point is stored as.
+pub fn resume_attribute(resume: &SyncResume) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(resume).map(s).map_err(|e| corrupt(e.to_string()))
+}
+
 /// The attributes a last error is stored as: `lastError` (truncated) and `lastErrorAt`.
 pub fn last_error_attributes(error: &LastError) -> [(&'static str, AttributeValue); 2] {
     [
@@ -108,8 +120,12 @@ pub fn repo_record(item: &Item) -> Result<RepoRecord, StoreError> {
             stats: opt_s(item, "cursorStats")
                 .and_then(|j| serde_json::from_str(&j).ok())
                 .unwrap_or_default(),
+            hubignore: opt_s(item, CURSOR_HUBIGNORE),
         }),
     };
+    let resume = opt_s(item, RESUME)
+        .map(|j| serde_json::from_str::<SyncResume>(&j).map_err(|e| corrupt(format!("attribute {RESUME}: {e}"))))
+        .transpose()?;
     let last_error = match opt_s(item, "lastError") {
         None => None,
         Some(message) => Some(LastError {
@@ -122,6 +138,7 @@ pub fn repo_record(item: &Item) -> Result<RepoRecord, StoreError> {
         registered_at: get_time(item, "registeredAt")?,
         cursor,
         last_error,
+        resume,
     })
 }
 
@@ -329,7 +346,8 @@ mod tests {
                 repo: repo(),
                 registered_at: at(0),
                 cursor: None,
-                last_error: None
+                last_error: None,
+                resume: None,
             }
         );
         assert_eq!(item["pk"], s("REGISTRY"));
@@ -348,6 +366,7 @@ mod tests {
                 skipped: 2,
                 ignored: 3,
             },
+            hubignore: Some("drafts/\n".into()),
         };
         let error = LastError {
             message: "Bitbucket answered 503".into(),
@@ -355,6 +374,7 @@ mod tests {
         };
         let mut item = registry_item(&repo(), at(0));
         item.extend(cursor_attributes(&cursor).unwrap().map(|(k, v)| (k.to_owned(), v)));
+        item.insert(CURSOR_HUBIGNORE.into(), s("drafts/\n"));
         item.extend(last_error_attributes(&error).map(|(k, v)| (k.to_owned(), v)));
 
         let record = repo_record(&item).unwrap();

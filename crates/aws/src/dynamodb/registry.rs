@@ -7,13 +7,46 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, TransactWriteItem, Update, WriteRequest};
 use chrono::Utc;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{LastError, LeaseOwner, RepoRecord, RepoRegistry, StoreError, SyncCursor, SyncLease};
+use hubsync_core::ports::{
+    LastError, LeaseOwner, RepoRecord, RepoRegistry, StoreError, SyncCursor, SyncLease, SyncResume,
+};
 
 use super::DynamoStore;
-use super::items::{corrupt, cursor_attributes, last_error_attributes, registry_item, repo_record, s};
+use super::items::{
+    CURSOR_HUBIGNORE, RESUME, corrupt, cursor_attributes, last_error_attributes, registry_item, repo_record,
+    resume_attribute, s,
+};
 use super::keys::{Key, REGISTRY_PK, REPO_PREFIX, repo_pk};
 use super::lease::Fenced;
 use crate::errors::store_error;
+
+/// `update` made conditional on the registry item's cursor being `expected` (`None`: registered,
+/// without a cursor).
+fn expect_cursor(
+    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+    expected: Option<&CommitId>,
+) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    match expected {
+        None => update.condition_expression("attribute_exists(pk) AND attribute_not_exists(cursorCommit)"),
+        Some(c) => update
+            .condition_expression("cursorCommit = :expected")
+            .expression_attribute_values(":expected", s(c.as_str())),
+    }
+}
+
+impl DynamoStore {
+    /// One update of the registry item, fenced on the lease: [`StoreError::CursorMoved`] (or
+    /// [`StoreError::NotRegistered`]) when its condition on the cursor fails.
+    async fn registry_write(&self, lease: &SyncLease, update: Update, operation: &str) -> Result<(), StoreError> {
+        let repo = &lease.repo;
+        let action = TransactWriteItem::builder().update(update).build();
+        match self.fenced(lease, vec![action], operation).await? {
+            Fenced::Applied => Ok(()),
+            Fenced::ConditionFailed if self.repo(repo).await?.is_some() => Err(StoreError::CursorMoved(repo.clone())),
+            Fenced::ConditionFailed => Err(StoreError::NotRegistered(repo.clone())),
+        }
+    }
+}
 
 impl RepoRegistry for DynamoStore {
     async fn register(&self, repo: &RepoRef) -> Result<bool, StoreError> {
@@ -94,29 +127,50 @@ impl RepoRegistry for DynamoStore {
     ) -> Result<(), StoreError> {
         let repo = &lease.repo;
         let [(_, commit), (_, at), (_, stats)] = cursor_attributes(cursor)?;
+        // The resume point of a sync cut into slices goes with the cursor's move.
+        let expression = match &cursor.hubignore {
+            Some(_) => format!(
+                "SET cursorCommit = :c, cursorAt = :at, cursorStats = :st, {CURSOR_HUBIGNORE} = :hi \
+                 REMOVE lastError, lastErrorAt, {RESUME}"
+            ),
+            None => format!(
+                "SET cursorCommit = :c, cursorAt = :at, cursorStats = :st \
+                 REMOVE lastError, lastErrorAt, {RESUME}, {CURSOR_HUBIGNORE}"
+            ),
+        };
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Key::registry(repo).into_attributes()))
-            .update_expression("SET cursorCommit = :c, cursorAt = :at, cursorStats = :st REMOVE lastError, lastErrorAt")
+            .update_expression(expression)
             .expression_attribute_values(":c", commit)
             .expression_attribute_values(":at", at)
             .expression_attribute_values(":st", stats);
-        update = match expected {
-            None => update.condition_expression("attribute_exists(pk) AND attribute_not_exists(cursorCommit)"),
-            Some(c) => update
-                .condition_expression("cursorCommit = :expected")
-                .expression_attribute_values(":expected", s(c.as_str())),
-        };
-        let update = update.build().map_err(|e| corrupt(format!("cursor update: {e}")))?;
-        let action = TransactWriteItem::builder().update(update).build();
-        match self
-            .fenced(lease, vec![action], "DynamoDB TransactWriteItems (cursor)")
-            .await?
-        {
-            Fenced::Applied => Ok(()),
-            Fenced::ConditionFailed if self.repo(repo).await?.is_some() => Err(StoreError::CursorMoved(repo.clone())),
-            Fenced::ConditionFailed => Err(StoreError::NotRegistered(repo.clone())),
+        if let Some(text) = &cursor.hubignore {
+            update = update.expression_attribute_values(":hi", s(text));
         }
+        let update = expect_cursor(update, expected)
+            .build()
+            .map_err(|e| corrupt(format!("cursor update: {e}")))?;
+        self.registry_write(lease, update, "DynamoDB TransactWriteItems (cursor)")
+            .await
+    }
+
+    async fn record_resume(
+        &self,
+        lease: &SyncLease,
+        expected: Option<&CommitId>,
+        resume: &SyncResume,
+    ) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Key::registry(&lease.repo).into_attributes()))
+            .update_expression(format!("SET {RESUME} = :r"))
+            .expression_attribute_values(":r", resume_attribute(resume)?);
+        let update = expect_cursor(update, expected)
+            .build()
+            .map_err(|e| corrupt(format!("resume point update: {e}")))?;
+        self.registry_write(lease, update, "DynamoDB TransactWriteItems (resume point)")
+            .await
     }
 
     async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {

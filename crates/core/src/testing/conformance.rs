@@ -23,7 +23,9 @@ use crate::deliveries::{
 };
 use crate::ids::RepoRef;
 use crate::model::{ModelFacts, ModelRecord, ModelStatus};
-use crate::ports::{LastError, LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncCursor, SyncLease, SyncStats};
+use crate::ports::{
+    LastError, LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncCursor, SyncLease, SyncResume, SyncStats,
+};
 use crate::push::{MessageKind, PushMessage};
 use crate::testing::fixtures::{commit, delivery, incompressible_model, model, push, repo, t0};
 
@@ -63,6 +65,27 @@ pub fn cursor(n: u64) -> SyncCursor {
             skipped: 3,
             ignored: 4,
         },
+        // No `.hubignore` (kept as an empty text) at even commits.
+        hubignore: Some(if n % 2 == 0 {
+            String::new()
+        } else {
+            format!("drafts/\n!drafts/keep-{n}.json\n# ünïcødé ✓\n")
+        }),
+    }
+}
+
+/// A resume point towards commit `n`.
+pub fn resume(n: u64, after: &str) -> SyncResume {
+    SyncResume {
+        head: commit(n),
+        after: after.to_owned(),
+        full: n % 2 == 0,
+        hubignore: Some(String::new()),
+        stats: SyncStats {
+            written: 10 * n,
+            ..SyncStats::default()
+        },
+        slices: 2,
     }
 }
 
@@ -248,6 +271,68 @@ pub async fn an_error_is_recorded_beside_the_cursor_and_cleared_by_the_next_succ
     // Recording an error for an unknown repository is not an error, and registers nothing.
     store.record_error(&repo("DATA/ghost"), &error).await.unwrap();
     assert_eq!(store.repo(&repo("DATA/ghost")).await.unwrap(), None);
+}
+
+/// A sync cut into slices keeps its resume point beside the cursor (which stays), under the same
+/// conditions as the cursor's move; the cursor's move clears it. A cursor that kept no
+/// `.hubignore` reads back without one.
+pub async fn a_resume_point_is_kept_beside_the_cursor_until_the_cursor_moves(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    let first = SyncCursor {
+        hubignore: None,
+        ..cursor(1)
+    };
+    store
+        .advance_cursor(&held(store, &r).await, None, &first)
+        .await
+        .unwrap();
+
+    store
+        .record_resume(&held(store, &r).await, Some(&commit(1)), &resume(2, "a/ü.json"))
+        .await
+        .unwrap();
+    store
+        .record_resume(&held(store, &r).await, Some(&commit(1)), &resume(3, "b/ü ✓.json"))
+        .await
+        .unwrap();
+    let sliced = store.repo(&r).await.unwrap().unwrap();
+    let stale = store
+        .record_resume(&held(store, &r).await, Some(&commit(9)), &resume(4, "c.json"))
+        .await;
+    store
+        .advance_cursor(&held(store, &r).await, Some(&commit(1)), &cursor(3))
+        .await
+        .unwrap();
+    let done = store.repo(&r).await.unwrap().unwrap();
+
+    assert_eq!(
+        (sliced.cursor, sliced.resume),
+        (Some(first), Some(resume(3, "b/ü ✓.json")))
+    );
+    assert!(matches!(stale, Err(StoreError::CursorMoved(_))), "{stale:?}");
+    assert_eq!((done.cursor, done.resume), (Some(cursor(3)), None));
+}
+
+/// A resume point can be recorded before the first cursor, and not for an unregistered
+/// repository.
+pub async fn a_first_sync_records_its_resume_point_without_a_cursor(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    let ghost = repo("DATA/ghost");
+
+    store
+        .record_resume(&held(store, &r).await, None, &resume(1, "m/0001.json"))
+        .await
+        .unwrap();
+    let unregistered = store
+        .record_resume(&held(store, &ghost).await, None, &resume(1, "m/0001.json"))
+        .await;
+
+    let record = store.repo(&r).await.unwrap().unwrap();
+    assert_eq!((record.cursor, record.resume), (None, Some(resume(1, "m/0001.json"))));
+    assert!(unregistered.is_err(), "{unregistered:?}");
+    assert_eq!(store.repo(&ghost).await.unwrap(), None, "nothing was created");
 }
 
 /// A model is read back exactly as written: path, commit, time, status with its facts, content
@@ -570,11 +655,12 @@ pub async fn a_writer_that_lost_its_lease_cannot_write(store: &impl Store) {
     let put = store.put_model(&lost, &record("stale.json", b"{}".to_vec())).await;
     let delete = store.delete_model(&lost, "kept.json").await;
     let advance = store.advance_cursor(&lost, None, &cursor(1)).await;
+    let resume = store.record_resume(&lost, None, &resume(1, "a.json")).await;
     let renew = store.renew_lease(&lost, StdDuration::from_secs(600)).await;
     store.release_lease(&lost, true).await.unwrap();
 
     assert!(taker.previous_unfinished, "the first holder never released");
-    for result in [put.map(|_| ()), delete.map(|_| ()), advance, renew.map(|_| ())] {
+    for result in [put.map(|_| ()), delete.map(|_| ()), advance, resume, renew.map(|_| ())] {
         let error = result.expect_err("fenced");
         assert!(matches!(error, StoreError::LeaseLost(_)), "{error:?}");
         assert!(error.is_retryable());
@@ -830,6 +916,8 @@ macro_rules! store_conformance {
             the_cursor_moves_only_from_the_expected_commit,
             moving_the_cursor_of_an_unregistered_repository_is_refused,
             an_error_is_recorded_beside_the_cursor_and_cleared_by_the_next_success,
+            a_resume_point_is_kept_beside_the_cursor_until_the_cursor_moves,
+            a_first_sync_records_its_resume_point_without_a_cursor,
             a_model_is_read_back_exactly_as_written,
             a_malformed_model_is_stored_with_its_error,
             models_are_listed_by_path_in_byte_order_with_their_summaries,

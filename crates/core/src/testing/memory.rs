@@ -122,6 +122,7 @@ impl RepoRegistry for MemoryStore {
                 registered_at: Utc::now(),
                 cursor: None,
                 last_error: None,
+                resume: None,
             },
         );
         Ok(true)
@@ -226,6 +227,30 @@ impl RepoRegistry for MemoryStore {
         }
         record.cursor = Some(cursor.clone());
         record.last_error = None;
+        record.resume = None;
+        Ok(())
+    }
+
+    async fn record_resume(
+        &self,
+        lease: &SyncLease,
+        expected: Option<&CommitId>,
+        resume: &SyncResume,
+    ) -> Result<(), StoreError> {
+        let repo = &lease.repo;
+        let leases = lock(&self.leases);
+        if !matches!(leases.get(repo), Some(row) if row.owner.as_ref() == Some(&lease.owner) && row.expires_at > self.now())
+        {
+            return Err(StoreError::LeaseLost(repo.clone()));
+        }
+        let mut repos = lock(&self.repos);
+        let record = repos
+            .get_mut(repo)
+            .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
+        if record.cursor.as_ref().map(|c| &c.commit) != expected {
+            return Err(StoreError::CursorMoved(repo.clone()));
+        }
+        record.resume = Some(resume.clone());
         Ok(())
     }
 
@@ -337,6 +362,8 @@ struct MemoryGitState {
     failures: Vec<GitHostErrorKind>,
     /// While set, every call fails as a server answering 503 does.
     unavailable: bool,
+    /// Every call answered, in order: `default branch`, `changes`, `files`, `raw {path}`.
+    calls: Vec<String>,
 }
 
 impl MemoryGitHost {
@@ -370,8 +397,20 @@ impl MemoryGitHost {
         lock(&self.inner).unavailable = unavailable;
     }
 
+    /// Every call made so far, in order: `default branch`, `changes`, `files`, `raw {path}`
+    /// (failed ones too), so tests count requests as a real host would see them.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.inner).calls.clone()
+    }
+
+    /// Forgets the calls made so far.
+    pub fn clear_calls(&self) {
+        lock(&self.inner).calls.clear();
+    }
+
     fn check(&self, repo: &RepoRef, operation: &str) -> Result<(), GitHostError> {
         let mut s = lock(&self.inner);
+        s.calls.push(operation.to_owned());
         if s.unavailable {
             return Err(GitHostError {
                 kind: GitHostErrorKind::Server,
@@ -457,7 +496,7 @@ impl GitHost for MemoryGitHost {
         at: &CommitId,
         limit: u64,
     ) -> Result<Option<RawFile>, GitHostError> {
-        self.check(repo, "raw")?;
+        self.check(repo, &format!("raw {path}"))?;
         Ok(self.tree(repo, at, "raw")?.get(path).map(|bytes| {
             if bytes.len() as u64 > limit {
                 RawFile::TooLarge(Oversize::Announced(bytes.len() as u64))
@@ -607,6 +646,7 @@ mod tests {
             commit: CommitId::parse(&"b".repeat(40)).expect("40 hex digits"),
             synced_at: Utc::now(),
             stats: SyncStats::default(),
+            hubignore: None,
         };
 
         // Act

@@ -139,7 +139,7 @@ async fn the_registry_and_models_survive_reopening_the_file() {
 
     assert_eq!(hub.repo(&r).await.unwrap().unwrap().cursor, Some(cursor(4)));
     assert_eq!(hub.get_model(&r, &rec.path).await.unwrap(), Some(rec));
-    assert_eq!(hub.schema_version().await.unwrap(), 3);
+    assert_eq!(hub.schema_version().await.unwrap(), 4);
 }
 
 #[tokio::test]

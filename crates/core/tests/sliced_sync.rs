@@ -1,0 +1,325 @@
+//! What a sync costs the Git host, and a sync that cannot finish before its deadline, against the
+//! in-memory adapters: an incremental push fetches only what changed (`.hubignore` is kept with
+//! the cursor), and a sync past its deadline completes in slices, each queueing the next, every
+//! file fetched once, the cursor moving only at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hubsync_core::deadline::{Clock, Deadline};
+use hubsync_core::ids::RepoRef;
+use hubsync_core::ports::{ModelStore, PushQueue, RepoRegistry, SyncCursor, SyncStats};
+use hubsync_core::push::{MessageKind, PushMessage};
+use hubsync_core::sync::{FullSyncReason, NoProgress, SyncEngine, SyncMode, SyncOptions, SyncOutcome};
+use hubsync_core::testing::fixtures::{files, model, push};
+use hubsync_core::testing::memory::{MemoryGitHost, MemoryQueue, MemoryStore};
+
+struct Fixture {
+    host: MemoryGitHost,
+    store: MemoryStore,
+    queue: MemoryQueue,
+    repo: RepoRef,
+    /// Milliseconds on the test clock: every reading advances it by `tick`.
+    now: Arc<AtomicI64>,
+    tick: i64,
+}
+
+impl Fixture {
+    async fn registered() -> Self {
+        let f = Self {
+            host: MemoryGitHost::default(),
+            store: MemoryStore::default(),
+            queue: MemoryQueue::default(),
+            repo: RepoRef::parse("DATA/models").unwrap(),
+            now: Arc::new(AtomicI64::new(0)),
+            tick: 25,
+        };
+        f.store.register(&f.repo).await.unwrap();
+        f
+    }
+
+    fn engine(&self) -> SyncEngine<'_, MemoryGitHost, MemoryStore> {
+        SyncEngine::new(&self.host, &self.store, SyncOptions::default())
+    }
+
+    /// A clock that moves `tick` milliseconds each time it is read: the sync reads it once before
+    /// starting each file, so time passes with the work done, not with the machine's speed.
+    fn clock(&self) -> Clock {
+        let (now, tick) = (self.now.clone(), self.tick);
+        Clock::new(move || {
+            let ms = now.fetch_add(tick, Ordering::SeqCst);
+            DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+        })
+    }
+
+    /// An invocation's deadline: two seconds from now on the test clock.
+    fn deadline(&self) -> Deadline {
+        Deadline::after(Duration::from_secs(2), self.clock())
+    }
+
+    async fn handle(&self, message: &PushMessage) -> SyncOutcome {
+        self.engine()
+            .handle_push_within(message, &self.deadline(), &self.queue)
+            .await
+            .unwrap()
+    }
+
+    /// Handles the queued messages from `from` on, in order, each in an invocation of its own
+    /// (and those they queue), until none is left; how many were handled.
+    async fn drain(&self, from: usize) -> usize {
+        let mut next = from;
+        while let Some(message) = self.queue.messages().get(next).cloned() {
+            self.handle(&message).await;
+            next += 1;
+        }
+        next - from
+    }
+
+    async fn stored(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut stored = BTreeMap::new();
+        for summary in self.store.list_models(&self.repo).await.unwrap() {
+            let model = self.store.get_model(&self.repo, &summary.path).await.unwrap().unwrap();
+            stored.insert(summary.path, model.content.to_vec());
+        }
+        stored
+    }
+
+    /// The raw fetches made since the last clear, path by path.
+    fn fetches(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for call in self.host.calls() {
+            if let Some(path) = call.strip_prefix("raw ") {
+                *counts.entry(path.to_owned()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+fn many_models(n: usize) -> BTreeMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| (format!("m/{i:04}.json"), model(&format!("Model {i}"))))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_push_of_one_model_fetches_that_model_and_nothing_else() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let mut tree = files(&[
+        (".hubignore", b"drafts/\n".to_vec()),
+        ("a.json", model("A")),
+        ("b.json", model("B")),
+    ]);
+    let first = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &first)).await.unwrap();
+    tree.insert("a.json".into(), model("A2"));
+    let second = f.host.commit(&f.repo, tree);
+    f.host.clear_calls();
+
+    // Act
+    let outcome = f.engine().handle_push(&push(&f.repo, &second)).await.unwrap();
+
+    // Assert
+    assert!(
+        matches!(
+            outcome,
+            SyncOutcome::Synced {
+                mode: SyncMode::Incremental,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(f.host.calls(), ["default branch", "changes", "raw a.json"]);
+    assert_eq!(f.stored().await["a.json"], model("A2"));
+}
+
+#[tokio::test]
+async fn a_kept_hubignore_is_still_honoured_and_a_change_to_it_is_read() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let mut tree = files(&[
+        (".hubignore", b"drafts/\n".to_vec()),
+        ("a.json", model("A")),
+        ("drafts/d.json", model("D")),
+    ]);
+    let first = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &first)).await.unwrap();
+    tree.insert("drafts/d.json".into(), model("D2"));
+    tree.insert("drafts/e.json".into(), model("E"));
+    let second = f.host.commit(&f.repo, tree.clone());
+
+    // Act
+    f.engine().handle_push(&push(&f.repo, &second)).await.unwrap();
+    let still_ignored: Vec<String> = f.stored().await.into_keys().collect();
+    tree.insert(".hubignore".into(), b"# nothing ignored\n".to_vec());
+    let third = f.host.commit(&f.repo, tree);
+    f.host.clear_calls();
+    f.engine().handle_push(&push(&f.repo, &third)).await.unwrap();
+
+    // Assert
+    assert_eq!(still_ignored, ["a.json"], "the kept rules still ignore drafts/");
+    assert!(
+        f.host.calls().contains(&"raw .hubignore".to_owned()),
+        "{:?}",
+        f.host.calls()
+    );
+    assert_eq!(
+        f.stored().await.into_keys().collect::<Vec<_>>(),
+        ["a.json", "drafts/d.json", "drafts/e.json"]
+    );
+    let cursor = f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap();
+    assert_eq!(cursor.hubignore.as_deref(), Some("# nothing ignored\n"));
+}
+
+#[tokio::test]
+async fn a_cursor_that_kept_no_hubignore_reads_it_again() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let mut tree = files(&[(".hubignore", b"drafts/\n".to_vec()), ("a.json", model("A"))]);
+    let first = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &first)).await.unwrap();
+    // As an earlier version left it.
+    f.store.overwrite_cursor(
+        &f.repo,
+        SyncCursor {
+            commit: first,
+            synced_at: Utc::now(),
+            stats: SyncStats::default(),
+            hubignore: None,
+        },
+    );
+    tree.insert("drafts/d.json".into(), model("D"));
+    let second = f.host.commit(&f.repo, tree);
+    f.host.clear_calls();
+
+    // Act
+    f.engine().handle_push(&push(&f.repo, &second)).await.unwrap();
+
+    // Assert
+    assert_eq!(f.host.calls(), ["default branch", "changes", "raw .hubignore"]);
+    assert_eq!(f.stored().await.into_keys().collect::<Vec<_>>(), ["a.json"]);
+}
+
+#[tokio::test]
+async fn a_first_sync_past_its_deadline_completes_in_slices_fetching_each_model_once() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let tree = many_models(300);
+    let head = f.host.commit(&f.repo, tree.clone());
+
+    // Act
+    let first = f.handle(&push(&f.repo, &head)).await;
+    let cursor_after_first = f.store.repo(&f.repo).await.unwrap().unwrap().cursor;
+    let continuations = f.drain(0).await;
+
+    // Assert
+    let SyncOutcome::Sliced { to, after, stats, .. } = &first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(to, &head);
+    assert!(
+        after.as_str() > "m/0000.json" && after.as_str() < "m/0299.json",
+        "{after}"
+    );
+    assert!(stats.written > 0);
+    assert_eq!(cursor_after_first, None, "the cursor moves only with the last slice");
+    assert!(continuations >= 3, "{continuations} continuations");
+    assert!(
+        f.queue.messages().iter().all(|m| m.kind == MessageKind::Continuation),
+        "only continuations were queued"
+    );
+    assert_eq!(f.stored().await, tree, "every model byte-equal to the head");
+    let fetches = f.fetches();
+    assert_eq!(fetches.len(), 301, "every model and .hubignore");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    let cursor = record.cursor.expect("synced");
+    assert_eq!((cursor.commit, record.resume), (head, None));
+    assert_eq!(cursor.stats.written, 300, "the slices' counts add up");
+}
+
+#[tokio::test]
+async fn a_push_between_slices_is_replicated_after_the_sliced_head() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let mut tree = many_models(200);
+    let old = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { after, .. } = f.handle(&push(&f.repo, &old)).await else {
+        panic!("the first slice stops before the end")
+    };
+    let done = tree.keys().find(|p| **p <= after).cloned().unwrap();
+    let pending = tree.keys().rev().find(|p| **p > after).cloned().unwrap();
+    tree.insert(done.clone(), model("Changed after it was synced"));
+    tree.insert(pending.clone(), model("Changed before it was synced"));
+    tree.remove("m/0100.json");
+    tree.insert("n/new.json".into(), model("New"));
+    let new = f.host.commit(&f.repo, tree.clone());
+
+    // Act: the push is queued after the first continuation, and everything is handled in order.
+    f.queue.enqueue(&push(&f.repo, &new)).await.unwrap();
+    f.drain(0).await;
+
+    // Assert
+    assert_eq!(f.stored().await, tree);
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(new), None));
+}
+
+#[tokio::test]
+async fn an_incremental_sync_past_its_deadline_keeps_the_old_cursor_until_its_last_slice() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let mut tree = many_models(150);
+    let old = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &old)).await.unwrap();
+    for (i, content) in tree.values_mut().enumerate() {
+        *content = model(&format!("Model {i}, second version"));
+    }
+    let new = f.host.commit(&f.repo, tree.clone());
+
+    // Act
+    let first = f.handle(&push(&f.repo, &new)).await;
+    let between = f.store.repo(&f.repo).await.unwrap().unwrap();
+    f.drain(0).await;
+
+    // Assert
+    assert!(matches!(first, SyncOutcome::Sliced { .. }), "{first:?}");
+    assert_eq!(between.cursor.map(|c| c.commit), Some(old));
+    let resume = between.resume.expect("a resume point");
+    assert_eq!((resume.head, resume.full), (new.clone(), false));
+    assert_eq!(f.stored().await, tree);
+    let cursor = f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap();
+    assert_eq!((cursor.commit, cursor.stats.written), (new, 150));
+}
+
+#[tokio::test]
+async fn a_sync_without_a_deadline_finishes_a_sliced_one_and_its_continuation_finds_it_done() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let tree = many_models(120);
+    let head = f.host.commit(&f.repo, tree.clone());
+    f.handle(&push(&f.repo, &head)).await;
+
+    // Act: `hubsync sync` (no deadline) while a continuation is pending.
+    let outcome = f.engine().sync_repo(&f.repo, false, &NoProgress).await.unwrap();
+
+    // Assert
+    assert!(
+        matches!(
+            outcome,
+            SyncOutcome::Synced {
+                mode: SyncMode::Full(FullSyncReason::Continued),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(f.stored().await, tree);
+    let up_to_date = f.handle(&f.queue.messages()[0]).await;
+    assert!(matches!(up_to_date, SyncOutcome::UpToDate { .. }), "{up_to_date:?}");
+}
