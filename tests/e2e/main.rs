@@ -4,9 +4,11 @@
 //! byte for byte. Every scenario runs on both backends (AWS on moto, and local `hubsync serve`).
 
 mod chunks;
+mod cost;
 mod lease;
 mod limits;
 mod pipeline;
+mod slices;
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -206,7 +208,16 @@ on_both_backends!(
     a_model_name_of_500_kb_is_truncated_with_a_marker,
     the_cli_sync_takes_the_size_cap_from_the_environment,
     a_path_of_1100_bytes_is_replicated,
+    a_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
+    a_push_between_slices_is_replicated_after_the_sliced_head,
+    an_incremental_push_of_k_models_costs_k_plus_3_requests,
 );
+
+use cost::an_incremental_push_of_k_models_costs_k_plus_3_requests;
+use slices::{
+    a_push_between_slices_is_replicated_after_the_sliced_head,
+    a_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
+};
 
 /// The default size cap: a Hackolade Model Hub accepts nothing larger.
 const MAX_MODEL_BYTES: u64 = 32 * 1024 * 1024;

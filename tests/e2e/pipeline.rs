@@ -9,16 +9,21 @@
 //! Both read from the same Bitbucket Data Center simulator, backed by real git repositories.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hubsync_aws::{DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_bitbucket_sim::{SimConfig, Simulator, WebhookDelivery};
 use hubsync_cli::config::LocalConfig;
+use hubsync_cli::serve::worker::SliceLength;
 use hubsync_cli::serve::{RunningServer, ServeArgs};
+use hubsync_core::consumer::ConsumerPolicy;
+use hubsync_core::deadline::{Clock, Deadline};
 use hubsync_core::ports::{ModelStore, RepoRegistry};
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL, HubSecret};
-use hubsync_core::sync::{SyncOptions, SyncWorker};
+use hubsync_core::sync::{DEFAULT_FETCH_CONCURRENCY, FetchBudget, SyncOptions, SyncWorker};
 use hubsync_core::webhook::WebhookHandler;
 use hubsync_sqlite::SqliteHub;
 use hubsync_sync_function::{SyncEvent, SyncResponse};
@@ -38,6 +43,22 @@ pub struct Setup {
     /// Local backend: deliveries before a push is dead-lettered (the AWS queue's redrive policy
     /// says 5). Permanent failures back off for long locally, so tests of them use 1.
     pub local_max_attempts: u32,
+    /// Each sync gets this long (AWS: the invocation's deadline; local: `--slice`), on a clock
+    /// that moves [`TICK`] at every reading ([`ticking_clock`]) rather than with the machine's
+    /// speed; `None`: no deadline.
+    pub slice: Option<Duration>,
+}
+
+/// How far the sliced syncs' clock moves at each reading: the sync reads it before starting each
+/// file, so a 2-second slice stops after about 32 files (80 % of 2 s in 50 ms steps).
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// A clock that moves [`TICK`] every time it is read.
+pub fn ticking_clock() -> Clock {
+    let ticks = Arc::new(AtomicU32::new(0));
+    let start = chrono::Utc::now();
+    let tick = chrono::TimeDelta::from_std(TICK).expect("a small duration");
+    Clock::new(move || start + tick * ticks.fetch_add(1, Ordering::SeqCst) as i32)
 }
 
 impl Default for Setup {
@@ -46,6 +67,7 @@ impl Default for Setup {
             max_changes: 1000,
             token: None,
             local_max_attempts: 5,
+            slice: None,
         }
     }
 }
@@ -108,6 +130,8 @@ pub struct AwsPipeline {
     worker: AwsWorker,
     retries: SqsRetries,
     queue: SqsPushQueue,
+    /// Each invocation's time and the clock it is measured on ([`Setup::slice`]).
+    slice: Option<(Duration, Clock)>,
 }
 
 impl Pipeline for AwsPipeline {
@@ -128,7 +152,17 @@ impl Pipeline for AwsPipeline {
             store: DynamoStore::new(aws.dynamodb(), aws.resources.table.clone()),
             secrets: secrets(),
             connector: BitbucketConnector::new(client_options(&setup)).expect("client"),
-            options: SyncOptions::default(),
+            options: SyncOptions {
+                // moto's TransactWriteItems is not thread-safe (it deep-copies the tables while
+                // another request changes them, and answers 500): the many writes of the sliced
+                // scenarios are made one at a time.
+                fetch: FetchBudget::new(if setup.slice.is_some() {
+                    1
+                } else {
+                    DEFAULT_FETCH_CONCURRENCY
+                }),
+                ..SyncOptions::default()
+            },
         };
         let retries = SqsRetries::new(aws.sqs(), aws.resources.queue_url.clone());
         let queue = SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone());
@@ -139,6 +173,7 @@ impl Pipeline for AwsPipeline {
             worker,
             retries,
             queue,
+            slice: setup.slice.map(|length| (length, ticking_clock())),
         }
     }
 
@@ -176,7 +211,22 @@ impl Pipeline for AwsPipeline {
             if messages.is_empty() {
                 break;
             }
-            let result = hubsync_sync_function::process_batch(&self.worker, sqs_event(arn, &messages)).await;
+            let event = sqs_event(arn, &messages);
+            let result = match &self.slice {
+                // Each batch is one invocation, with its own deadline.
+                Some((length, clock)) => {
+                    let deadline = Deadline::after(*length, clock.clone());
+                    hubsync_sync_function::process_batch_within(
+                        &self.worker,
+                        &ConsumerPolicy::DEFAULT,
+                        event,
+                        &deadline,
+                        &self.queue,
+                    )
+                    .await
+                }
+                None => hubsync_sync_function::process_batch(&self.worker, event).await,
+            };
             let failed: HashSet<&str> = result
                 .response
                 .batch_item_failures
@@ -280,6 +330,8 @@ impl Pipeline for LocalPipeline {
         let args = ServeArgs {
             listen: ([127, 0, 0, 1], 0).into(),
             max_attempts: setup.local_max_attempts,
+            slice: SliceLength(setup.slice),
+            slice_clock: setup.slice.map(|_| ticking_clock()),
             ..ServeArgs::default()
         };
         let connector = BitbucketConnector::new(client_options(&setup)).expect("client");

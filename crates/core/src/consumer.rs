@@ -352,6 +352,23 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_cut_into_slices_is_acknowledged_and_its_continuation_covers_the_later_pushes() {
+        let (policy, mut group) = (ConsumerPolicy::DEFAULT, GroupState::default());
+        let head = crate::ids::CommitId::parse(&"a".repeat(40)).unwrap();
+        let sliced = SyncOutcome::Sliced {
+            from: None,
+            to: head,
+            after: "m/0063.json".into(),
+            stats: crate::ports::SyncStats::default(),
+        };
+
+        let first = group.decide(&policy, &delivery("d1"), 1, &Outcome::Synced(&sliced));
+
+        assert_eq!(first, Decision::Ack);
+        assert_eq!(group.covered(), Some(Decision::Covered { by: delivery("d1") }));
+    }
+
+    #[test]
     fn an_unreadable_message_or_a_dead_lettered_push_covers_nothing() {
         let (policy, mut group) = (ConsumerPolicy::DEFAULT, GroupState::default());
         let error = host_error(GitHostErrorKind::Server);

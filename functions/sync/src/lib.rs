@@ -23,6 +23,15 @@
 //! as the Lambda guide's stop-at-the-first-failure recipe would: that would spend their receive
 //! counts and dead-letter them with the failing push during an outage.
 //!
+//! # The deadline
+//!
+//! A sync longer than the function's timeout would be killed, redelivered and killed again until
+//! it is dead-lettered. So each invocation passes its deadline (the Lambda context's) to the
+//! syncs of its batch ([`handle_within`]): a sync that reaches 80 % of the invocation's time stops
+//! at a safe point, records how far it got, and queues its own continuation on the same queue
+//! (same message group) before the batch is answered; the continuation is the next invocation.
+//! The pushes after it in the batch are covered by that continuation.
+//!
 //! [`DEFAULT_MAX_ATTEMPTS`]: hubsync_core::consumer::DEFAULT_MAX_ATTEMPTS
 
 use std::collections::BTreeMap;
@@ -31,7 +40,10 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use hubsync_core::consumer::{ConsumerPolicy, Decision, GroupState, Outcome, log_decision};
-use hubsync_core::ports::{DeliveryLog, GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource};
+use hubsync_core::deadline::Deadline;
+use hubsync_core::ports::{
+    DeliveryLog, Enqueued, GitHostConnector, ModelStore, PushQueue, QueueError, RepoRegistry, SecretSource,
+};
 use hubsync_core::push::PushMessage;
 use hubsync_core::reconcile::{ReconcileError, ReconcileReport};
 use hubsync_core::sync::SyncWorker;
@@ -92,9 +104,27 @@ where
     C: GitHostConnector,
     Q: PushQueue,
 {
+    handle_within(worker, queue, event, None).await
+}
+
+/// [`handle`] within the invocation's `deadline`: a sync that cannot finish before it continues in
+/// a message of its own, queued on `queue` (see the [module](self) docs).
+pub async fn handle_within<S, Src, C, Q>(
+    worker: &SyncWorker<S, Src, C>,
+    queue: &Q,
+    event: SyncEvent,
+    deadline: Option<Deadline>,
+) -> Result<(SyncResponse, Vec<Retry>), ReconcileError>
+where
+    S: RepoRegistry + ModelStore + DeliveryLog,
+    Src: SecretSource,
+    C: GitHostConnector,
+    Q: PushQueue,
+{
     match event {
         SyncEvent::Sqs(batch) => {
-            let result = process_batch(worker, batch).await;
+            let slice = deadline.as_ref().map(|d| (d, queue));
+            let result = process_batch_in(worker, &ConsumerPolicy::DEFAULT, batch, slice).await;
             Ok((SyncResponse::Batch(result.response), result.retries))
         }
         SyncEvent::Scheduled(schedule) => {
@@ -154,7 +184,7 @@ where
     process_batch_with(worker, &ConsumerPolicy::DEFAULT, event).await
 }
 
-/// Processes a batch: which messages must come back, and when.
+/// Processes a batch: which messages must come back, and when. Every sync runs to its end.
 pub async fn process_batch_with<S, Src, C>(
     worker: &SyncWorker<S, Src, C>,
     policy: &ConsumerPolicy,
@@ -165,6 +195,54 @@ where
     Src: SecretSource,
     C: GitHostConnector,
 {
+    process_batch_in::<S, Src, C, NoContinuations>(worker, policy, event, None).await
+}
+
+/// Processes a batch within `deadline`, queueing on `queue` the continuation of a sync that must
+/// stop first.
+pub async fn process_batch_within<S, Src, C, Q>(
+    worker: &SyncWorker<S, Src, C>,
+    policy: &ConsumerPolicy,
+    event: SqsEvent,
+    deadline: &Deadline,
+    queue: &Q,
+) -> BatchResult
+where
+    S: RepoRegistry + ModelStore + DeliveryLog,
+    Src: SecretSource,
+    C: GitHostConnector,
+    Q: PushQueue,
+{
+    process_batch_in(worker, policy, event, Some((deadline, queue))).await
+}
+
+/// The queue of a batch processed without a deadline: no sync stops early, so nothing is queued.
+struct NoContinuations;
+
+impl PushQueue for NoContinuations {
+    async fn enqueue(&self, _push: &PushMessage) -> Result<Enqueued, QueueError> {
+        Err(QueueError {
+            message: "no continuation queue without a deadline".into(),
+            source: None,
+        })
+    }
+}
+
+/// A batch's deadline, and the queue of its continuations.
+type Slice<'a, Q> = Option<(&'a Deadline, &'a Q)>;
+
+async fn process_batch_in<S, Src, C, Q>(
+    worker: &SyncWorker<S, Src, C>,
+    policy: &ConsumerPolicy,
+    event: SqsEvent,
+    slice: Slice<'_, Q>,
+) -> BatchResult
+where
+    S: RepoRegistry + ModelStore + DeliveryLog,
+    Src: SecretSource,
+    C: GitHostConnector,
+    Q: PushQueue,
+{
     let mut groups: BTreeMap<String, Vec<SqsMessage>> = BTreeMap::new();
     for message in event.records {
         let group = message.attributes.get("MessageGroupId").cloned().unwrap_or_default();
@@ -173,7 +251,7 @@ where
     let retries: Vec<Retry> = futures::future::join_all(
         groups
             .into_values()
-            .map(|messages| process_group(worker, policy, messages)),
+            .map(|messages| process_group(worker, policy, messages, slice)),
     )
     .await
     .into_iter()
@@ -192,15 +270,17 @@ where
 }
 
 /// One message group (one repository), in queue order.
-async fn process_group<S, Src, C>(
+async fn process_group<S, Src, C, Q>(
     worker: &SyncWorker<S, Src, C>,
     policy: &ConsumerPolicy,
     messages: Vec<SqsMessage>,
+    slice: Slice<'_, Q>,
 ) -> Vec<Retry>
 where
     S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
+    Q: PushQueue,
 {
     let mut group = GroupState::default();
     let mut retries = Vec::new();
@@ -219,7 +299,7 @@ where
             repository = tracing::field::Empty,
             commit = tracing::field::Empty,
         );
-        let decision = process_one(worker, policy, &mut group, &message, receive_count)
+        let decision = process_one(worker, policy, &mut group, &message, receive_count, slice)
             .instrument(span)
             .await;
         let delay = match decision {
@@ -240,17 +320,19 @@ where
 
 /// Reads one message and, unless an earlier push of its group covers it, syncs it; decides and
 /// logs what becomes of it.
-async fn process_one<S, Src, C>(
+async fn process_one<S, Src, C, Q>(
     worker: &SyncWorker<S, Src, C>,
     policy: &ConsumerPolicy,
     group: &mut GroupState,
     message: &SqsMessage,
     receive_count: u32,
+    slice: Slice<'_, Q>,
 ) -> Decision
 where
     S: RepoRegistry + ModelStore + DeliveryLog,
     Src: SecretSource,
     C: GitHostConnector,
+    Q: PushQueue,
 {
     let push = match read_push(message) {
         Ok(push) => push,
@@ -276,7 +358,10 @@ where
         return covered;
     }
     let started = std::time::Instant::now();
-    let result = worker.handle_push(&push).await;
+    let result = match slice {
+        Some((deadline, queue)) => worker.handle_push_within(&push, deadline, queue).await,
+        None => worker.handle_push(&push).await,
+    };
     let outcome = Outcome::from(&result);
     let decision = group.decide(policy, &push.delivery_id, receive_count, &outcome);
     log_decision(&decision, receive_count, Some(&outcome));

@@ -9,6 +9,7 @@
 
 use hubsync_aws::SyncAdapters;
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use hubsync_core::deadline::{Clock, Deadline};
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
 use hubsync_core::sync::{SyncOptions, SyncWorker};
 use hubsync_sync_function::{SyncEvent, SyncResponse};
@@ -38,7 +39,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
         // The metrics name the function (the same for every invocation of this process).
         hubsync_aws::emf::enable(&event.context.env_config.function_name);
-        let (response, to_retry) = hubsync_sync_function::handle(worker, queue, event.payload).await?;
+        // A sync that cannot finish before the invocation's deadline continues in the next one.
+        let deadline = Deadline::from_epoch_millis(event.context.deadline, Clock::system());
+        let (response, to_retry) =
+            hubsync_sync_function::handle_within(worker, queue, event.payload, Some(deadline)).await?;
         for retry in &to_retry {
             // If this fails, the message simply comes back after the queue's visibility timeout.
             if let Err(e) = retries.retry_in(&retry.receipt_handle, retry.delay).await {

@@ -37,6 +37,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::consumer::ConsumerPolicy;
+use hubsync_core::deadline::{Clock, Slicing};
 use hubsync_core::ports::GitHostConnector;
 use hubsync_core::secrets::StaticSecret;
 use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, SyncOptions, SyncWorker};
@@ -47,7 +48,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
-use worker::WorkerConfig;
+use worker::{SliceLength, WorkerConfig};
 
 use crate::config::LocalConfig;
 
@@ -91,6 +92,14 @@ pub struct ServeArgs {
     /// large (N bytes)".
     #[arg(long, value_name = "BYTES", env = "HUB_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_model_bytes: u64,
+    /// How long one sync may run (e.g. 10m): a longer one stops at a safe point and continues in
+    /// a message of its own on the queue, as the sync function does at its deadline; 0 or off
+    /// (the default): no limit.
+    #[arg(long, value_name = "PERIOD", default_value_t = SliceLength::default(), env = "HUB_SLICE")]
+    pub slice: SliceLength,
+    /// The clock `--slice` is measured on (tests set their own); the system clock by default.
+    #[arg(skip)]
+    pub slice_clock: Option<Clock>,
     /// Run the demo instead (a simulated Bitbucket with sample models) and keep serving.
     #[cfg(feature = "demo")]
     #[arg(long)]
@@ -111,14 +120,16 @@ impl Default for ServeArgs {
             webhook_max_age: DEFAULT_MAX_DELIVERY_AGE.as_secs(),
             reconcile_every: DEFAULT_RECONCILE_EVERY,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            slice: SliceLength::default(),
+            slice_clock: None,
             #[cfg(feature = "demo")]
             demo: false,
         }
     }
 }
 
-/// The workers' configuration: the production retry schedule, with `--max-attempts` and
-/// `--visibility-timeout`.
+/// The workers' configuration: the production retry schedule, with `--max-attempts`,
+/// `--visibility-timeout` and `--slice`.
 impl From<&ServeArgs> for WorkerConfig {
     fn from(args: &ServeArgs) -> Self {
         Self {
@@ -127,6 +138,10 @@ impl From<&ServeArgs> for WorkerConfig {
                 max_attempts: args.max_attempts,
                 ..ConsumerPolicy::DEFAULT
             },
+            slice: args.slice.0.map(|length| Slicing {
+                length,
+                clock: args.slice_clock.clone().unwrap_or_else(Clock::system),
+            }),
         }
     }
 }
@@ -196,7 +211,15 @@ where
     });
     let config = WorkerConfig::from(&args);
     let workers = (1..=args.workers)
-        .map(|n| tokio::spawn(worker::work(n, hub.clone(), worker.clone(), config, stopped.clone())))
+        .map(|n| {
+            tokio::spawn(worker::work(
+                n,
+                hub.clone(),
+                worker.clone(),
+                config.clone(),
+                stopped.clone(),
+            ))
+        })
         .collect();
     let reconciler = Reconciler::start(hub.clone(), worker, args.reconcile_every, stopped.clone());
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use hubsync_core::consumer::{ConsumerPolicy, Decision, Outcome, log_decision};
+use hubsync_core::deadline::Slicing;
 use hubsync_core::error_chain;
 use hubsync_core::ports::GitHostConnector;
 use hubsync_core::secrets::StaticSecret;
@@ -30,12 +31,35 @@ use tracing::{Instrument, error, info_span, warn};
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How the workers treat a push.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// How long a received push stays hidden from the other workers; renewed while it syncs.
     pub visibility: Duration,
     /// When a failed push comes back, and when it is given up on.
     pub policy: ConsumerPolicy,
+    /// `--slice`: each sync gets this long; one that cannot finish stops at a safe point and
+    /// queues its continuation on the local queue, as the sync function does at its deadline.
+    pub slice: Option<Slicing>,
+}
+
+/// `hubsync serve --slice`: how long one sync may run before it continues in a message of its
+/// own. Written like a period (`30s`, `10m`, `1h`); `0` or `off` (the default): no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SliceLength(pub Option<Duration>);
+
+impl std::str::FromStr for SliceLength {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<super::reconcile::ReconcileEvery>()
+            .map(|period| Self(period.0))
+    }
+}
+
+impl std::fmt::Display for SliceLength {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::reconcile::ReconcileEvery(self.0).fmt(f)
+    }
 }
 
 /// The sync worker of `hubsync serve`, over the local database.
@@ -57,7 +81,7 @@ pub(super) async fn work<C: GitHostConnector + 'static>(
         notified.as_mut().enable();
         match hub.receive(config.visibility).await {
             Ok(Some(message)) => {
-                process(&hub, &worker, config, message).await;
+                process(&hub, &worker, &config, message).await;
             }
             Ok(None) => {
                 tokio::select! {
@@ -95,7 +119,7 @@ impl std::error::Error for Panicked {}
 pub async fn process<C: GitHostConnector>(
     hub: &SqliteHub,
     worker: &LocalWorker<C>,
-    config: WorkerConfig,
+    config: &WorkerConfig,
     message: QueuedPush,
 ) -> Decision {
     let push = &message.push;
@@ -110,7 +134,13 @@ pub async fn process<C: GitHostConnector>(
         let started = Instant::now();
         // A panic in a sync must not take the worker down with it: it counts as a failed attempt
         // that needs a person.
-        let result = AssertUnwindSafe(with_heartbeat(hub, &message, config, worker.handle_push(push)))
+        let sync = async {
+            match &config.slice {
+                Some(slicing) => worker.handle_push_within(push, &slicing.deadline(), hub).await,
+                None => worker.handle_push(push).await,
+            }
+        };
+        let result = AssertUnwindSafe(with_heartbeat(hub, &message, config, sync))
             .catch_unwind()
             .await;
         let panicked;
@@ -176,7 +206,7 @@ async fn apply(hub: &SqliteHub, message: &QueuedPush, decision: &Decision, outco
 async fn with_heartbeat<T>(
     hub: &SqliteHub,
     message: &QueuedPush,
-    config: WorkerConfig,
+    config: &WorkerConfig,
     sync: impl std::future::Future<Output = T>,
 ) -> T {
     tokio::pin!(sync);

@@ -59,7 +59,7 @@ async fn a_ninety_minute_outage_dead_letters_nothing_and_the_hub_then_reaches_th
             host.set_unavailable(false);
         }
         while let Some(message) = hub.receive(config.visibility).await.unwrap() {
-            process(&hub, &worker, config, message).await;
+            process(&hub, &worker, &config, message).await;
         }
         if now > outage_ends && hub.queue_stats().await.unwrap().is_drained() {
             break;

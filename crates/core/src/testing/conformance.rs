@@ -66,7 +66,7 @@ pub fn cursor(n: u64) -> SyncCursor {
             ignored: 4,
         },
         // No `.hubignore` (kept as an empty text) at even commits.
-        hubignore: Some(if n % 2 == 0 {
+        hubignore: Some(if n.is_multiple_of(2) {
             String::new()
         } else {
             format!("drafts/\n!drafts/keep-{n}.json\n# ünïcødé ✓\n")
@@ -79,7 +79,7 @@ pub fn resume(n: u64, after: &str) -> SyncResume {
     SyncResume {
         head: commit(n),
         after: after.to_owned(),
-        full: n % 2 == 0,
+        full: n.is_multiple_of(2),
         hubignore: Some(String::new()),
         stats: SyncStats {
             written: 10 * n,
