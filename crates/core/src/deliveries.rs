@@ -48,6 +48,8 @@ pub enum DeliveryKind {
     Reconcile,
     /// Queued by `hubsync repos add` (or asked for): a full reconciliation.
     FullSync,
+    /// Queued by a sync that stopped before its deadline: its next slice.
+    Continuation,
 }
 
 impl DeliveryKind {
@@ -56,6 +58,7 @@ impl DeliveryKind {
             Self::Webhook => "webhook",
             Self::Reconcile => "reconcile",
             Self::FullSync => "full sync",
+            Self::Continuation => "continuation",
         }
     }
 }
@@ -183,6 +186,7 @@ impl DeliveryEntry {
                 MessageKind::Push => DeliveryKind::Webhook,
                 MessageKind::Reconcile => DeliveryKind::Reconcile,
                 MessageKind::FullSync => DeliveryKind::FullSync,
+                MessageKind::Continuation => DeliveryKind::Continuation,
             },
             event_key: event_key.to_owned(),
             repo: Some(push.repo.clone()),
@@ -381,7 +385,8 @@ pub fn outcome_of(
         Some(Outcome::Synced(synced)) => {
             record.detail = describe(synced);
             match synced {
-                SyncOutcome::Synced { to, stats, .. } => {
+                // A slice is recorded as synced: its detail says it is to be continued.
+                SyncOutcome::Synced { to, stats, .. } | SyncOutcome::Sliced { to, stats, .. } => {
                     record.status = OutcomeStatus::Synced;
                     record.commit = Some(to.clone());
                     record.stats = Some(stats.clone());
