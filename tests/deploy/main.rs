@@ -334,7 +334,9 @@ fn the_functions_link_no_test_adapters_no_simulator_and_no_sqlite() {
             if !seen.insert(name) {
                 continue;
             }
-            let package = packages.get(name).unwrap_or_else(|| panic!("{name} is a workspace package"));
+            let package = packages
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} is a workspace package"));
             for dependency in package["dependencies"].as_array().unwrap() {
                 let dep = dependency["name"].as_str().unwrap();
                 if !dependency["kind"].is_null() || !packages.contains_key(dep) {
@@ -357,7 +359,10 @@ fn the_functions_link_no_test_adapters_no_simulator_and_no_sqlite() {
                 pending.push(dep);
             }
         }
-        assert!(seen.contains("hubsync-core"), "{function} reaches hubsync-core: {seen:?}");
+        assert!(
+            seen.contains("hubsync-core"),
+            "{function} reaches hubsync-core: {seen:?}"
+        );
     }
 }
 
