@@ -23,6 +23,10 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// The path of binary `bin` of package `package`, built (debug) on first use. Tests in another
 /// package than the binary's cannot use `CARGO_BIN_EXE_*`; cargo's lock is free while tests run.
+///
+/// It builds with the workspace's features (`--workspace --all-targets`, as `cargo xtask test`
+/// does), so after a workspace test build this is a check that finds everything fresh: with
+/// `-p <package>` cargo resolves other features and compiles the dependencies a second time.
 pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
@@ -35,7 +39,7 @@ pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
         .entry(bin.to_owned())
         .or_insert_with(|| {
             let out = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", package, "--bin", bin, "--message-format=json"])
+                .args(["build", "-q", "--workspace", "--all-targets", "--message-format=json"])
                 .current_dir(workspace_root())
                 .output()
                 .expect("cargo runs");
@@ -43,6 +47,11 @@ pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
             String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| {
+                    v["package_id"]
+                        .as_str()
+                        .is_some_and(|id| id.contains(&format!("#{package}@")) || id.contains(&format!("/{package}#")))
+                })
                 .find_map(|v| {
                     v["executable"]
                         .as_str()
