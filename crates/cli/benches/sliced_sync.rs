@@ -1,0 +1,188 @@
+//! A first sync too long for one invocation, completed in slices (issue 11, goal 6): a repository
+//! of 20,000 small models on the Bitbucket Data Center simulator (over loopback, real git) is
+//! synced into SQLite by syncs that each get `--slice` seconds on the system clock, as the sync
+//! function does with its invocation's deadline: each stops at 80 % of its time, records how far
+//! it got and queues its continuation on the local queue, which the next slice takes, until the
+//! cursor is at the head. The floor is the same first sync in one piece, measured in the same run;
+//! the ratio says what cutting it into slices costs.
+//!
+//! Prints its results as `hubsync-bench {json}` lines (the table `cargo xtask bench` prints).
+//! `cargo bench -p hubsync-cli --bench sliced_sync`; `-- --models N --slice SECONDS` for another
+//! size. Without `--bench` (as `cargo test --all-targets` runs it), one tiny iteration: 60 models
+//! in 0.3-second slices.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
+use hubsync_bitbucket_sim::{FileOp, SimConfig, Simulator};
+use hubsync_core::deadline::{Clock, Deadline};
+use hubsync_core::ids::{DeliveryId, RepoRef};
+use hubsync_core::ports::{ModelStore, RepoRegistry};
+use hubsync_core::push::PushMessage;
+use hubsync_core::secrets::{HubSecret, StaticSecret};
+use hubsync_core::sync::{NoProgress, SyncOptions, SyncOutcome, SyncWorker};
+use hubsync_sqlite::SqliteHub;
+use secrecy::ExposeSecret;
+
+/// What one run measures.
+struct Scenario {
+    models: usize,
+    slice: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+    let full = args.iter().any(|a| a == "--bench");
+    let scenario = Scenario {
+        models: match value("--models") {
+            Some(n) => n.parse().context("--models N")?,
+            None if full => 20_000,
+            None => 60,
+        },
+        slice: match value("--slice") {
+            Some(s) => Duration::from_secs_f64(s.parse().context("--slice SECONDS")?),
+            None if full => Duration::from_secs(10),
+            None => Duration::from_millis(300),
+        },
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(&scenario))
+}
+
+/// One result line of the shared bench protocol.
+fn report(figure: &str, value: f64, unit: &str, floor: Option<(&str, f64)>, goal: Option<&str>) {
+    let line = serde_json::json!({
+        "figure": figure,
+        "value": (value * 1000.0).round() / 1000.0,
+        "unit": unit,
+        "floor": floor.map(|(name, _)| name),
+        "floor_value": floor.map(|(_, v)| (v * 1000.0).round() / 1000.0),
+        "ratio": floor.map(|(_, v)| ((value / v) * 100.0).round() / 100.0),
+        "goal": goal,
+    });
+    println!("hubsync-bench {line}");
+}
+
+async fn run(scenario: &Scenario) -> anyhow::Result<()> {
+    let sim = Simulator::start(SimConfig::default()).await?;
+    let repo = sim.create_repo("DATA", "models")?;
+    let ops: Vec<FileOp> = (0..scenario.models)
+        .map(|i| {
+            let model = generate_model(&ModelSpec {
+                seed: i as u64,
+                name: format!("Model {i}"),
+                target_bytes: 1_500,
+                ..ModelSpec::default()
+            });
+            FileOp::write(format!("models/{:03}/{i:05}.json", i / 1000), model)
+        })
+        .collect();
+    repo.commit("main", &ops, "many small models")?;
+    drop(ops);
+    let secret = HubSecret::from_json(
+        &serde_json::json!({"baseUrl": sim.base_url(), "accessToken": sim.token().expose_secret(), "webhookSecret": "unused"})
+            .to_string(),
+    )?;
+    let id = RepoRef::parse("DATA/models")?;
+
+    // The floor: the same first sync in one piece.
+    let (dir, hub) = fresh_hub(&id).await?;
+    let worker = make_worker(&hub, &secret)?;
+    let started = Instant::now();
+    worker.sync_repo(&id, true, &NoProgress).await?;
+    let whole = started.elapsed();
+    check(&hub, &id, scenario.models).await?;
+    drop((hub, dir));
+
+    // The first sync in slices: each message (the request, then each continuation) gets a slice.
+    let (_dir, hub) = fresh_hub(&id).await?;
+    let worker = make_worker(&hub, &secret)?;
+    sim.clear_requests();
+    let request = PushMessage::full_sync(id.clone(), DeliveryId::parse("bench-first-sync")?, chrono::Utc::now());
+    let started = Instant::now();
+    let mut slices = 0u32;
+    let mut outcome = worker
+        .handle_push_within(&request, &Deadline::after(scenario.slice, Clock::system()), &hub)
+        .await?;
+    slices += 1;
+    while let Some(message) = hub.receive(Duration::from_secs(3600)).await? {
+        outcome = worker
+            .handle_push_within(&message.push, &Deadline::after(scenario.slice, Clock::system()), &hub)
+            .await?;
+        hub.ack(&message.receipt).await?;
+        slices += 1;
+    }
+    let sliced = started.elapsed();
+    if !matches!(outcome, SyncOutcome::Synced { .. }) {
+        bail!("the last slice did not finish the sync: {outcome:?}");
+    }
+    check(&hub, &id, scenario.models).await?;
+    let fetched = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains("/raw/models/"))
+        .count();
+
+    let models = scenario.models;
+    let slice = scenario.slice.as_secs_f64();
+    report(
+        &format!("first sync of {models} models in {slice} s slices"),
+        sliced.as_secs_f64(),
+        "s",
+        Some((
+            &format!("the same sync in one piece ({models} models)"),
+            whole.as_secs_f64(),
+        )),
+        Some("<= 1.1x one piece"),
+    );
+    report(
+        &format!("slices (invocations) of that first sync, {slice} s each"),
+        f64::from(slices),
+        "count",
+        None,
+        Some(">= 2"),
+    );
+    report(
+        "model fetches per model over all the slices",
+        fetched as f64 / models as f64,
+        "fetches",
+        None,
+        Some("1.0: no model fetched twice"),
+    );
+    Ok(())
+}
+
+async fn fresh_hub(id: &RepoRef) -> anyhow::Result<(tempfile::TempDir, SqliteHub)> {
+    let dir = tempfile::tempdir()?;
+    let hub = SqliteHub::open(&dir.path().join("hub.db"))?;
+    hub.register(id).await?;
+    Ok((dir, hub))
+}
+
+fn make_worker(
+    hub: &SqliteHub,
+    secret: &HubSecret,
+) -> anyhow::Result<SyncWorker<SqliteHub, StaticSecret, BitbucketConnector>> {
+    Ok(SyncWorker {
+        store: hub.clone(),
+        secrets: StaticSecret(secret.clone()),
+        connector: BitbucketConnector::new(ClientOptions::default())?,
+        options: SyncOptions::default(),
+    })
+}
+
+/// Every model stored and the cursor moved: the sync is complete.
+async fn check(hub: &SqliteHub, id: &RepoRef, models: usize) -> anyhow::Result<()> {
+    let stored = hub.list_models(id).await?.len();
+    let record = hub.repo(id).await?.context("registered")?;
+    if stored != models || record.cursor.is_none() || record.resume.is_some() {
+        bail!("incomplete sync: {stored} of {models} models, {record:?}");
+    }
+    Ok(())
+}
