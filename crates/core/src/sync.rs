@@ -13,6 +13,16 @@
 //! lease is lost. A second sync of the same repository backs off with [`StoreError::LeaseHeld`]
 //! (retryable). A sync that inherits an unfinished predecessor's lease, or finds the cursor moved
 //! under it, reconciles the whole tree rather than trust the cursor.
+//!
+//! `.hubignore` is kept with the cursor ([`SyncCursor::hubignore`]) and fetched only when the diff
+//! touches it, or when the whole tree is reconciled: a push of k models costs the Git host the
+//! head, the diff and k files.
+//!
+//! Given a [`Deadline`] ([`SyncEngine::handle_push_within`]), a sync that is still running when
+//! it is near stops at a safe point: no new file is started, the files in flight are written, and
+//! the resume point ([`SyncResume`]: the head, the last path done in path order) is recorded
+//! beside the cursor, which does not move. The lease is released and the continuation queued; the
+//! next sync of the repository resumes from there, and moves the cursor when it is done.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
