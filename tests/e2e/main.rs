@@ -208,15 +208,15 @@ on_both_backends!(
     a_model_name_of_500_kb_is_truncated_with_a_marker,
     the_cli_sync_takes_the_size_cap_from_the_environment,
     a_path_of_1100_bytes_is_replicated,
-    a_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
+    a_first_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
     a_push_between_slices_is_replicated_after_the_sliced_head,
     an_incremental_push_of_k_models_costs_k_plus_3_requests,
 );
 
 use cost::an_incremental_push_of_k_models_costs_k_plus_3_requests;
 use slices::{
+    a_first_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
     a_push_between_slices_is_replicated_after_the_sliced_head,
-    a_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
 };
 
 /// The default size cap: a Hackolade Model Hub accepts nothing larger.
