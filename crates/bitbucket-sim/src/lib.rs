@@ -43,6 +43,7 @@
 //!
 //! Requires the `git` CLI (2.28 or later) on `PATH`.
 
+mod batch;
 mod config;
 mod error;
 mod git;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
+use crate::batch::BatchPool;
 use crate::config::User;
 use crate::error::SimError;
 use crate::git::{self, Git};
@@ -87,6 +88,8 @@ pub(crate) struct RepoInner {
     pub id: u32,
     pub hierarchy_id: String,
     pub git: Git,
+    /// Long-lived `git cat-file --batch` processes serving raw files.
+    pub(crate) batch: BatchPool,
     actor: User,
     scratch: PathBuf,
     /// Serialises this repository's writers, so a ref cannot move between read and update.
@@ -139,6 +142,7 @@ impl Repo {
                 name: new.name,
                 id: new.id,
                 git,
+                batch: BatchPool::default(),
                 actor: new.actor,
                 scratch,
                 write_lock: Mutex::new(()),

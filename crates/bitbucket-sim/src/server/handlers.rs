@@ -13,6 +13,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::{ANNOUNCED_BODY_SENT_AT_MOST, ApiError, Shared};
+use crate::batch;
 use crate::git::{self, EMPTY_TREE, LogQuery, Merges};
 use crate::repo::{Repo, branch_ref};
 use crate::rest::{ChangesPage, Page, RestBranch, RestChange, RestCommit, RestRepository};
@@ -157,23 +158,53 @@ pub(super) async fn raw(
     let Query(params) = params?;
     let repo = shared.find_repo(&path.project, &path.repo)?;
     let file = path.path.trim_matches('/');
-    let (commit, at) = commit_at(&repo, params.get("at")).await?;
-    let spec = format!("{commit}:{file}");
-    let no_such_path = || ApiError::NoSuchPath {
-        path: file.to_owned(),
-        at: at.clone(),
+    let bytes = match params.get("at").filter(|at| batch::batchable(&format!("{at}:{file}"))) {
+        // A commit id (what the sync asks for): one long-lived git process answers.
+        Some(at) => {
+            let pool = &repo.inner.batch;
+            let git = &repo.inner.git;
+            let commit = match pool.object(git, &format!("{at}^{{commit}}")).await? {
+                Some(object) if object.kind == "commit" => object.id,
+                _ => {
+                    return Err(ApiError::NoSuchCommit {
+                        rev: at.clone(),
+                        slug: repo.slug().to_owned(),
+                    });
+                }
+            };
+            let blob = match pool.object(git, &format!("{commit}:{file}")).await? {
+                Some(object) if !file.is_empty() && object.kind == "blob" => object.content,
+                _ => {
+                    return Err(ApiError::NoSuchPath {
+                        path: file.to_owned(),
+                        at: at.clone(),
+                    });
+                }
+            };
+            if let Some(announced) = shared.announced_size(&repo, file) {
+                return Ok(announced_body(shared, announced));
+            }
+            blob
+        }
+        None => {
+            let (commit, at) = commit_at(&repo, params.get("at")).await?;
+            let spec = format!("{commit}:{file}");
+            let no_such_path = || ApiError::NoSuchPath {
+                path: file.to_owned(),
+                at: at.clone(),
+            };
+            if file.is_empty() || object_type(&repo, &spec).await?.as_deref() != Some("blob") {
+                return Err(no_such_path());
+            }
+            if let Some(announced) = shared.announced_size(&repo, file) {
+                return Ok(announced_body(shared, announced));
+            }
+            repo.inner
+                .git
+                .run_async(["cat-file", "blob", "--end-of-options", &spec])
+                .await?
+        }
     };
-    if file.is_empty() || object_type(&repo, &spec).await?.as_deref() != Some("blob") {
-        return Err(no_such_path());
-    }
-    if let Some(announced) = shared.announced_size(&repo, file) {
-        return Ok(announced_body(shared, announced));
-    }
-    let bytes = repo
-        .inner
-        .git
-        .run_async(["cat-file", "blob", "--end-of-options", &spec])
-        .await?;
     let content_type = if !bytes.contains(&0) && std::str::from_utf8(&bytes).is_ok() {
         "text/plain;charset=UTF-8"
     } else {
