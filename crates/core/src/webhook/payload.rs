@@ -2,6 +2,8 @@
 //! normalized [`PushMessage`]. Only the fields the pipeline needs are read; everything else
 //! (`commits`, `toCommit`, links, fields of future versions) is ignored, so newer servers keep working.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -29,51 +31,80 @@ pub enum PayloadError {
     Date(String),
 }
 
+// The payload is read borrowing from the body: strings without escapes are not copied, and the
+// members not listed here (`commits`, `toCommit`, links...) are skipped without being built.
+
+/// A string borrowed from the body unless it has escapes (serde borrows a `Cow<str>` only when it
+/// is not inside an `Option`, hence this wrapper).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RefsChanged {
-    date: Option<String>,
-    actor: Option<User>,
-    repository: Repository,
-    changes: Vec<Change>,
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Text<'_> {
+    fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct User {
-    name: Option<String>,
-    display_name: Option<String>,
-    email_address: Option<String>,
+struct RefsChanged<'a> {
+    #[serde(borrow)]
+    date: Option<Text<'a>>,
+    #[serde(borrow)]
+    actor: Option<User<'a>>,
+    #[serde(borrow)]
+    repository: Repository<'a>,
+    #[serde(borrow)]
+    changes: Vec<Change<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Repository {
-    slug: String,
+struct User<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    display_name: Option<Text<'a>>,
+    #[serde(borrow)]
+    email_address: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Repository<'a> {
+    #[serde(borrow)]
+    slug: Cow<'a, str>,
     id: Option<u64>,
-    project: Project,
+    #[serde(borrow)]
+    project: Project<'a>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Project {
-    key: String,
+struct Project<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Change {
-    #[serde(rename = "ref")]
-    reference: Option<Ref>,
-    ref_id: Option<String>,
-    from_hash: String,
-    to_hash: String,
-    #[serde(rename = "type")]
-    change_type: String,
+struct Change<'a> {
+    #[serde(rename = "ref", borrow)]
+    reference: Option<Ref<'a>>,
+    #[serde(borrow)]
+    ref_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    from_hash: Cow<'a, str>,
+    #[serde(borrow)]
+    to_hash: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    change_type: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Ref {
-    id: String,
+struct Ref<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
 }
 
 /// A parsed `repo:refs_changed` delivery: the push to queue and when Bitbucket sent it.
@@ -108,8 +139,8 @@ pub fn parse_refs_changed_delivery(
     delivery_id: DeliveryId,
     received_at: DateTime<Utc>,
 ) -> Result<RefsChangedDelivery, PayloadError> {
-    let payload: RefsChanged = serde_json::from_slice(body)?;
-    let sent_at = payload.date.as_deref().map(parse_date).transpose()?;
+    let payload: RefsChanged<'_> = serde_json::from_slice(body)?;
+    let sent_at = payload.date.map(|d| parse_date(&d.0)).transpose()?;
     let repo =
         RepoRef::new(&payload.repository.project.key, &payload.repository.slug).map_err(PayloadError::Repository)?;
     if payload.changes.is_empty() {
@@ -120,7 +151,7 @@ pub fn parse_refs_changed_delivery(
         .into_iter()
         .enumerate()
         .map(|(index, c)| {
-            let change_type = match c.change_type.as_str() {
+            let change_type = match &*c.change_type {
                 "ADD" => RefChangeType::Add,
                 "UPDATE" => RefChangeType::Update,
                 "DELETE" => RefChangeType::Delete,
@@ -136,7 +167,8 @@ pub fn parse_refs_changed_delivery(
             };
             let ref_id = c
                 .ref_id
-                .or(c.reference.map(|r| r.id))
+                .map(Text::into_owned)
+                .or_else(|| c.reference.map(|r| r.id.into_owned()))
                 .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
                 .map_err(PayloadError::Json)?;
             Ok(RefChange {
@@ -148,9 +180,9 @@ pub fn parse_refs_changed_delivery(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let actor = payload.actor.map_or_else(Actor::default, |u| Actor {
-        name: u.name,
-        display_name: u.display_name,
-        email_address: u.email_address,
+        name: u.name.map(Text::into_owned),
+        display_name: u.display_name.map(Text::into_owned),
+        email_address: u.email_address.map(Text::into_owned),
     });
     let push = PushMessage {
         kind: MessageKind::Push,
@@ -233,6 +265,19 @@ mod tests {
         assert_eq!(push.repo.project(), "~jdoe");
         assert_eq!(push.repo.slug(), "modèles-日本");
         assert!(push.changes[0].from_hash.is_zero());
+    }
+
+    #[test]
+    fn escaped_strings_are_read_like_plain_ones() {
+        let body = format!(
+            r#"{{"date": "2024-05-02T10:15:30+0000", "actor": {{"name": "j\u00e9r\u00f4me"}},
+               "repository": {{"slug": "mod\u00e8les", "project": {{"key": "P"}}}},
+               "changes": [{{"refId": "refs\/heads\/main", "fromHash": "{A}", "toHash": "{B}", "type": "UPDATE"}}]}}"#
+        );
+        let push = parse(body.as_bytes()).unwrap();
+        assert_eq!(push.repo.slug(), "modèles");
+        assert_eq!(push.changes[0].ref_id, "refs/heads/main");
+        assert_eq!(push.actor.name.as_deref(), Some("jérôme"));
     }
 
     #[test]
