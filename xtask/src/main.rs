@@ -5,7 +5,10 @@
 //!   adds the aarch64 target, builds both Lambda functions for arm64 with cargo-lambda (the deploy
 //!   tests inspect the result), then runs every test of the workspace.
 //! - `cargo xtask events`: regenerates the sample events in `events/` (see `events/README.md`).
+//! - `cargo xtask bench`: every benchmark in one release run, and one table of what they measured
+//!   against their floors and peers (see `bench.rs`).
 
+mod bench;
 mod events;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +35,8 @@ enum Task {
     BuildLambdas,
     /// Regenerate events/ from the sample payloads.
     Events,
+    /// Run every benchmark (release) and print one table: figure, floor or peer, ratio, goal.
+    Bench,
 }
 
 fn root() -> PathBuf {
@@ -133,5 +138,10 @@ fn main() -> anyhow::Result<()> {
         }
         Task::BuildLambdas => build_lambdas(&root),
         Task::Events => events::write_all(&root.join("events")),
+        Task::Bench => {
+            hubsync_tests::python::ensure_installed();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            bench::run(&root, &cargo, path_with_venv())
+        }
     }
 }

@@ -192,6 +192,7 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
         )),
         floor_value: Some(floor.as_secs_f64()),
         goal: Some("<= 1.1x floor".into()),
+        note: None,
     }
     .print();
     Figure {
@@ -201,6 +202,7 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
         floor: None,
         floor_value: None,
         goal: Some("<= 64 MiB".into()),
+        note: None,
     }
     .print();
     Ok(())

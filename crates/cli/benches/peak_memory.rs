@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
             floor: Some("2 x model + 32 MiB".into()),
             floor_value: Some(mib(goal)),
             goal: Some("<= 1x (2 x model + 32 MiB)".into()),
+            note: None,
         }
         .print();
         if bench {
@@ -78,6 +79,7 @@ fn main() -> anyhow::Result<()> {
                 floor: Some("2 x one model + 32 MiB".into()),
                 floor_value: Some(mib(goal)),
                 goal: Some("<= 1x (the budget bounds the batch)".into()),
+                note: None,
             }
             .print();
         }

@@ -95,6 +95,8 @@ pub struct Figure<'a> {
     pub floor: Option<String>,
     pub floor_value: Option<f64>,
     pub goal: Option<String>,
+    /// Why the goal is not met, when it is not (shown in the table).
+    pub note: Option<String>,
 }
 
 impl Figure<'_> {
@@ -104,7 +106,7 @@ impl Figure<'_> {
         let line = serde_json::json!({
             "figure": self.figure, "value": round(self.value), "unit": self.unit,
             "floor": self.floor, "floor_value": self.floor_value.map(round),
-            "ratio": ratio.map(round), "goal": self.goal,
+            "ratio": ratio.map(round), "goal": self.goal, "note": self.note,
         });
         println!("hubsync-bench {line}");
     }
