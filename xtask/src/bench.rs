@@ -99,7 +99,9 @@ fn number(x: f64) -> String {
 
 /// The markdown table.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = String::from("| figure | value | floor or peer (same run) | ratio | goal | met? |\n|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| figure | value | floor or peer (same run) | ratio | goal | met? |\n|---|---|---|---|---|---|\n",
+    );
     for row in rows {
         let floor = match (&row.floor, row.floor_value) {
             (Some(name), Some(v)) => format!("{name}: {} {}", number(v), row.unit),
@@ -109,7 +111,10 @@ pub fn table(rows: &[Row]) -> String {
         let ratio = row.ratio.map_or("-".into(), |r| format!("{}x", number(r)));
         let met = match verdict(row) {
             Some(true) => "met".to_owned(),
-            Some(false) => format!("**not met**{}", row.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()),
+            Some(false) => format!(
+                "**not met**{}",
+                row.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+            ),
             None => row.note.clone().unwrap_or_else(|| "-".into()),
         };
         out.push_str(&format!(
@@ -163,7 +168,11 @@ pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_gib = meminfo
@@ -260,7 +269,10 @@ mod tests {
         ];
         let text = table(&rows);
         assert_eq!(text.lines().count(), 4);
-        assert!(text.contains("| a | 1.00 s | f: 2.00 s | 0.500x | <= 1.1x floor | met |"), "{text}");
+        assert!(
+            text.contains("| a | 1.00 s | f: 2.00 s | 0.500x | <= 1.1x floor | met |"),
+            "{text}"
+        );
         assert!(text.contains("**not met**: why"), "{text}");
     }
 }
