@@ -515,6 +515,21 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             },
         };
 
+        // A forced full sync starts over, whatever an earlier sliced sync did: its resume point
+        // is replaced at once by one of this sync's (nothing done yet), so that if this sync
+        // dies after writing, the next one reconciles this head rather than trust the old point.
+        if forced.is_some() && record.resume.is_some() {
+            let restart = SyncResume {
+                head: head.clone(),
+                after: String::new(),
+                full: true,
+                hubignore: None,
+                stats: SyncStats::default(),
+                slices: 0,
+            };
+            self.store.record_resume(leased.lease, from.as_ref(), &restart).await?;
+        }
+
         // `.hubignore` at the head is what the cursor (or the resume point) kept, unless the
         // diff touched it or nothing was kept: then it is fetched.
         let kept = match (resume, &plan) {

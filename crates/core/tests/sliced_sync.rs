@@ -323,3 +323,38 @@ async fn a_sync_without_a_deadline_finishes_a_sliced_one_and_its_continuation_fi
     let up_to_date = f.handle(&f.queue.messages()[0]).await;
     assert!(matches!(up_to_date, SyncOutcome::UpToDate { .. }), "{up_to_date:?}");
 }
+
+#[tokio::test]
+async fn a_requested_full_sync_over_a_pending_slice_starts_over_at_the_new_head() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let mut tree = many_models(120);
+    let old = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { .. } = f.handle(&push(&f.repo, &old)).await else {
+        panic!("the first slice stops before the end")
+    };
+    tree.insert("m/0000.json".into(), model("Changed"));
+    let new = f.host.commit(&f.repo, tree.clone());
+    let request = PushMessage::full_sync(
+        f.repo.clone(),
+        hubsync_core::ids::DeliveryId::parse("full-1").unwrap(),
+        Utc::now(),
+    );
+
+    // Act
+    let first = f.handle(&request).await;
+    let resume = f.store.repo(&f.repo).await.unwrap().unwrap().resume;
+    let from = f.queue.messages().len() - 1;
+    f.drain(from).await;
+
+    // Assert
+    assert!(
+        matches!(first, SyncOutcome::Sliced { ref to, .. } if *to == new),
+        "{first:?}"
+    );
+    let resume = resume.expect("the requested sync's own resume point");
+    assert_eq!((resume.head, resume.full), (new.clone(), true));
+    assert_eq!(f.stored().await, tree);
+    let cursor = f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap();
+    assert_eq!(cursor.commit, new);
+}
