@@ -5,6 +5,7 @@
 
 mod chunks;
 mod cost;
+mod deliveries;
 mod lease;
 mod limits;
 mod pipeline;
@@ -13,6 +14,7 @@ mod slices;
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use deliveries::the_delivery_log_shows_each_push_with_its_verdict_then_its_outcome;
 use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
 use hubsync_bitbucket_sim::{FileOp, Push, Repo};
 use hubsync_core::ids::RepoRef;
@@ -211,6 +213,7 @@ on_both_backends!(
     a_first_sync_past_its_deadline_completes_in_slices_fetching_each_model_once,
     a_push_between_slices_is_replicated_after_the_sliced_head,
     an_incremental_push_of_k_models_costs_k_plus_3_requests,
+    the_delivery_log_shows_each_push_with_its_verdict_then_its_outcome,
 );
 
 use cost::an_incremental_push_of_k_models_costs_k_plus_3_requests;
@@ -581,6 +584,7 @@ async fn a_wrong_token_gives_a_clear_error_and_keeps_the_cursor<P: Pipeline>() {
     assert!(error.contains("DATA/models") && error.contains("401"), "{error}");
     assert!(!error.contains(wrong), "the token never appears in errors: {error}");
     assert!(s.p.store().list_models(&s.id).await.unwrap().is_empty());
+    deliveries::assert_failed_delivery_shows_the_error_and_attempts(&s).await;
 }
 
 async fn hubignore_changes_apply_at_once<P: Pipeline>() {

@@ -21,7 +21,7 @@ use hubsync_cli::serve::worker::SliceLength;
 use hubsync_cli::serve::{RunningServer, ServeArgs};
 use hubsync_core::consumer::ConsumerPolicy;
 use hubsync_core::deadline::{Clock, Deadline};
-use hubsync_core::ports::{ModelStore, RepoRegistry};
+use hubsync_core::ports::{DeliveryLog, ModelStore, RepoRegistry};
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL, HubSecret};
 use hubsync_core::sync::{DEFAULT_FETCH_CONCURRENCY, FetchBudget, SyncOptions, SyncWorker};
 use hubsync_core::webhook::WebhookHandler;
@@ -102,7 +102,7 @@ fn secret_json(sim: &Simulator, setup: &Setup) -> String {
 }
 
 pub trait Pipeline: Sized {
-    type Store: RepoRegistry + ModelStore;
+    type Store: RepoRegistry + ModelStore + DeliveryLog;
     const NAME: &'static str;
 
     async fn start(setup: Setup) -> Self;
@@ -126,7 +126,7 @@ type AwsWorker = SyncWorker<DynamoStore, CachedSecretSource<SecretsManagerSource
 pub struct AwsPipeline {
     sim: Simulator,
     aws: TestAws,
-    webhook: WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>>,
+    webhook: WebhookHandler<SqsPushQueue, CachedSecretSource<SecretsManagerSource>, DynamoStore>,
     worker: AwsWorker,
     retries: SqsRetries,
     queue: SqsPushQueue,
@@ -147,7 +147,8 @@ impl Pipeline for AwsPipeline {
                 DEFAULT_SECRET_TTL,
             )
         };
-        let webhook = WebhookHandler::new(SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()), secrets());
+        let webhook = WebhookHandler::new(SqsPushQueue::new(aws.sqs(), aws.resources.queue_url.clone()), secrets())
+            .with_delivery_log(DynamoStore::new(aws.dynamodb(), aws.resources.table.clone()));
         let worker = SyncWorker {
             store: DynamoStore::new(aws.dynamodb(), aws.resources.table.clone()),
             secrets: secrets(),

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod deliveries;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod serve;

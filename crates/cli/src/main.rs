@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 #[cfg(feature = "demo")]
 use hubsync_cli::demo;
-use hubsync_cli::{admin, commands, config, serve};
+use hubsync_cli::{admin, commands, config, deliveries, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +30,9 @@ enum Command {
     /// List and read replicated models.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
+    /// The hub's delivery log, newest first: each webhook delivery's verdict and what its sync
+    /// did (`deliveries show ID` for one in full).
+    Deliveries(deliveries::DeliveriesArgs),
     /// Inspect the local queue and redrive its dead letters.
     #[command(subcommand)]
     Queue(commands::QueueCommand),
@@ -75,6 +78,7 @@ async fn main() -> std::process::ExitCode {
         Command::Sync(args) => commands::sync(args).await,
         Command::Models(cmd) => commands::models(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,
+        Command::Deliveries(args) => deliveries::deliveries(args).await,
         Command::Init(args) => commands::init(args).await,
         // `serve --demo`: the demo starts the server itself, against its simulated Bitbucket.
         #[cfg(feature = "demo")]

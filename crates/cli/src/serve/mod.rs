@@ -100,10 +100,17 @@ pub struct ServeArgs {
     /// The clock `--slice` is measured on (tests set their own); the system clock by default.
     #[arg(skip)]
     pub slice_clock: Option<Clock>,
+    /// How long the delivery log (`hubsync deliveries`) keeps an entry: 30d, 12h...
+    #[arg(long, value_name = "PERIOD", env = "HUB_DELIVERY_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub delivery_retention: Duration,
     /// Run the demo instead (a simulated Bitbucket with sample models) and keep serving.
     #[cfg(feature = "demo")]
     #[arg(long)]
     pub demo: bool,
+}
+
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    hubsync_core::deliveries::parse_period(text).map_err(|e| e.to_string())
 }
 
 impl Default for ServeArgs {
@@ -122,6 +129,7 @@ impl Default for ServeArgs {
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             slice: SliceLength::default(),
             slice_clock: None,
+            delivery_retention: hubsync_core::deliveries::DEFAULT_DELIVERY_RETENTION,
             #[cfg(feature = "demo")]
             demo: false,
         }
@@ -168,6 +176,7 @@ where
 {
     let options = HubOptions {
         max_attempts: args.max_attempts,
+        delivery_retention: args.delivery_retention,
         ..HubOptions::default()
     };
     let db_path = local.db_path.clone();
