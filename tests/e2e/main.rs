@@ -188,6 +188,8 @@ macro_rules! on_both_backends {
     )*};
 }
 
+mod on_demand;
+
 on_both_backends!(
     adds_modifications_deletions_and_moves_are_replicated,
     pushes_to_other_branches_and_tags_change_nothing,
@@ -898,7 +900,13 @@ async fn hubsync_init_creates_the_queue_table_and_secret_in_the_emulator() {
         .collect();
     assert_eq!(
         vars.keys().collect::<Vec<_>>(),
-        ["AWS_ENDPOINT_URL", "HUB_QUEUE_URL", "HUB_SECRET_ID", "HUB_TABLE"]
+        [
+            "AWS_ENDPOINT_URL",
+            "HUB_DEAD_LETTER_QUEUE_URL",
+            "HUB_QUEUE_URL",
+            "HUB_SECRET_ID",
+            "HUB_TABLE"
+        ]
     );
 
     let sdk = hubsync_tests::aws::sdk_config().await;

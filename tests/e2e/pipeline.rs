@@ -134,6 +134,13 @@ pub struct AwsPipeline {
     slice: Option<(Duration, Clock)>,
 }
 
+impl AwsPipeline {
+    /// The moto resources (queue, dead-letter queue, table, secret) of this pipeline.
+    pub fn aws(&self) -> &TestAws {
+        &self.aws
+    }
+}
+
 impl Pipeline for AwsPipeline {
     type Store = DynamoStore;
     const NAME: &'static str = "aws";
@@ -265,10 +272,19 @@ impl Pipeline for AwsPipeline {
                     .expect("ChangeMessageVisibility");
             }
         }
-        self.aws
-            .receive_all(&self.aws.resources.dead_letter_queue_url)
-            .await
-            .len()
+        // Counted by receiving them, then made visible again, so the dead-letter queue stays
+        // readable (`hubsync queue dead-letters`).
+        let dead = self.aws.receive_all(&self.aws.resources.dead_letter_queue_url).await;
+        for m in &dead {
+            sqs.change_message_visibility()
+                .queue_url(&self.aws.resources.dead_letter_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .visibility_timeout(0)
+                .send()
+                .await
+                .expect("ChangeMessageVisibility");
+        }
+        dead.len()
     }
 
     async fn reconcile(&self) -> usize {
@@ -303,6 +319,11 @@ impl Pipeline for AwsPipeline {
             ("HUB_BACKEND".into(), "aws".into()),
             ("HUB_TABLE".into(), self.aws.resources.table.clone()),
             ("HUB_SECRET_ID".into(), self.aws.resources.secret_id.clone()),
+            ("HUB_QUEUE_URL".into(), self.aws.resources.queue_url.clone()),
+            (
+                "HUB_DEAD_LETTER_QUEUE_URL".into(),
+                self.aws.resources.dead_letter_queue_url.clone(),
+            ),
             ("AWS_ENDPOINT_URL".into(), hubsync_tests::moto::moto().endpoint.clone()),
             ("AWS_REGION".into(), "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID".into(), "testing".into()),

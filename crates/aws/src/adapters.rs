@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use crate::config::{self, Env, EnvError};
 use crate::functions::{SyncAdapters, WebhookAdapters};
 use crate::provision::{ProvisionError, Provisioned};
-use crate::{DynamoDeliveryLog, DynamoStore, SecretsManagerSource, SqsPushQueue, SqsRetries};
+use crate::{DynamoDeliveryLog, DynamoStore, SecretsManagerSource, SqsDeadLetters, SqsPushQueue, SqsRetries};
 
 /// The AWS SDK configuration every adapter shares (one set of credentials and HTTP connections).
 #[derive(Clone, Debug)]
@@ -41,6 +41,16 @@ impl Adapters {
     /// The push queue at `queue_url` (SQS FIFO).
     pub fn queue(&self, queue_url: impl Into<String>) -> SqsPushQueue {
         SqsPushQueue::new(aws_sdk_sqs::Client::new(&self.sdk), queue_url)
+    }
+
+    /// The push queue at `queue_url` and its dead-letter queue, for an administrator (`hubsync
+    /// queue` on AWS).
+    pub fn dead_letters(
+        &self,
+        queue_url: impl Into<String>,
+        dead_letter_queue_url: impl Into<String>,
+    ) -> SqsDeadLetters {
+        SqsDeadLetters::new(aws_sdk_sqs::Client::new(&self.sdk), queue_url, dead_letter_queue_url)
     }
 
     /// Retries of messages received from the queue at `queue_url`.

@@ -6,6 +6,9 @@ pub use hubsync_core::sync::DEFAULT_MAX_MODEL_BYTES;
 
 /// The SQS FIFO queue the webhook sends pushes to.
 pub const ENV_QUEUE_URL: &str = "HUB_QUEUE_URL";
+/// The dead-letter queue of the push queue (the stack's `DeadLetterQueueUrl` output): read by the
+/// CLI only (`hubsync queue` on AWS), never by a function.
+pub const ENV_DEAD_LETTER_QUEUE_URL: &str = "HUB_DEAD_LETTER_QUEUE_URL";
 /// The Secrets Manager secret (name or ARN) holding the hub secret JSON.
 pub const ENV_SECRET_ID: &str = "HUB_SECRET_ID";
 /// The DynamoDB table of repositories and models.

@@ -351,6 +351,7 @@ mod tests {
         let adapters = [
             ("sqs", "sqs", SqsPushQueue::OPERATIONS),
             ("sqs", "sqs_retries", SqsRetries::OPERATIONS),
+            ("sqs", "sqs_dead_letters", crate::SqsDeadLetters::OPERATIONS),
             ("secretsmanager", "secretsmanager", SecretsManagerSource::OPERATIONS),
             ("dynamodb", "dynamodb", DynamoStore::OPERATIONS),
             ("dynamodb", "delivery_log", DynamoDeliveryLog::OPERATIONS),

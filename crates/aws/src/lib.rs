@@ -15,6 +15,7 @@ pub mod functions;
 pub mod provision;
 pub mod secretsmanager;
 pub mod sqs;
+pub mod sqs_dead_letters;
 pub mod sqs_retries;
 
 pub use adapters::Adapters;
@@ -23,6 +24,7 @@ pub use dynamodb::DynamoStore;
 pub use functions::{SyncAdapters, WebhookAdapters};
 pub use secretsmanager::SecretsManagerSource;
 pub use sqs::SqsPushQueue;
+pub use sqs_dead_letters::SqsDeadLetters;
 pub use sqs_retries::SqsRetries;
 
 use config::{ENV_LOG, Env, process_env};

@@ -7,10 +7,11 @@
 //! | changes         | `GET changes?since=&until=&start=&limit=`                          |
 //! | file list       | `GET files?at=&start=&limit=` (every file, recursively)            |
 //! | file content    | `GET raw/{path}?at=`                                               |
+//! | ancestry        | `GET commits?until={commit}&since={head}&limit=1` (empty: ancestor) |
 
 use bytes::Bytes;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind, RawFile};
+use hubsync_core::ports::{Ancestry, ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind, RawFile};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -241,5 +242,31 @@ impl GitHost for BitbucketClient {
             })),
             _ => Err(self.status_error(&call, &reply)),
         }
+    }
+
+    /// The commits reachable from `commit` but not from `head` (`git log head..commit`): none
+    /// when `commit` is `head` or one of its ancestors. A 404 that names no missing repository
+    /// or project is the commit that is not there.
+    async fn ancestry(&self, repo: &RepoRef, commit: &CommitId, head: &CommitId) -> Result<Ancestry, GitHostError> {
+        let call = Call::new(repo, format!("GET commits {}..{}", head.short(), commit.short()));
+        let mut url = self.url(&call, &["commits"])?;
+        url.query_pairs_mut()
+            .append_pair("until", commit.as_str())
+            .append_pair("since", head.as_str())
+            .append_pair("limit", "1");
+        let reply = self.get(&call, &url, Expect::Json).await?;
+        let page: Page<RestCommit> = match reply.status {
+            StatusCode::NOT_FOUND if !names_missing_repository(&ErrorBody::parse(&reply.body)) => {
+                return Ok(Ancestry::Unknown);
+            }
+            StatusCode::NO_CONTENT => return Ok(Ancestry::Ancestor),
+            status if has_content(status) => self.parse_json(&call, &reply)?,
+            _ => return Err(self.status_error(&call, &reply)),
+        };
+        Ok(if page.values.is_empty() {
+            Ancestry::Ancestor
+        } else {
+            Ancestry::NotAncestor
+        })
     }
 }

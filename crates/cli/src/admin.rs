@@ -258,7 +258,9 @@ async fn run_add<S: RepoRegistry + ModelStore>(
                 secrets,
                 SyncArgs {
                     repo,
-                    incremental: false,
+                    recent: false,
+                    from: None,
+                    queue: false,
                     max_model_bytes: max_model_bytes(optional_env(ENV_MAX_MODEL_BYTES).as_deref())?,
                 },
             )

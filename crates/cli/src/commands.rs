@@ -7,11 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
-use hubsync_core::ids::RepoRef;
+use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::ModelStatus;
-use hubsync_core::ports::{ModelStore, RepoRegistry, SecretSource};
+use hubsync_core::ports::{
+    Ancestry, Enqueued, GitHost, GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource,
+};
+use hubsync_core::push::{PushMessage, SyncRequest};
 use hubsync_core::secrets::StaticSecret;
-use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
+use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, SyncError, SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -47,12 +50,23 @@ pub enum ReposCommand {
     Remove { repo: RepoRef },
 }
 
+/// `hubsync sync`: the whole repository by default.
 #[derive(Args, Debug)]
 pub struct SyncArgs {
     pub repo: RepoRef,
-    /// Only apply the changes since the cursor instead of reconciling the whole tree.
+    /// Only the changes since the cursor (the last head synced), as a push would bring them,
+    /// instead of reconciling the whole tree.
+    #[arg(long, visible_alias = "incremental", conflicts_with = "from")]
+    pub recent: bool,
+    /// The changes from COMMIT (a full commit id in the default branch's history) to the head,
+    /// fetched at the head and applied over what the hub holds; models changed before COMMIT are
+    /// left as they are.
+    #[arg(long, value_name = "COMMIT")]
+    pub from: Option<CommitId>,
+    /// Hand the sync to the running pipeline (the sync function's SQS queue on AWS, the local
+    /// queue of `hubsync serve`) in the repository's order, instead of running it here.
     #[arg(long)]
-    pub incremental: bool,
+    pub queue: bool,
     /// The largest file read as a model, in bytes; a larger one is listed as malformed, "too
     /// large (N bytes)".
     #[arg(long, value_name = "BYTES", env = "HUB_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
@@ -73,14 +87,21 @@ pub enum ModelsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCommand {
-    /// Pending, in-flight and dead-lettered pushes of the local queue.
+    /// Pending, in-flight and dead-lettered pushes (AWS: the visible, in-flight and delayed
+    /// messages of the push queue and of its dead-letter queue).
     Status,
-    /// The pushes given up on, with why.
+    /// The pushes given up on, with why (AWS: read from the dead-letter queue without consuming
+    /// them).
     DeadLetters,
-    /// Put dead-lettered pushes back on the queue (after fixing the cause).
+    /// Put dead-lettered pushes back on the queue (after fixing the cause), in their repository's
+    /// order.
     Redrive {
-        /// Dead letter ids (see `dead-letters`); none means all of them.
-        ids: Vec<i64>,
+        /// Dead letter ids (see `dead-letters`: the number locally, the delivery id on AWS); none
+        /// means all of them.
+        ids: Vec<String>,
+        /// One dead letter to redrive (the same as giving its id).
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -230,6 +251,32 @@ async fn run_repos<S: RepoRegistry>(store: &S, cmd: ReposCommand) -> anyhow::Res
     Ok(())
 }
 
+/// Before a `--from` request is queued, when the secret can be read here: the commit must be in
+/// the default branch's history, so a typo is said at once rather than retried by the pipeline.
+async fn check_from<Src: SecretSource>(secrets: &Src, repo: &RepoRef, request: &SyncRequest) -> anyhow::Result<()> {
+    let SyncRequest::From(commit) = request else {
+        return Ok(());
+    };
+    let secret = secrets.hub_secret().await?;
+    let host = BitbucketConnector::new(ClientOptions::default())?.connect(&secret)?;
+    let Some(branch) = host.default_branch(repo).await? else {
+        bail!("{repo} has no commits yet");
+    };
+    let error = match host.ancestry(repo, commit, &branch.head).await? {
+        Ancestry::Ancestor => return Ok(()),
+        Ancestry::Unknown => SyncError::UnknownCommit {
+            repo: repo.clone(),
+            commit: commit.clone(),
+        },
+        Ancestry::NotAncestor => SyncError::NotAnAncestor {
+            repo: repo.clone(),
+            commit: commit.clone(),
+            head: branch.head,
+        },
+    };
+    Err(anyhow::Error::new(error).context("nothing was queued"))
+}
+
 struct Bar(ProgressBar);
 
 impl SyncProgress for Bar {
@@ -242,8 +289,78 @@ impl SyncProgress for Bar {
     }
 }
 
+impl SyncArgs {
+    /// What the arguments ask the sync to do.
+    pub fn request(&self) -> SyncRequest {
+        match (&self.from, self.recent) {
+            (Some(commit), _) => SyncRequest::From(commit.clone()),
+            (None, true) => SyncRequest::Recent,
+            (None, false) => SyncRequest::Full,
+        }
+    }
+}
+
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    if args.queue {
+        return queue_sync(&args).await;
+    }
     with_backend!(|store, secrets| run_sync(store, secrets, args).await)
+}
+
+/// `hubsync sync --queue`: the request goes on the pipeline's queue, for the sync function (or
+/// the workers of `hubsync serve`) to run in the repository's order.
+async fn queue_sync(args: &SyncArgs) -> anyhow::Result<()> {
+    let request = args.request();
+    let message = PushMessage::on_demand(args.repo.clone(), &request, chrono::Utc::now());
+    let (registered, enqueued, runner) = match Backend::from_env()? {
+        Backend::Aws(cfg) => {
+            let queue_url = hubsync_aws::config::optional_env(hubsync_aws::config::ENV_QUEUE_URL).context(
+                "HUB_QUEUE_URL is not set: `sync --queue` puts the request on the stack's queue (its QueueUrl output)",
+            )?;
+            let aws = hubsync_aws::Adapters::load().await;
+            let registered = aws.store(cfg.table).repo(&args.repo).await?.is_some();
+            if registered && let Some(id) = cfg.secret_id {
+                check_from(&aws.secrets(id), &args.repo, &request).await?;
+            }
+            let enqueued = if registered {
+                Some(aws.queue(queue_url).enqueue(&message).await?)
+            } else {
+                None
+            };
+            (registered, enqueued, "the sync function")
+        }
+        Backend::Local(cfg) => {
+            let hub = open_local(&cfg)?;
+            let registered = hub.repo(&args.repo).await?.is_some();
+            if registered && let Some(secret) = cfg.secret {
+                check_from(&StaticSecret(secret), &args.repo, &request).await?;
+            }
+            let enqueued = if registered {
+                Some(hub.enqueue(&message).await?)
+            } else {
+                None
+            };
+            (registered, enqueued, "`hubsync serve`")
+        }
+    };
+    if !registered {
+        bail!(
+            "{} is not registered (add it with `hubsync repos add {}`)",
+            args.repo,
+            args.repo
+        );
+    }
+    match enqueued {
+        Some(Enqueued::Duplicate) => println!(
+            "the same {request} of {} was queued less than a minute ago (request {}); not queued again",
+            args.repo, message.delivery_id
+        ),
+        _ => println!(
+            "queued a {request} of {} for {runner} (request {})",
+            args.repo, message.delivery_id
+        ),
+    }
+    Ok(())
 }
 
 pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
@@ -266,7 +383,9 @@ pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    let outcome = worker.sync_repo(&args.repo, !args.incremental, &Bar(bar.clone())).await;
+    let outcome = worker
+        .sync_request(&args.repo, &args.request(), &Bar(bar.clone()))
+        .await;
     bar.finish_and_clear();
     match outcome.with_context(|| format!("syncing {}", args.repo))? {
         SyncOutcome::Synced { to, stats, mode, .. } => {
@@ -315,15 +434,12 @@ async fn run_models<S: ModelStore>(store: &S, cmd: ModelsCommand) -> anyhow::Res
     Ok(())
 }
 
-/// The local queue. In AWS the queue is SQS: its dead-letter queue is redriven with
-/// `aws sqs start-message-move-task` (see the README).
+/// The pipeline's queue: the SQLite queue of `hubsync serve`, or on AWS the SQS push queue and
+/// its dead-letter queue (`HUB_QUEUE_URL`, `HUB_DEAD_LETTER_QUEUE_URL`).
 pub async fn queue(cmd: QueueCommand) -> anyhow::Result<()> {
     let cfg = match Backend::from_env()? {
         Backend::Local(cfg) => cfg,
-        Backend::Aws(_) => bail!(
-            "`hubsync queue` manages the local queue; in AWS, inspect the dead-letter queue in SQS and redrive it with \
-             `aws sqs start-message-move-task --source-arn <DeadLetterQueueArn>`"
-        ),
+        Backend::Aws(_) => return aws_queue(cmd).await,
     };
     let hub = open_local(&cfg)?;
     match cmd {
@@ -351,17 +467,92 @@ pub async fn queue(cmd: QueueCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        QueueCommand::Redrive { ids } => {
-            let ids = if ids.is_empty() {
+        QueueCommand::Redrive { ids, id } => {
+            let named: Vec<i64> = ids
+                .into_iter()
+                .chain(id)
+                .map(|id| {
+                    id.parse().with_context(|| {
+                        format!("{id:?} is not a dead letter id (a number: see `hubsync queue dead-letters`)")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let ids = if named.is_empty() {
                 hub.dead_letters().await?.into_iter().map(|d| d.id).collect()
             } else {
-                ids
+                named
             };
             for id in ids {
                 if hub.redrive(id).await? {
                     println!("dead letter {id} is queued again");
                 } else {
                     bail!("there is no dead letter {id}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hubsync queue` on AWS, with the administrator's credentials (see the README for the IAM).
+async fn aws_queue(cmd: QueueCommand) -> anyhow::Result<()> {
+    use hubsync_aws::config::{ENV_DEAD_LETTER_QUEUE_URL, ENV_QUEUE_URL, optional_env};
+    let queue_url = optional_env(ENV_QUEUE_URL)
+        .context("HUB_QUEUE_URL is not set: `hubsync queue` on AWS needs the stack's QueueUrl output")?;
+    let dead_letter_queue_url = optional_env(ENV_DEAD_LETTER_QUEUE_URL).context(
+        "HUB_DEAD_LETTER_QUEUE_URL is not set: `hubsync queue` on AWS needs the stack's DeadLetterQueueUrl output",
+    )?;
+    let queues = hubsync_aws::Adapters::load()
+        .await
+        .dead_letters(queue_url, dead_letter_queue_url);
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "unknown".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
+    };
+    match cmd {
+        QueueCommand::Status => {
+            let (queue, dead) = queues.status().await?;
+            for (name, c) in [("queue       ", queue), ("dead letters", dead)] {
+                println!(
+                    "{name}  visible {}  in flight {}  delayed {}",
+                    c.visible, c.in_flight, c.delayed
+                );
+            }
+        }
+        QueueCommand::DeadLetters => {
+            let letters = queues.list().await?;
+            if letters.is_empty() {
+                println!("no dead letters");
+            }
+            for d in letters {
+                println!(
+                    "{}  {}  commit {}  {}  first sent {}  received {} times",
+                    d.delivery_id,
+                    d.repository(),
+                    d.commit().as_deref().map_or("none", |c| &c[..c.len().min(12)]),
+                    d.kind(),
+                    when(d.first_sent),
+                    d.receive_count
+                );
+            }
+        }
+        QueueCommand::Redrive { ids, id } => {
+            let named: Vec<String> = ids.into_iter().chain(id).collect();
+            if named.is_empty() {
+                let moved = queues.redrive(None).await?;
+                if moved.is_empty() {
+                    println!("no dead letters");
+                }
+                for d in moved {
+                    println!("dead letter {} of {} is queued again", d.delivery_id, d.repository());
+                }
+            }
+            for id in named {
+                match queues.redrive(Some(&id)).await?.first() {
+                    Some(d) => println!("dead letter {} of {} is queued again", d.delivery_id, d.repository()),
+                    None => bail!("there is no dead letter {id}"),
                 }
             }
         }
@@ -394,6 +585,7 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
         .await?;
     println!("export AWS_ENDPOINT_URL={endpoint}");
     println!("export HUB_QUEUE_URL={}", made.queue_url);
+    println!("export HUB_DEAD_LETTER_QUEUE_URL={}", made.dead_letter_queue_url);
     println!("export HUB_TABLE={}", made.table);
     println!("export HUB_SECRET_ID={}", made.secret_id);
     Ok(())

@@ -6,7 +6,8 @@
 //! | `HUB_BACKEND`         | `aws` or `local`; default `aws` when `HUB_TABLE` is set, else `local` |
 //! | `HUB_TABLE`           | AWS: the DynamoDB table |
 //! | `HUB_SECRET_ID`       | AWS: the Secrets Manager secret |
-//! | `HUB_QUEUE_URL`       | AWS: the SQS FIFO queue (only `init` prints it; the CLI does not queue) |
+//! | `HUB_QUEUE_URL`       | AWS: the SQS FIFO queue (`repos add`, `sync --queue` and `queue` send to it) |
+//! | `HUB_DEAD_LETTER_QUEUE_URL` | AWS: its dead-letter queue (`queue status`, `dead-letters`, `redrive`) |
 //! | `HUB_DB`              | local: the SQLite file (default `hubsync.db`) |
 //! | `HUB_CONFIG`          | local: a JSON file shaped like the AWS secret: `{"baseUrl", "accessToken", "webhookSecret", "previousWebhookSecrets"}` |
 //! | `HUB_BITBUCKET_URL`, `HUB_BITBUCKET_TOKEN`, `HUB_WEBHOOK_SECRET` | local: the same three values, overriding the file |

@@ -25,7 +25,8 @@ enum Command {
     /// Check or create the hub's webhook on Bitbucket, with the access token.
     #[command(subcommand)]
     Webhooks(admin::WebhooksCommand),
-    /// Sync a registered repository now (a full reconciliation of its default branch).
+    /// Sync a registered repository now: the whole repository, `--recent` (from the cursor) or
+    /// `--from COMMIT`; `--queue` hands it to the running pipeline.
     Sync(commands::SyncArgs),
     /// List and read replicated models.
     #[command(subcommand)]
@@ -33,7 +34,7 @@ enum Command {
     /// The hub's delivery log, newest first: each webhook delivery's verdict and what its sync
     /// did (`deliveries show ID` for one in full).
     Deliveries(deliveries::DeliveriesArgs),
-    /// Inspect the local queue and redrive its dead letters.
+    /// Inspect the queue (local, or SQS on AWS) and redrive its dead letters.
     #[command(subcommand)]
     Queue(commands::QueueCommand),
     /// Create the queue, table and secret in a local AWS emulator (needs AWS_ENDPOINT_URL).

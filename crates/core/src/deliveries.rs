@@ -50,6 +50,10 @@ pub enum DeliveryKind {
     FullSync,
     /// Queued by a sync that stopped before its deadline: its next slice.
     Continuation,
+    /// Queued by `hubsync sync --recent --queue`: the changes since the cursor.
+    Recent,
+    /// Queued by `hubsync sync --from COMMIT --queue`: the changes since a commit.
+    SyncFrom,
 }
 
 impl DeliveryKind {
@@ -59,6 +63,8 @@ impl DeliveryKind {
             Self::Reconcile => "reconcile",
             Self::FullSync => "full sync",
             Self::Continuation => "continuation",
+            Self::Recent => "recent sync",
+            Self::SyncFrom => "sync from a commit",
         }
     }
 }
@@ -187,6 +193,8 @@ impl DeliveryEntry {
                 MessageKind::Reconcile => DeliveryKind::Reconcile,
                 MessageKind::FullSync => DeliveryKind::FullSync,
                 MessageKind::Continuation => DeliveryKind::Continuation,
+                MessageKind::Recent => DeliveryKind::Recent,
+                MessageKind::SyncFrom => DeliveryKind::SyncFrom,
             },
             event_key: event_key.to_owned(),
             repo: Some(push.repo.clone()),

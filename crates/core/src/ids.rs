@@ -142,6 +142,13 @@ impl fmt::Display for CommitId {
     }
 }
 
+impl std::str::FromStr for CommitId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 impl Serialize for CommitId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)

@@ -168,6 +168,17 @@ impl GitHostError {
     }
 }
 
+/// How a commit stands to a repository's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ancestry {
+    /// The commit is the head or one of its ancestors.
+    Ancestor,
+    /// The commit exists but is not in the head's history.
+    NotAncestor,
+    /// The repository has no such commit.
+    Unknown,
+}
+
 /// The Git hosting server, read-only: what the sync needs to know about a repository.
 pub trait GitHost: Send + Sync {
     /// The default branch and its head; `None` for an empty repository.
@@ -201,6 +212,15 @@ pub trait GitHost: Send + Sync {
         at: &CommitId,
         limit: u64,
     ) -> impl Future<Output = Result<Option<RawFile>, GitHostError>> + Send;
+
+    /// Whether `commit` is `head` or one of its ancestors (`hubsync sync --from` applies the
+    /// changes since an ancestor only).
+    fn ancestry(
+        &self,
+        repo: &RepoRef,
+        commit: &CommitId,
+        head: &CommitId,
+    ) -> impl Future<Output = Result<Ancestry, GitHostError>> + Send;
 }
 
 /// A shared host is a host (tests and the local server hand one host to several workers).
@@ -237,6 +257,15 @@ impl<T: GitHost> GitHost for std::sync::Arc<T> {
         limit: u64,
     ) -> impl Future<Output = Result<Option<RawFile>, GitHostError>> + Send {
         T::raw_file(self, repo, path, at, limit)
+    }
+
+    fn ancestry(
+        &self,
+        repo: &RepoRef,
+        commit: &CommitId,
+        head: &CommitId,
+    ) -> impl Future<Output = Result<Ancestry, GitHostError>> + Send {
+        T::ancestry(self, repo, commit, head)
     }
 }
 

@@ -8,6 +8,10 @@
 //! [`MessageKind::Reconcile`] is what the scheduled reconcile ([`crate::reconcile`]) queues for a
 //! repository whose default branch is ahead of its cursor: a push of the default branch that no
 //! webhook delivered.
+//!
+//! `hubsync sync --queue` queues a [`SyncRequest`] ([`PushMessage::on_demand`]): the whole tree
+//! ([`MessageKind::FullSync`]), from the cursor ([`MessageKind::Recent`]) or the changes since a
+//! commit ([`MessageKind::SyncFrom`], with [`PushMessage::from_commit`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -70,6 +74,12 @@ pub enum MessageKind {
     /// Queued by a sync that reached its deadline ([`crate::deadline`]) after recording how far
     /// it got: the next slice of the same sync. It is synced whatever the branch did meanwhile.
     Continuation,
+    /// `hubsync sync --recent --queue`: the changes from the cursor to the head now, as a push of
+    /// the default branch would bring them (a repository without a cursor is reconciled fully).
+    Recent,
+    /// `hubsync sync --from COMMIT --queue`: the changes from [`PushMessage::from_commit`] to the
+    /// head, applied over what the store holds (see [`SyncRequest::From`]).
+    SyncFrom,
 }
 
 impl MessageKind {
@@ -94,6 +104,54 @@ pub struct PushMessage {
     pub changes: Vec<RefChange>,
     pub actor: Actor,
     pub received_at: DateTime<Utc>,
+    /// The commit a [`MessageKind::SyncFrom`] request applies the changes from; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_commit: Option<CommitId>,
+}
+
+/// What a sync on demand (`hubsync sync`, at once or queued) is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncRequest {
+    /// Reconcile the whole tree at the head: every model fetched, anything else removed.
+    Full,
+    /// The changes from the cursor to the head, as a push would bring them.
+    Recent,
+    /// The changes from this commit (an ancestor of the head) to the head, fetched at the head
+    /// and applied over what the store holds: nothing goes back to the commit, models changed
+    /// before it are left as they are. The cursor's own changes are applied too, so the cursor
+    /// can move to the head.
+    From(CommitId),
+}
+
+impl SyncRequest {
+    /// The request a queued message makes, if it is one (a push or a reconcile is not).
+    pub fn of(message: &PushMessage) -> Option<Self> {
+        match message.kind {
+            MessageKind::Push | MessageKind::Reconcile | MessageKind::Continuation => None,
+            MessageKind::FullSync => Some(Self::Full),
+            MessageKind::Recent => Some(Self::Recent),
+            // Without its commit (never written so), the safe reading is the whole tree.
+            MessageKind::SyncFrom => Some(message.from_commit.clone().map_or(Self::Full, Self::From)),
+        }
+    }
+
+    fn kind(&self) -> MessageKind {
+        match self {
+            Self::Full => MessageKind::FullSync,
+            Self::Recent => MessageKind::Recent,
+            Self::From(_) => MessageKind::SyncFrom,
+        }
+    }
+}
+
+impl std::fmt::Display for SyncRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full => f.write_str("full sync"),
+            Self::Recent => f.write_str("sync from the cursor"),
+            Self::From(commit) => write!(f, "sync from {}", commit.short()),
+        }
+    }
 }
 
 impl PushMessage {
@@ -130,6 +188,38 @@ impl PushMessage {
             }],
             actor: Actor::default(),
             received_at: requested_at,
+            from_commit: None,
+        }
+    }
+
+    /// `request` for `repo`, to queue (`hubsync sync --queue`), in the repository's order like a
+    /// push. Its deduplication id is derived from the repository, the request and the minute it
+    /// is made in: the same request made twice within a minute (a double click, a retried
+    /// command) is queued once; a different request, or the same one a minute later, is not
+    /// held back.
+    pub fn on_demand(repo: RepoRef, request: &SyncRequest, requested_at: DateTime<Utc>) -> Self {
+        let from = match request {
+            SyncRequest::From(commit) => commit.as_str(),
+            _ => "",
+        };
+        let minute = requested_at.timestamp().div_euclid(60);
+        let seed = format!("{repo}\n{:?}\n{from}\n{minute}", request.kind());
+        let digest = hex::encode(Sha256::digest(seed.as_bytes()));
+        let delivery_id = DeliveryId::parse(&format!("sync-{}", &digest[..40]))
+            .expect("a sync request id is printable ASCII within 128 characters");
+        Self {
+            kind: request.kind(),
+            provider: Provider::BitbucketDataCenter,
+            delivery_id,
+            repo,
+            repository_id: None,
+            changes: Vec::new(),
+            actor: Actor::default(),
+            received_at: requested_at,
+            from_commit: match request {
+                SyncRequest::From(commit) => Some(commit.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -145,6 +235,7 @@ impl PushMessage {
             changes: Vec::new(),
             actor: Actor::default(),
             received_at: requested_at,
+            from_commit: None,
         }
     }
 
@@ -165,6 +256,7 @@ impl PushMessage {
             changes: Vec::new(),
             actor: Actor::default(),
             received_at: requested_at,
+            from_commit: None,
         }
     }
 
@@ -304,5 +396,64 @@ mod reconcile_tests {
         assert_eq!(first.delivery_id, again.delivery_id);
         assert_ne!(first.delivery_id, other.delivery_id);
         assert!(first.delivery_id.as_str().len() <= 128);
+    }
+}
+
+#[cfg(test)]
+mod on_demand_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const COMMIT: &str = "3333333333333333333333333333333333333333";
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn every_sync_request_reads_back_from_the_queue_as_the_same_request() {
+        let repo = RepoRef::parse("DATA/models").unwrap();
+        for request in [
+            SyncRequest::Full,
+            SyncRequest::Recent,
+            SyncRequest::From(CommitId::parse(COMMIT).unwrap()),
+        ] {
+            let message = PushMessage::on_demand(repo.clone(), &request, at(0));
+
+            let read: PushMessage = serde_json::from_str(&serde_json::to_string(&message).unwrap()).unwrap();
+
+            assert_eq!(SyncRequest::of(&read), Some(request));
+            assert_eq!(read, message);
+        }
+    }
+
+    #[test]
+    fn a_message_queued_before_sync_requests_existed_still_reads_as_it_did() {
+        let old = r#"{"kind":"full-sync","provider":"bitbucket-data-center","deliveryId":"sync-1",
+            "repo":"DATA/models","repositoryId":null,"changes":[],"actor":{},
+            "receivedAt":"2026-11-28T12:00:00Z"}"#;
+
+        let read: PushMessage = serde_json::from_str(old).unwrap();
+
+        assert_eq!(read.from_commit, None);
+        assert_eq!(SyncRequest::of(&read), Some(SyncRequest::Full));
+    }
+
+    #[test]
+    fn the_same_request_within_a_minute_shares_its_deduplication_id_and_others_do_not() {
+        let repo = RepoRef::parse("DATA/models").unwrap();
+        let id =
+            |request: &SyncRequest, seconds| PushMessage::on_demand(repo.clone(), request, at(seconds)).delivery_id;
+        let from = SyncRequest::From(CommitId::parse(COMMIT).unwrap());
+
+        assert_eq!(id(&SyncRequest::Full, 0), id(&SyncRequest::Full, 59));
+        assert_ne!(id(&SyncRequest::Full, 0), id(&SyncRequest::Full, 60));
+        assert_ne!(id(&SyncRequest::Full, 0), id(&SyncRequest::Recent, 0));
+        assert_ne!(id(&SyncRequest::Recent, 0), id(&from, 0));
+        assert_ne!(
+            id(&from, 0),
+            PushMessage::on_demand(RepoRef::parse("DATA/other").unwrap(), &from, at(0)).delivery_id
+        );
     }
 }

@@ -41,11 +41,11 @@ use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path};
 use crate::ports::{
-    ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, LastError,
-    LeaseOwner, MAX_KEPT_HUBIGNORE_BYTES, ModelStore, PushQueue, QueueError, RawFile, RepoRecord, RepoRegistry,
-    SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume, SyncStats,
+    Ancestry, ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind,
+    LastError, LeaseOwner, MAX_KEPT_HUBIGNORE_BYTES, ModelStore, PushQueue, QueueError, RawFile, RepoRecord,
+    RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume, SyncStats,
 };
-use crate::push::{MessageKind, PushMessage};
+use crate::push::{MessageKind, PushMessage, SyncRequest};
 
 /// Why a sync failed. Each variant knows whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,18 @@ pub enum SyncError {
     /// A slice's continuation could not be queued (its resume point is recorded).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// `hubsync sync --from` named a commit the repository does not have.
+    #[error("{repo} has no commit {commit}: --from takes a full commit id of its default branch")]
+    UnknownCommit { repo: RepoRef, commit: CommitId },
+    /// `hubsync sync --from` named a commit that is not in the default branch's history.
+    #[error(
+        "commit {commit} is not an ancestor of {repo}'s default branch head {head}: --from takes a commit of its history"
+    )]
+    NotAnAncestor {
+        repo: RepoRef,
+        commit: CommitId,
+        head: CommitId,
+    },
 }
 
 impl SyncError {
@@ -72,7 +84,7 @@ impl SyncError {
             Self::GitHost(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             Self::Secret(e) => e.is_retryable(),
-            Self::HostConfig(_) => false,
+            Self::HostConfig(_) | Self::UnknownCommit { .. } | Self::NotAnAncestor { .. } => false,
             Self::Queue(_) => true,
         }
     }
@@ -296,23 +308,25 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             let Some(branch) = self.host.default_branch(&push.repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            match push.kind {
-                MessageKind::FullSync => {
-                    let reason = Some(FullSyncReason::Requested);
-                    return self.sync_to(&push.repo, branch, reason, &NoProgress, deadline).await;
-                }
-                // The next slice of a sync: whatever the branch did since.
-                MessageKind::Continuation => {
-                    return self.sync_to(&push.repo, branch, None, &NoProgress, deadline).await;
-                }
-                MessageKind::Push | MessageKind::Reconcile => {}
+            // The next slice of a sync: whatever the branch did since.
+            if push.kind == MessageKind::Continuation {
+                return self
+                    .sync_to(&push.repo, branch, None, None, &NoProgress, deadline)
+                    .await;
+            }
+            // `hubsync sync --queue`: whole tree, from the cursor, or from a commit.
+            if let Some(request) = SyncRequest::of(push) {
+                return self
+                    .sync_requested(&push.repo, branch, &request, &NoProgress, deadline)
+                    .await;
             }
             if !push.touches(&branch.ref_id) {
                 return Ok(SyncOutcome::NotDefaultBranch {
                     default_branch: branch.ref_id,
                 });
             }
-            self.sync_to(&push.repo, branch, None, &NoProgress, deadline).await
+            self.sync_to(&push.repo, branch, None, None, &NoProgress, deadline)
+                .await
         }
         .await;
         self.record_failure(&push.repo, result).await
@@ -325,6 +339,17 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         full: bool,
         progress: &dyn SyncProgress,
     ) -> Result<SyncOutcome, SyncError> {
+        let request = if full { SyncRequest::Full } else { SyncRequest::Recent };
+        self.sync_request(repo, &request, progress).await
+    }
+
+    /// Syncs a registered repository now as `request` asks (`hubsync sync`).
+    pub async fn sync_request(
+        &self,
+        repo: &RepoRef,
+        request: &SyncRequest,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
         self.store
             .repo(repo)
             .await?
@@ -333,11 +358,47 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             let Some(branch) = self.host.default_branch(repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            self.sync_to(repo, branch, full.then_some(FullSyncReason::Requested), progress, None)
-                .await
+            self.sync_requested(repo, branch, request, progress, None).await
         }
         .await;
         self.record_failure(repo, result).await
+    }
+
+    /// Runs `request` against the default branch `branch`. A `--from` commit is checked first:
+    /// unknown, or not in the head's history, it is an error and nothing is written.
+    async fn sync_requested(
+        &self,
+        repo: &RepoRef,
+        branch: DefaultBranch,
+        request: &SyncRequest,
+        progress: &dyn SyncProgress,
+        deadline: Option<&Deadline>,
+    ) -> Result<SyncOutcome, SyncError> {
+        match request {
+            SyncRequest::Full => {
+                let reason = Some(FullSyncReason::Requested);
+                self.sync_to(repo, branch, reason, None, progress, deadline).await
+            }
+            SyncRequest::Recent => self.sync_to(repo, branch, None, None, progress, deadline).await,
+            SyncRequest::From(commit) => {
+                let (commit, head) = (commit.clone(), branch.head.clone());
+                match self.host.ancestry(repo, &commit, &head).await? {
+                    Ancestry::Ancestor => {
+                        self.sync_to(repo, branch, None, Some(&commit), progress, deadline)
+                            .await
+                    }
+                    Ancestry::Unknown => Err(SyncError::UnknownCommit {
+                        repo: repo.clone(),
+                        commit,
+                    }),
+                    Ancestry::NotAncestor => Err(SyncError::NotAnAncestor {
+                        repo: repo.clone(),
+                        commit,
+                        head,
+                    }),
+                }
+            }
+        }
     }
 
     async fn record_failure(
@@ -364,12 +425,14 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     }
 
     /// Takes the repository's lease, syncs to the head under it (with a heartbeat renewing it),
-    /// and releases it, also on failure.
+    /// and releases it, also on failure. `since`: the changes from that commit are applied too
+    /// (`hubsync sync --from`).
     async fn sync_to(
         &self,
         repo: &RepoRef,
         branch: DefaultBranch,
         forced: Option<FullSyncReason>,
+        since: Option<&CommitId>,
         progress: &dyn SyncProgress,
         deadline: Option<&Deadline>,
     ) -> Result<SyncOutcome, SyncError> {
@@ -381,7 +444,10 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             wrote: AtomicBool::new(false),
         };
         let result = self
-            .with_heartbeat(&lease, self.sync_leased(&leased, branch, forced, progress, deadline))
+            .with_heartbeat(
+                &lease,
+                self.sync_leased(&leased, branch, forced, since, progress, deadline),
+            )
             .await;
         // A failure before any write leaves the models as they were: finished, unless they were
         // unfinished already. A slice that stopped at its deadline is finished too: its resume
@@ -433,6 +499,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         leased: &Leased<'_>,
         mut branch: DefaultBranch,
         mut forced: Option<FullSyncReason>,
+        since: Option<&CommitId>,
         progress: &dyn SyncProgress,
         deadline: Option<&Deadline>,
     ) -> Result<SyncOutcome, SyncError> {
@@ -456,7 +523,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
             let continuing = forced.is_none() && record.resume.is_some();
             match self
-                .sync_once(leased, &branch, &record, forced, progress, deadline)
+                .sync_once(leased, &branch, &record, forced, since, progress, deadline)
                 .await
             {
                 Ok(SyncOutcome::Synced { to, .. }) if continuing && to != branch.head => {
@@ -482,6 +549,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         branch: &DefaultBranch,
         record: &RepoRecord,
         forced: Option<FullSyncReason>,
+        since: Option<&CommitId>,
         progress: &dyn SyncProgress,
         deadline: Option<&Deadline>,
     ) -> Result<SyncOutcome, SyncError> {
@@ -490,30 +558,29 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         let from = cursor.map(|c| c.commit.clone());
         let resume = record.resume.as_ref().filter(|_| forced.is_none());
         let head = resume.map_or_else(|| branch.head.clone(), |r| r.head.clone());
-        if resume.is_none() && forced.is_none() && from.as_ref() == Some(&head) {
+        if resume.is_none() && forced.is_none() && since.is_none() && from.as_ref() == Some(&head) {
             debug!(repository = %repo, head = %head, "already at the head");
             return Ok(SyncOutcome::UpToDate { head });
         }
 
-        let plan = match (resume, forced, &from) {
+        let mut plan = match (resume, forced, &from) {
             (Some(r), _, _) if r.full => Plan::Full(FullSyncReason::Continued),
             (_, Some(reason), _) => Plan::Full(reason),
             (_, None, None) => Plan::Full(FullSyncReason::FirstSync),
-            (_, None, Some(since)) => match self.host.changes(repo, since, &head).await {
-                Ok(set) if set.truncated => Plan::Full(FullSyncReason::TooManyChanges),
-                Ok(set)
-                    if set
-                        .changes
-                        .iter()
-                        .any(|c| touches_path(&c.kind, &c.path, HUBIGNORE_PATH)) =>
-                {
-                    Plan::Full(FullSyncReason::HubignoreChanged)
-                }
-                Ok(set) => Plan::Incremental(set.changes),
-                Err(e) if e.kind == GitHostErrorKind::NotFound => Plan::Full(FullSyncReason::CursorUnreachable),
-                Err(e) => return Err(e.into()),
-            },
+            (_, None, Some(cursor)) if *cursor == head => Plan::Incremental(Vec::new()),
+            (_, None, Some(cursor)) => self.plan_diff(repo, cursor, &head).await?,
         };
+        // `--from` (once a sliced sync in progress is done): the changes since that commit as
+        // well, so the cursor's guarantee holds when it moves to the head; what cannot be applied
+        // as a diff is reconciled whole.
+        if let (None, Some(since), Plan::Incremental(changes)) = (resume, since, &mut plan)
+            && from.as_ref() != Some(since)
+        {
+            match self.plan_diff(repo, since, &head).await? {
+                Plan::Incremental(more) => changes.extend(more),
+                full => plan = full,
+            }
+        }
 
         // A forced full sync starts over, whatever an earlier sliced sync did: its resume point
         // is replaced at once by one of this sync's (nothing done yet), so that if this sync
@@ -614,6 +681,25 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             to: head,
             mode,
             stats: total,
+        })
+    }
+
+    /// The changes from `since` to `head` as a plan: applied as a diff, or the whole tree when
+    /// the diff cannot be trusted (capped, `.hubignore` changed, `since` gone).
+    async fn plan_diff(&self, repo: &RepoRef, since: &CommitId, head: &CommitId) -> Result<Plan, SyncError> {
+        Ok(match self.host.changes(repo, since, head).await {
+            Ok(set) if set.truncated => Plan::Full(FullSyncReason::TooManyChanges),
+            Ok(set)
+                if set
+                    .changes
+                    .iter()
+                    .any(|c| touches_path(&c.kind, &c.path, HUBIGNORE_PATH)) =>
+            {
+                Plan::Full(FullSyncReason::HubignoreChanged)
+            }
+            Ok(set) => Plan::Incremental(set.changes),
+            Err(e) if e.kind == GitHostErrorKind::NotFound => Plan::Full(FullSyncReason::CursorUnreachable),
+            Err(e) => return Err(e.into()),
         })
     }
 
@@ -935,6 +1021,19 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
         let host = self.host().await?;
         SyncEngine::new(&host, &self.store, self.options.clone())
             .handle_push_within(push, deadline, queue)
+            .await
+    }
+
+    /// Syncs a registered repository now as `request` asks (see [`SyncEngine::sync_request`]).
+    pub async fn sync_request(
+        &self,
+        repo: &RepoRef,
+        request: &SyncRequest,
+        progress: &dyn SyncProgress,
+    ) -> Result<SyncOutcome, SyncError> {
+        let host = self.host().await?;
+        SyncEngine::new(&host, &self.store, self.options.clone())
+            .sync_request(repo, request, progress)
             .await
     }
 

@@ -7,10 +7,10 @@ use chrono::Utc;
 use hubsync_core::ids::{CommitId, DeliveryId, RepoRef};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{
-    ChangeSet, ConnectError, DefaultBranch, GitHost, GitHostConnector, GitHostError, GitHostErrorKind, ModelStore,
-    RawFile, RepoRegistry,
+    Ancestry, ChangeSet, ConnectError, DefaultBranch, GitHost, GitHostConnector, GitHostError, GitHostErrorKind,
+    ModelStore, RawFile, RepoRegistry,
 };
-use hubsync_core::push::{MessageKind, PushMessage};
+use hubsync_core::push::{MessageKind, PushMessage, SyncRequest};
 use hubsync_core::secrets::{HubSecret, StaticSecret};
 use hubsync_core::sync::{
     FetchBudget, FullSyncReason, NoProgress, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome, SyncWorker,
@@ -281,6 +281,10 @@ impl GitHost for CountingHost {
         self.inner.list_files(repo, at).await
     }
 
+    async fn ancestry(&self, repo: &RepoRef, commit: &CommitId, head: &CommitId) -> Result<Ancestry, GitHostError> {
+        self.inner.ancestry(repo, commit, head).await
+    }
+
     async fn raw_file(
         &self,
         repo: &RepoRef,
@@ -455,6 +459,9 @@ mod one_writer {
         }
         async fn list_files(&self, repo: &RepoRef, at: &CommitId) -> Result<Vec<String>, GitHostError> {
             self.host.list_files(repo, at).await
+        }
+        async fn ancestry(&self, repo: &RepoRef, commit: &CommitId, head: &CommitId) -> Result<Ancestry, GitHostError> {
+            self.host.ancestry(repo, commit, head).await
         }
         async fn raw_file(
             &self,
@@ -692,5 +699,218 @@ async fn a_file_the_store_refuses_is_listed_with_the_reason_and_the_rest_syncs()
     assert_eq!(
         stored_paths(&f.store, &f.repo).await,
         ["huge.json", "next.json", "small.json"]
+    );
+}
+
+/// Removes `path` from the store as a person would by hand, outside any sync.
+async fn remove_by_hand(f: &Fixture, path: &str) {
+    let owner = hubsync_core::ports::LeaseOwner::generate("a person");
+    let lease = f
+        .store
+        .acquire_lease(&f.repo, &owner, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(f.store.delete_model(&lease, path).await.unwrap());
+    f.store.release_lease(&lease, true).await.unwrap();
+}
+
+/// Three commits: `a` and `b` first, `c` added second, `c` modified and `d` added third; synced
+/// to the third, then `a` and `c` removed from the store by hand. Returns the three commits.
+async fn three_commits_synced_then_a_and_c_removed_by_hand(f: &Fixture) -> [CommitId; 3] {
+    let c1 = f
+        .host
+        .commit(&f.repo, files(&[("a.json", model("A")), ("b.json", model("B"))]));
+    let c2 = f.host.commit(
+        &f.repo,
+        files(&[("a.json", model("A")), ("b.json", model("B")), ("c.json", model("C"))]),
+    );
+    let c3 = f.host.commit(
+        &f.repo,
+        files(&[
+            ("a.json", model("A")),
+            ("b.json", model("B")),
+            ("c.json", model("C2")),
+            ("d.json", model("D")),
+        ]),
+    );
+    f.push_main(&c3).await;
+    remove_by_hand(f, "a.json").await;
+    remove_by_hand(f, "c.json").await;
+    [c1, c2, c3]
+}
+
+#[tokio::test]
+async fn each_sync_on_demand_changes_exactly_what_it_asks_for() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let [_, c2, c3] = three_commits_synced_then_a_and_c_removed_by_hand(&f).await;
+    let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+
+    // Act: from the cursor (at the head), then the changes since c2, then the whole tree.
+    let recent = engine
+        .sync_request(&f.repo, &SyncRequest::Recent, &NoProgress)
+        .await
+        .unwrap();
+    let after_recent = stored_paths(&f.store, &f.repo).await;
+    let from = engine
+        .sync_request(&f.repo, &SyncRequest::From(c2.clone()), &NoProgress)
+        .await
+        .unwrap();
+    let after_from = stored_paths(&f.store, &f.repo).await;
+    let full = engine
+        .sync_request(&f.repo, &SyncRequest::Full, &NoProgress)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(recent, SyncOutcome::UpToDate { head: c3.clone() });
+    assert_eq!(after_recent, ["b.json", "d.json"], "nothing changed since the cursor");
+    let SyncOutcome::Synced { mode, stats, to, .. } = from else {
+        panic!("{from:?}")
+    };
+    assert_eq!((mode, to, stats.written), (SyncMode::Incremental, c3.clone(), 2));
+    assert_eq!(
+        after_from,
+        ["b.json", "c.json", "d.json"],
+        "c and d changed since c2; a did not and stays removed"
+    );
+    assert_eq!(
+        f.store.get_model(&f.repo, "c.json").await.unwrap().unwrap().content,
+        model("C2"),
+        "written at the head, not at c2"
+    );
+    let SyncOutcome::Synced { mode, stats, .. } = full else {
+        panic!("{full:?}")
+    };
+    assert_eq!((mode, stats.written), (SyncMode::Full(FullSyncReason::Requested), 1));
+    assert_eq!(
+        stored_paths(&f.store, &f.repo).await,
+        ["a.json", "b.json", "c.json", "d.json"]
+    );
+    assert_eq!(f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit, c3);
+}
+
+#[tokio::test]
+async fn a_sync_from_a_commit_older_than_the_cursor_also_applies_the_cursors_changes() {
+    // Arrange: a is A at c1, A2 at c2 (the cursor), A again at c3 (the head): the diff from c1
+    // to c3 does not name a, the one from the cursor does.
+    let f = Fixture::registered().await;
+    let c1 = f.host.commit(&f.repo, files(&[("a.json", model("A"))]));
+    let c2 = f.host.commit(&f.repo, files(&[("a.json", model("A2"))]));
+    f.push_main(&c2).await;
+    let c3 = f
+        .host
+        .commit(&f.repo, files(&[("a.json", model("A")), ("c.json", model("C"))]));
+    let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+
+    // Act
+    let outcome = engine
+        .sync_request(&f.repo, &SyncRequest::From(c1), &NoProgress)
+        .await
+        .unwrap();
+
+    // Assert: the store matches the head the cursor now names.
+    assert!(
+        matches!(
+            outcome,
+            SyncOutcome::Synced {
+                mode: SyncMode::Incremental,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(stored_paths(&f.store, &f.repo).await, ["a.json", "c.json"]);
+    assert_eq!(
+        f.store.get_model(&f.repo, "a.json").await.unwrap().unwrap().content,
+        model("A")
+    );
+    assert_eq!(f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit, c3);
+}
+
+#[tokio::test]
+async fn a_sync_from_an_unknown_commit_or_one_outside_the_history_is_an_error_and_writes_nothing() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let [_, _, c3] = three_commits_synced_then_a_and_c_removed_by_hand(&f).await;
+    let elsewhere = f
+        .host
+        .commit(&RepoRef::parse("DATA/other").unwrap(), files(&[("x.json", model("X"))]));
+    let unknown = CommitId::parse(&"f".repeat(40)).unwrap();
+    let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+
+    // Act
+    let not_ancestor = engine
+        .sync_request(&f.repo, &SyncRequest::From(elsewhere.clone()), &NoProgress)
+        .await
+        .unwrap_err();
+    let missing = engine
+        .sync_request(&f.repo, &SyncRequest::From(unknown.clone()), &NoProgress)
+        .await
+        .unwrap_err();
+
+    // Assert
+    assert!(
+        matches!(not_ancestor, SyncError::NotAnAncestor { ref commit, .. } if *commit == elsewhere),
+        "{not_ancestor:?}"
+    );
+    assert!(not_ancestor.to_string().contains("not an ancestor"), "{not_ancestor}");
+    assert!(
+        matches!(missing, SyncError::UnknownCommit { ref commit, .. } if *commit == unknown),
+        "{missing:?}"
+    );
+    assert!(
+        missing.to_string().contains(&format!("has no commit {unknown}")),
+        "{missing}"
+    );
+    assert!(!missing.is_retryable() && !not_ancestor.is_retryable());
+    assert_eq!(stored_paths(&f.store, &f.repo).await, ["b.json", "d.json"]);
+    assert_eq!(f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap().commit, c3);
+}
+
+#[tokio::test]
+async fn queued_sync_requests_are_handled_like_the_same_request_made_at_once() {
+    // Arrange
+    let f = Fixture::registered().await;
+    let [_, c2, _] = three_commits_synced_then_a_and_c_removed_by_hand(&f).await;
+    let engine = SyncEngine::new(&f.host, &f.store, SyncOptions::default());
+    let queued = |request: &SyncRequest| {
+        let message = PushMessage::on_demand(f.repo.clone(), request, Utc::now());
+        // As read back from the queue.
+        serde_json::from_str::<PushMessage>(&serde_json::to_string(&message).unwrap()).unwrap()
+    };
+
+    // Act
+    let recent = engine.handle_push(&queued(&SyncRequest::Recent)).await.unwrap();
+    let from = engine.handle_push(&queued(&SyncRequest::From(c2))).await.unwrap();
+    let after_from = stored_paths(&f.store, &f.repo).await;
+    let full = engine.handle_push(&queued(&SyncRequest::Full)).await.unwrap();
+
+    // Assert
+    assert!(matches!(recent, SyncOutcome::UpToDate { .. }), "{recent:?}");
+    assert!(
+        matches!(
+            from,
+            SyncOutcome::Synced {
+                mode: SyncMode::Incremental,
+                ..
+            }
+        ),
+        "{from:?}"
+    );
+    assert_eq!(after_from, ["b.json", "c.json", "d.json"]);
+    assert!(
+        matches!(
+            full,
+            SyncOutcome::Synced {
+                mode: SyncMode::Full(FullSyncReason::Requested),
+                ..
+            }
+        ),
+        "{full:?}"
+    );
+    assert_eq!(
+        stored_paths(&f.store, &f.repo).await,
+        ["a.json", "b.json", "c.json", "d.json"]
     );
 }

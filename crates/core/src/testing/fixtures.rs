@@ -153,6 +153,7 @@ pub fn push_to(repo: &RepoRef, ref_id: &str, to: &CommitId) -> PushMessage {
             email_address: None,
         },
         received_at: t0(),
+        from_commit: None,
     }
 }
 

@@ -354,6 +354,8 @@ pub struct MemoryGitHost {
 #[derive(Default)]
 struct MemoryGitState {
     commits: HashMap<CommitId, BTreeMap<String, Vec<u8>>>,
+    /// Each commit's parent: the head it was committed over.
+    parents: HashMap<CommitId, CommitId>,
     heads: HashMap<RepoRef, CommitId>,
     counter: u64,
     /// Changes listed per diff before the answer is marked truncated.
@@ -373,7 +375,9 @@ impl MemoryGitHost {
         s.counter += 1;
         let id = CommitId::parse(&format!("{:040x}", s.counter)).unwrap_or_else(|_| unreachable!("40 hex digits"));
         s.commits.insert(id.clone(), files);
-        s.heads.insert(repo.clone(), id.clone());
+        if let Some(parent) = s.heads.insert(repo.clone(), id.clone()) {
+            s.parents.insert(id.clone(), parent);
+        }
         id
     }
 
@@ -504,6 +508,22 @@ impl GitHost for MemoryGitHost {
                 RawFile::Content(bytes::Bytes::from(bytes.clone()))
             }
         }))
+    }
+
+    async fn ancestry(&self, repo: &RepoRef, commit: &CommitId, head: &CommitId) -> Result<Ancestry, GitHostError> {
+        self.check(repo, "ancestry")?;
+        let s = lock(&self.inner);
+        if !s.commits.contains_key(commit) {
+            return Ok(Ancestry::Unknown);
+        }
+        let mut at = Some(head);
+        while let Some(c) = at {
+            if c == commit {
+                return Ok(Ancestry::Ancestor);
+            }
+            at = s.parents.get(c);
+        }
+        Ok(Ancestry::NotAncestor)
     }
 }
 

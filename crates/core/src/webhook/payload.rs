@@ -193,6 +193,7 @@ pub fn parse_refs_changed_delivery(
         changes,
         actor,
         received_at,
+        from_commit: None,
     };
     Ok(RefsChangedDelivery { push, sent_at })
 }

@@ -1,0 +1,351 @@
+//! The administrator's view of the SQS queues (`hubsync queue status|dead-letters|redrive` on
+//! AWS): the counts of the push queue and its dead-letter queue, the dead-lettered pushes, and
+//! their redrive to the push queue.
+//!
+//! SQS has no way to read a message without receiving it, and moto (the tests' emulator) has no
+//! `StartMessageMoveTask`, so both are done with the plain calls, which work for FIFO queues:
+//! - listing receives every dead letter it can, then makes each visible again at once (a crash
+//!   in between leaves them hidden for [`HOLD`] only). Receiving counts: the receive count shown
+//!   includes earlier listings.
+//! - redriving receives a dead letter, sends its body to the push queue in the same message group
+//!   with a fresh deduplication id (its original one may still be inside SQS's five-minute
+//!   deduplication window, which would drop it silently), and deletes it from the dead-letter
+//!   queue only once that send succeeded. A failed delete leaves the message in both queues:
+//!   syncing it twice is harmless (every sync goes to the head).
+//!
+//! A FIFO queue hands out a group's next messages only once the earlier ones are deleted or
+//! visible again, so a listing shows at most the ten oldest dead letters of each repository.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use chrono::{DateTime, Utc};
+use hubsync_core::push::PushMessage;
+use tracing::warn;
+
+use crate::errors::describe;
+
+/// How long a received dead letter stays hidden if this process dies before putting it back.
+pub const HOLD: Duration = Duration::from_secs(30);
+/// How long an empty receive waits before it says the queue holds nothing more (short polls may
+/// miss messages on a real queue).
+const EMPTY_WAIT_SECONDS: i32 = 1;
+/// Dead letters a listing reads at most.
+const LIST_LIMIT: usize = 1_000;
+
+/// A call to SQS failed; the SDK error is the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SqsAdminError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// One queue's approximate counts, as SQS reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Waiting to be received.
+    pub visible: u64,
+    /// Received and neither deleted nor visible again yet (being synced, or waiting for a retry).
+    pub in_flight: u64,
+    /// Sent with a delay that has not run out.
+    pub delayed: u64,
+}
+
+/// One dead-lettered message, read without consuming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsDeadLetter {
+    /// SQS's id of the message in the dead-letter queue.
+    pub message_id: String,
+    /// The push's delivery id (or request id); the message id when the body cannot be read.
+    pub delivery_id: String,
+    /// The message group: the repository's.
+    pub group: String,
+    /// The queued push, when its body reads as one.
+    pub push: Option<PushMessage>,
+    /// When SQS received the message first (`SentTimestamp`).
+    pub first_sent: Option<DateTime<Utc>>,
+    /// How many times it was received, this listing included (`ApproximateReceiveCount`).
+    pub receive_count: u32,
+    body: String,
+}
+
+impl SqsDeadLetter {
+    /// The repository, from the push (else the message group).
+    pub fn repository(&self) -> String {
+        self.push
+            .as_ref()
+            .map_or_else(|| self.group.clone(), |p| p.repo.to_string())
+    }
+
+    /// The commit the push moved the default branch (or a ref) to, or a `--from` request's commit.
+    pub fn commit(&self) -> Option<String> {
+        let push = self.push.as_ref()?;
+        push.from_commit
+            .clone()
+            .or_else(|| push.changes.iter().map(|c| c.to_hash.clone()).find(|c| !c.is_zero()))
+            .map(|c| c.to_string())
+    }
+
+    /// What the message asks: `push`, `full-sync`, `reconcile`...; `unreadable` for a body that
+    /// is not a push.
+    pub fn kind(&self) -> String {
+        match &self.push {
+            Some(push) => serde_json::to_value(push.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", push.kind)),
+            None => "unreadable".to_owned(),
+        }
+    }
+
+    fn of(message: &aws_sdk_sqs::types::Message) -> Option<(Self, String)> {
+        let receipt = message.receipt_handle()?.to_owned();
+        let message_id = message.message_id().unwrap_or_default().to_owned();
+        let body = message.body().unwrap_or_default().to_owned();
+        let push: Option<PushMessage> = serde_json::from_str(&body).ok();
+        let attribute = |name: MessageSystemAttributeName| message.attributes().and_then(|a| a.get(&name)).cloned();
+        let group = attribute(MessageSystemAttributeName::MessageGroupId)
+            .or_else(|| push.as_ref().map(|p| p.repo.message_group()))
+            .unwrap_or_default();
+        let first_sent = attribute(MessageSystemAttributeName::SentTimestamp)
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let delivery_id = push
+            .as_ref()
+            .map_or_else(|| message_id.clone(), |p| p.delivery_id.as_str().to_owned());
+        let letter = Self {
+            message_id,
+            delivery_id,
+            group,
+            push,
+            first_sent,
+            receive_count,
+            body,
+        };
+        Some((letter, receipt))
+    }
+}
+
+/// The push queue and its dead-letter queue, for an administrator.
+pub struct SqsDeadLetters {
+    client: Client,
+    queue_url: String,
+    dead_letter_queue_url: String,
+}
+
+impl SqsDeadLetters {
+    /// The SDK operations this adapter calls, as `service:Operation` (checked against the code in
+    /// `functions`' tests; the README lists them as the administrator's IAM actions).
+    pub const OPERATIONS: &'static [&'static str] = &[
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+        "sqs:SendMessage",
+    ];
+
+    pub fn new(client: Client, queue_url: impl Into<String>, dead_letter_queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_queue_url: dead_letter_queue_url.into(),
+        }
+    }
+
+    /// The counts of the push queue and of the dead-letter queue.
+    pub async fn status(&self) -> Result<(QueueCounts, QueueCounts), SqsAdminError> {
+        Ok((
+            self.counts(&self.queue_url).await?,
+            self.counts(&self.dead_letter_queue_url).await?,
+        ))
+    }
+
+    async fn counts(&self, queue_url: &str) -> Result<QueueCounts, SqsAdminError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| error("SQS GetQueueAttributes", e))?;
+        let count = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueCounts {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    /// Every dead letter that can be received now, oldest first per repository, left in the
+    /// dead-letter queue and visible again.
+    pub async fn list(&self) -> Result<Vec<SqsDeadLetter>, SqsAdminError> {
+        let mut letters = Vec::new();
+        let mut receipts = Vec::new();
+        let received = async {
+            while letters.len() < LIST_LIMIT {
+                let batch = self.receive().await?;
+                if batch.is_empty() {
+                    break;
+                }
+                for (letter, receipt) in batch {
+                    letters.push(letter);
+                    receipts.push(receipt);
+                }
+            }
+            Ok::<_, SqsAdminError>(())
+        }
+        .await;
+        self.release(&receipts).await;
+        received.map(|()| letters)
+    }
+
+    /// Moves dead letters back to the push queue (all of them, or only the one whose delivery
+    /// id is `only`); returns those moved, in the order they were sent.
+    pub async fn redrive(&self, only: Option<&str>) -> Result<Vec<SqsDeadLetter>, SqsAdminError> {
+        let mut moved = Vec::new();
+        let mut passed_over = Vec::new();
+        let result = async {
+            loop {
+                let batch = self.receive().await?;
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                for (letter, receipt) in batch {
+                    if only.is_some_and(|id| id != letter.delivery_id && id != letter.message_id) {
+                        passed_over.push(receipt);
+                        continue;
+                    }
+                    if let Err(e) = self.send_back(&letter).await {
+                        passed_over.push(receipt);
+                        return Err(e);
+                    }
+                    self.client
+                        .delete_message()
+                        .queue_url(&self.dead_letter_queue_url)
+                        .receipt_handle(&receipt)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            error(
+                                "SQS DeleteMessage (the message is queued again and still dead-lettered)",
+                                e,
+                            )
+                        })?;
+                    moved.push(letter);
+                    if only.is_some() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        .await;
+        self.release(&passed_over).await;
+        result.map(|()| moved)
+    }
+
+    /// Sends a dead letter's body to the push queue, in its group, with a deduplication id of
+    /// its own (the redrive's, not the delivery's).
+    async fn send_back(&self, letter: &SqsDeadLetter) -> Result<(), SqsAdminError> {
+        let mut dedup = format!("redrive-{}-{}", letter.message_id, Utc::now().timestamp_millis());
+        dedup.truncate(128);
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&letter.body)
+            .message_group_id(&letter.group)
+            .message_deduplication_id(dedup)
+            .send()
+            .await
+            .map_err(|e| error("SQS SendMessage", e))?;
+        Ok(())
+    }
+
+    async fn receive(&self) -> Result<Vec<(SqsDeadLetter, String)>, SqsAdminError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(HOLD.as_secs() as i32)
+            .wait_time_seconds(EMPTY_WAIT_SECONDS)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| error("SQS ReceiveMessage", e))?;
+        Ok(out.messages().iter().filter_map(SqsDeadLetter::of).collect())
+    }
+
+    /// Makes received dead letters visible again; one that cannot be comes back after [`HOLD`].
+    async fn release(&self, receipts: &[String]) {
+        for receipt in receipts {
+            if let Err(e) = self
+                .client
+                .change_message_visibility()
+                .queue_url(&self.dead_letter_queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+            {
+                warn!(error = %describe("SQS ChangeMessageVisibility", &e), "a dead letter stays hidden for {HOLD:?}");
+            }
+        }
+    }
+}
+
+fn error<E, R>(operation: &str, e: aws_sdk_sqs::error::SdkError<E, R>) -> SqsAdminError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    SqsAdminError {
+        message: describe(operation, &e),
+        source: Some(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hubsync_core::push::MessageKind;
+
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_names_its_kind_as_the_queue_writes_it() {
+        let full = PushMessage::full_sync(
+            hubsync_core::ids::RepoRef::parse("DATA/models").unwrap(),
+            hubsync_core::ids::DeliveryId::parse("d-1").unwrap(),
+            Utc::now(),
+        );
+        let push = PushMessage {
+            kind: MessageKind::Push,
+            ..full.clone()
+        };
+        let letter = |push: PushMessage| SqsDeadLetter {
+            message_id: "m".into(),
+            delivery_id: push.delivery_id.as_str().into(),
+            group: push.repo.message_group(),
+            push: Some(push),
+            first_sent: None,
+            receive_count: 1,
+            body: String::new(),
+        };
+
+        assert_eq!(letter(push).kind(), "push");
+        assert_eq!(letter(full).kind(), "full-sync");
+    }
+}
