@@ -543,6 +543,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn sync_once(
         &self,
         leased: &Leased<'_>,
