@@ -99,6 +99,10 @@ fn handler(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        // The least any serde_json parse of this body costs: validate and skip every value.
+        group.bench_function("json_scan", |b| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap())
+        });
         group.bench_function("handler", |b| {
             b.iter(|| {
                 let request = WebhookRequest {
