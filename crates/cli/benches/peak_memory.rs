@@ -79,7 +79,9 @@ fn main() -> anyhow::Result<()> {
                 floor: Some("2 x one model + 32 MiB".into()),
                 floor_value: Some(mib(goal)),
                 goal: Some("<= 1x (the budget bounds the batch)".into()),
-                note: None,
+                note: (peak > goal).then(|| {
+                    "the fetch budget counts files, not bytes: a file's size is known only once it is downloaded".into()
+                }),
             }
             .print();
         }
