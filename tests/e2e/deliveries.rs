@@ -3,6 +3,7 @@
 //! a sync that keeps failing (the error and the attempts); its filters and `deliveries show`.
 
 use hubsync_bitbucket_sim::FileOp;
+use hubsync_core::deliveries::{DeliveryKind, DeliveryLog, DeliveryQuery, OutcomeStatus};
 use serde_json::Value;
 
 use crate::pipeline::{Pipeline, Setup, WEBHOOK_SECRET};
@@ -119,4 +120,25 @@ pub(crate) async fn assert_failed_delivery_shows_the_error_and_attempts<P: Pipel
     assert_eq!(attempts, expected, "{}: the attempt that gave up", P::NAME);
     let (_, text, _) = hubsync(&s.p, &["deliveries", "--failed"]).await;
     assert!(text.contains("dead-lettered (attempt"), "{}: {text}", P::NAME);
+}
+
+/// After a reconcile healed a lost push: the delivery log lists the reconcile's message (which no
+/// webhook delivered) under its own id, with its kind and its sync's outcome.
+pub(crate) async fn assert_reconcile_is_listed_under_its_own_id<P: Pipeline>(s: &Scene<P>) {
+    let newest =
+        s.p.store()
+            .deliveries(&DeliveryQuery {
+                repo: Some(s.id.clone()),
+                limit: 1,
+                ..DeliveryQuery::default()
+            })
+            .await
+            .unwrap();
+
+    let entry = newest.first().unwrap_or_else(|| panic!("{}: nothing listed", P::NAME));
+    assert_eq!(entry.kind, DeliveryKind::Reconcile, "{}: {entry:#?}", P::NAME);
+    assert!(entry.id.as_str().starts_with("reconcile-"), "{}", entry.id);
+    let outcome = entry.outcome.as_ref().expect("the sync's outcome is recorded");
+    assert_eq!(outcome.status, OutcomeStatus::Synced, "{}: {outcome:#?}", P::NAME);
+    assert_eq!(outcome.commit.as_ref().map(ToString::to_string), Some(s.head()));
 }

@@ -529,6 +529,7 @@ async fn a_lost_last_push_is_healed_by_the_reconcile_without_another_push<P: Pip
     assert!(s.p.store().get_model(&s.id, "lost/one.json").await.unwrap().is_some());
     assert!(s.p.store().get_model(&s.id, "root model.json").await.unwrap().is_none());
     assert_eq!(s.p.reconcile().await, 0, "{}: nothing is behind any more", P::NAME);
+    deliveries::assert_reconcile_is_listed_under_its_own_id(&s).await;
 }
 
 async fn a_duplicate_delivery_is_harmless<P: Pipeline>() {
