@@ -166,14 +166,29 @@ async fn a_push_goes_through_both_function_binaries_into_dynamodb_with_json_logs
     for (name, function) in [("webhook", &webhook), ("sync", &sync)] {
         let logs = function.logs();
         assert!(!logs.is_empty(), "{name} logged");
+        let mut metric_lines = 0;
         for line in &logs {
             let parsed: Value =
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {line}"));
-            assert!(parsed.get("level").is_some(), "{name}: {line}");
+            if let Some(metadata) = parsed.get("_aws") {
+                // A CloudWatch Embedded Metric Format line: metrics without an API call.
+                assert_eq!(
+                    metadata["CloudWatchMetrics"][0]["Namespace"], "Hubsync",
+                    "{name}: {line}"
+                );
+                metric_lines += 1;
+            } else {
+                assert!(parsed.get("level").is_some(), "{name}: {line}");
+            }
             for secret in [token.as_str(), WEBHOOK_SECRET] {
                 assert!(!line.contains(secret), "{name} logged a secret: {line}");
             }
         }
+        assert!(
+            metric_lines > 0,
+            "{name} emitted its metrics as EMF lines:\n{}",
+            logs.join("\n")
+        );
         assert!(
             logs.iter()
                 .any(|l| l.contains(&delivery.delivery_id) && l.contains("DATA/models")),
