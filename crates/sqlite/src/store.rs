@@ -89,6 +89,20 @@ impl RepoRow {
     }
 }
 
+/// Why an update conditional on the cursor matched no row: the cursor moved, or the repository
+/// is no longer registered.
+fn cursor_mismatch(tx: &rusqlite::Transaction<'_>, repo: RepoRef) -> rusqlite::Result<StoreError> {
+    let registered = tx
+        .query_row("SELECT 1 FROM repos WHERE repo = ?1", [repo.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some();
+    Ok(if registered {
+        StoreError::CursorMoved(repo)
+    } else {
+        StoreError::NotRegistered(repo)
+    })
+}
+
 /// Whether `lease` is still held, read inside the transaction that is about to write.
 fn holds(tx: &Transaction<'_>, lease: &SyncLease, now: i64) -> Result<bool, SqliteError> {
     Ok(tx
@@ -282,15 +296,7 @@ impl RepoRegistry for SqliteHub {
             let outcome = if updated == 1 {
                 Ok(())
             } else {
-                let registered = tx
-                    .query_row("SELECT 1 FROM repos WHERE repo = ?1", [repo.to_string()], |_| Ok(()))
-                    .optional()?
-                    .is_some();
-                Err(if registered {
-                    StoreError::CursorMoved(repo)
-                } else {
-                    StoreError::NotRegistered(repo)
-                })
+                Err(cursor_mismatch(&tx, repo)?)
             };
             tx.commit()?;
             Ok(outcome)
@@ -321,15 +327,7 @@ impl RepoRegistry for SqliteHub {
             let outcome = if updated == 1 {
                 Ok(())
             } else {
-                let registered = tx
-                    .query_row("SELECT 1 FROM repos WHERE repo = ?1", [repo.to_string()], |_| Ok(()))
-                    .optional()?
-                    .is_some();
-                Err(if registered {
-                    StoreError::CursorMoved(repo)
-                } else {
-                    StoreError::NotRegistered(repo)
-                })
+                Err(cursor_mismatch(&tx, repo)?)
             };
             tx.commit()?;
             Ok(outcome)

@@ -103,6 +103,27 @@ impl MemoryStore {
             _ => Err(StoreError::LeaseLost(lease.repo.clone())),
         }
     }
+
+    /// Applies `f` to the repository's record if `lease` is still held and the cursor is still
+    /// at `expected` (the conditional update every cursor or resume point write is).
+    fn update_at_cursor(
+        &self,
+        lease: &SyncLease,
+        expected: Option<&CommitId>,
+        f: impl FnOnce(&mut RepoRecord),
+    ) -> Result<(), StoreError> {
+        self.fenced(lease, || {
+            let mut repos = lock(&self.repos);
+            let record = repos
+                .get_mut(&lease.repo)
+                .ok_or_else(|| StoreError::NotRegistered(lease.repo.clone()))?;
+            if record.cursor.as_ref().map(|c| &c.commit) != expected {
+                return Err(StoreError::CursorMoved(lease.repo.clone()));
+            }
+            f(record);
+            Ok(())
+        })?
+    }
 }
 
 fn ttl_delta(ttl: Duration) -> chrono::TimeDelta {
@@ -212,23 +233,11 @@ impl RepoRegistry for MemoryStore {
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
     ) -> Result<(), StoreError> {
-        let repo = &lease.repo;
-        let leases = lock(&self.leases);
-        if !matches!(leases.get(repo), Some(row) if row.owner.as_ref() == Some(&lease.owner) && row.expires_at > self.now())
-        {
-            return Err(StoreError::LeaseLost(repo.clone()));
-        }
-        let mut repos = lock(&self.repos);
-        let record = repos
-            .get_mut(repo)
-            .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
-        if record.cursor.as_ref().map(|c| &c.commit) != expected {
-            return Err(StoreError::CursorMoved(repo.clone()));
-        }
-        record.cursor = Some(cursor.clone());
-        record.last_error = None;
-        record.resume = None;
-        Ok(())
+        self.update_at_cursor(lease, expected, |record| {
+            record.cursor = Some(cursor.clone());
+            record.last_error = None;
+            record.resume = None;
+        })
     }
 
     async fn record_resume(
@@ -237,21 +246,7 @@ impl RepoRegistry for MemoryStore {
         expected: Option<&CommitId>,
         resume: &SyncResume,
     ) -> Result<(), StoreError> {
-        let repo = &lease.repo;
-        let leases = lock(&self.leases);
-        if !matches!(leases.get(repo), Some(row) if row.owner.as_ref() == Some(&lease.owner) && row.expires_at > self.now())
-        {
-            return Err(StoreError::LeaseLost(repo.clone()));
-        }
-        let mut repos = lock(&self.repos);
-        let record = repos
-            .get_mut(repo)
-            .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
-        if record.cursor.as_ref().map(|c| &c.commit) != expected {
-            return Err(StoreError::CursorMoved(repo.clone()));
-        }
-        record.resume = Some(resume.clone());
-        Ok(())
+        self.update_at_cursor(lease, expected, |record| record.resume = Some(resume.clone()))
     }
 
     async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {
