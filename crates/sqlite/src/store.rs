@@ -89,6 +89,41 @@ impl RepoRow {
     }
 }
 
+impl SqliteHub {
+    /// Runs `update` (given the repository and the expected cursor commit, answering the number
+    /// of rows it changed) in one transaction, only while `lease` is held: the conditional write
+    /// every cursor or resume point change is.
+    async fn update_at_cursor<F>(
+        &self,
+        lease: &SyncLease,
+        expected: Option<&CommitId>,
+        update: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Transaction<'_>, &str, Option<&str>) -> rusqlite::Result<usize> + Send + 'static,
+    {
+        let (lease, expected) = (lease.clone(), expected.map(|c| c.to_string()));
+        self.blocking(move |inner| {
+            let repo = lease.repo.clone();
+            let now = millis(inner.now());
+            let mut conn = inner.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !holds(&tx, &lease, now)? {
+                return Ok(Err(StoreError::LeaseLost(repo)));
+            }
+            let updated = update(&tx, &repo.to_string(), expected.as_deref())?;
+            let outcome = if updated == 1 {
+                Ok(())
+            } else {
+                Err(cursor_mismatch(&tx, repo)?)
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await?
+    }
+}
+
 /// Why an update conditional on the cursor matched no row: the cursor moved, or the repository
 /// is no longer registered.
 fn cursor_mismatch(tx: &rusqlite::Transaction<'_>, repo: RepoRef) -> rusqlite::Result<StoreError> {
@@ -278,30 +313,16 @@ impl RepoRegistry for SqliteHub {
         expected: Option<&CommitId>,
         cursor: &SyncCursor,
     ) -> Result<(), StoreError> {
-        let (lease, expected, cursor) = (lease.clone(), expected.map(|c| c.to_string()), cursor.clone());
-        self.blocking(move |inner| {
-            let repo = lease.repo.clone();
-            let cursor_json = json(&cursor)?;
-            let now = millis(inner.now());
-            let mut conn = inner.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if !holds(&tx, &lease, now)? {
-                return Ok(Err(StoreError::LeaseLost(repo)));
-            }
-            let updated = tx.execute(
+        let cursor_json = json(cursor)?;
+        let commit = cursor.commit.to_string();
+        self.update_at_cursor(lease, expected, move |tx, repo, expected| {
+            tx.execute(
                 "UPDATE repos SET cursor_commit = ?1, cursor = ?2, last_error = NULL, resume = NULL
                      WHERE repo = ?3 AND cursor_commit IS ?4",
-                params![cursor.commit.as_str(), cursor_json, repo.to_string(), expected],
-            )?;
-            let outcome = if updated == 1 {
-                Ok(())
-            } else {
-                Err(cursor_mismatch(&tx, repo)?)
-            };
-            tx.commit()?;
-            Ok(outcome)
+                params![commit, cursor_json, repo, expected],
+            )
         })
-        .await?
+        .await
     }
 
     async fn record_resume(
@@ -310,29 +331,14 @@ impl RepoRegistry for SqliteHub {
         expected: Option<&CommitId>,
         resume: &SyncResume,
     ) -> Result<(), StoreError> {
-        let (lease, expected, resume) = (lease.clone(), expected.map(|c| c.to_string()), resume.clone());
-        self.blocking(move |inner| {
-            let repo = lease.repo.clone();
-            let resume_json = json(&resume)?;
-            let now = millis(inner.now());
-            let mut conn = inner.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if !holds(&tx, &lease, now)? {
-                return Ok(Err(StoreError::LeaseLost(repo)));
-            }
-            let updated = tx.execute(
+        let resume_json = json(resume)?;
+        self.update_at_cursor(lease, expected, move |tx, repo, expected| {
+            tx.execute(
                 "UPDATE repos SET resume = ?1 WHERE repo = ?2 AND cursor_commit IS ?3",
-                params![resume_json, repo.to_string(), expected],
-            )?;
-            let outcome = if updated == 1 {
-                Ok(())
-            } else {
-                Err(cursor_mismatch(&tx, repo)?)
-            };
-            tx.commit()?;
-            Ok(outcome)
+                params![resume_json, repo, expected],
+            )
         })
-        .await?
+        .await
     }
 
     async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {
