@@ -262,6 +262,9 @@ async fn run_add<S: RepoRegistry + ModelStore>(
                     from: None,
                     queue: false,
                     max_model_bytes: max_model_bytes(optional_env(ENV_MAX_MODEL_BYTES).as_deref())?,
+                    slice: Default::default(),
+                    one_slice: false,
+                    slice_test_step: None,
                 },
             )
             .await

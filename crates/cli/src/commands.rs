@@ -2,15 +2,18 @@
 //! the ports, and run against the backend the configuration names.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use hubsync_core::deadline::{Clock, Slicing};
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{
-    Ancestry, Enqueued, GitHost, GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource,
+    Ancestry, Enqueued, GitHost, GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource, StoreError,
 };
 use hubsync_core::push::{PushMessage, SyncRequest};
 use hubsync_core::secrets::StaticSecret;
@@ -19,6 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Backend, LocalConfig};
+use crate::serve::worker::SliceLength;
 
 #[derive(Subcommand, Debug)]
 pub enum ReposCommand {
@@ -64,9 +68,25 @@ pub struct SyncArgs {
     #[arg(long, value_name = "COMMIT")]
     pub from: Option<CommitId>,
     /// Hand the sync to the running pipeline (the sync function's SQS queue on AWS, the local
-    /// queue of `hubsync serve`) in the repository's order, instead of running it here.
+    /// queue of `hubsync serve`) in the repository's order, instead of running it here (the
+    /// pipeline then cuts it into slices as it is set to, not as `--slice` says).
     #[arg(long)]
     pub queue: bool,
+    /// Run the sync in slices of PERIOD (e.g. 30s, 5m; local backend): at 80 % of a slice the sync
+    /// stops between files, records how far it got and queues its continuation for `hubsync
+    /// serve`, as `serve --slice` does; this command then reports the slice and runs the next
+    /// one itself, until the head is reached. Interrupted, it leaves the rest to `hubsync
+    /// serve` (or to the next `hubsync sync`). 0 or off (the default): one piece.
+    #[arg(long, value_name = "PERIOD", env = "HUB_SLICE", default_value_t = SliceLength::default())]
+    pub slice: SliceLength,
+    /// With --slice: run the first slice only and leave its continuation on the queue for
+    /// `hubsync serve`.
+    #[arg(long)]
+    pub one_slice: bool,
+    /// Tests only: the slices are measured on a clock that moves this many milliseconds each
+    /// time it is read, instead of the system clock (so a test needs no sleeps).
+    #[arg(long, hide = true, value_name = "MS", env = "HUB_SLICE_TEST_STEP")]
+    pub slice_test_step: Option<u32>,
     /// The largest file read as a model, in bytes; a larger one is listed as malformed, "too
     /// large (N bytes)".
     #[arg(long, value_name = "BYTES", env = "HUB_MAX_MODEL_BYTES", default_value_t = DEFAULT_MAX_MODEL_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
@@ -298,11 +318,41 @@ impl SyncArgs {
             (None, false) => SyncRequest::Full,
         }
     }
+
+    /// How `--slice` cuts the sync, if it does.
+    fn slicing(&self) -> anyhow::Result<Option<Slicing>> {
+        let Some(length) = self.slice.0 else {
+            if self.one_slice {
+                bail!("--one-slice needs --slice PERIOD (or HUB_SLICE)");
+            }
+            return Ok(None);
+        };
+        let clock = match self.slice_test_step {
+            None => Clock::system(),
+            Some(step) => {
+                let (start, readings) = (chrono::Utc::now(), Arc::new(AtomicI64::new(0)));
+                Clock::new(move || {
+                    start + chrono::TimeDelta::milliseconds(readings.fetch_add(1, Ordering::SeqCst) * i64::from(step))
+                })
+            }
+        };
+        Ok(Some(Slicing { length, clock }))
+    }
 }
 
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     if args.queue {
         return queue_sync(&args).await;
+    }
+    if let Some(slicing) = args.slicing()? {
+        let Backend::Local(cfg) = Backend::from_env()? else {
+            bail!(
+                "--slice runs on the local backend; on AWS, `hubsync sync --queue` hands the sync to the sync \
+                 function, which cuts it into slices at its own deadline"
+            );
+        };
+        let hub = open_local(&cfg)?;
+        return run_sliced(hub.clone(), cfg.secret.map(StaticSecret), &hub, args, slicing).await;
     }
     with_backend!(|store, secrets| run_sync(store, secrets, args).await)
 }
@@ -363,12 +413,10 @@ async fn queue_sync(args: &SyncArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
-    store: S,
-    secrets: Src,
-    args: SyncArgs,
-) -> anyhow::Result<()> {
-    let worker = SyncWorker {
+type Worker<S, Src> = SyncWorker<S, Src, BitbucketConnector>;
+
+fn worker<S, Src>(store: S, secrets: Src, args: &SyncArgs) -> anyhow::Result<Worker<S, Src>> {
+    Ok(SyncWorker {
         store,
         secrets,
         connector: BitbucketConnector::new(ClientOptions::default())?,
@@ -376,26 +424,103 @@ pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
             max_model_bytes: args.max_model_bytes,
             ..SyncOptions::default()
         },
-    };
+    })
+}
+
+fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
+    store: S,
+    secrets: Src,
+    args: SyncArgs,
+) -> anyhow::Result<()> {
+    let worker = worker(store, secrets, &args)?;
+    let bar = progress_bar();
     let outcome = worker
         .sync_request(&args.repo, &args.request(), &Bar(bar.clone()))
         .await;
     bar.finish_and_clear();
-    match outcome.with_context(|| format!("syncing {}", args.repo))? {
-        SyncOutcome::Synced { to, stats, mode, .. } => {
-            println!("{} synced at {} ({mode:?}): {stats}", args.repo, to.short())
+    report(
+        &args.repo,
+        outcome.with_context(|| format!("syncing {}", args.repo))?,
+        1,
+    );
+    Ok(())
+}
+
+/// `hubsync sync --slice`: each slice within its deadline, its continuation queued on `queue`;
+/// then, unless `--one-slice`, the next slice here, until the head is reached. A continuation
+/// taken meanwhile by `hubsync serve` is left to it.
+async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueue>(
+    store: S,
+    secrets: Src,
+    queue: &Q,
+    args: SyncArgs,
+    slicing: Slicing,
+) -> anyhow::Result<()> {
+    let worker = worker(store, secrets, &args)?;
+    let repo = &args.repo;
+    let mut request = args.request();
+    for slice in 1.. {
+        let bar = progress_bar();
+        let outcome = worker
+            .sync_request_within(repo, &request, &Bar(bar.clone()), &slicing.deadline(), queue)
+            .await;
+        bar.finish_and_clear();
+        let outcome = match outcome {
+            // The queued continuation was taken by `hubsync serve` in between: it goes on there.
+            Err(SyncError::Store(StoreError::LeaseHeld { owner, .. })) if slice > 1 => {
+                println!("{repo}: slice {slice} is being run by {owner} (the queued continuation); it goes on there");
+                return Ok(());
+            }
+            outcome => outcome.with_context(|| format!("syncing {repo} (slice {slice})"))?,
+        };
+        let SyncOutcome::Sliced { to, after, stats, .. } = outcome else {
+            report(repo, outcome, slice);
+            return Ok(());
+        };
+        println!(
+            "{repo}: slice {slice} ({}) stopped after {after} at {}, {} models written so far; its continuation is queued",
+            SliceLength(Some(slicing.length)),
+            to.short(),
+            stats.written + stats.malformed,
+        );
+        if args.one_slice {
+            println!("{repo}: `hubsync serve` runs the next slices (or `hubsync sync {repo} --recent` here)");
+            return Ok(());
         }
-        SyncOutcome::UpToDate { head } => println!("{} is up to date at {}", args.repo, head.short()),
-        SyncOutcome::EmptyRepository => println!("{} has no commits yet", args.repo),
-        other => println!("{}: {other:?}", args.repo),
+        if slice == 1 {
+            println!("{repo}: continuing here, slice after slice (interrupted, `hubsync serve` takes over)");
+        }
+        // The next slice resumes from the recorded point, whatever the first one was asked for.
+        request = SyncRequest::Recent;
     }
     Ok(())
+}
+
+/// What a sync did, in one line (after `slices` slices).
+fn report(repo: &RepoRef, outcome: SyncOutcome, slices: usize) {
+    let slices = if slices > 1 {
+        format!(" in {slices} slices")
+    } else {
+        String::new()
+    };
+    match outcome {
+        SyncOutcome::Synced { to, stats, mode, .. } => {
+            println!("{repo} synced at {}{slices} ({mode:?}): {stats}", to.short())
+        }
+        SyncOutcome::UpToDate { head } => println!("{repo} is up to date at {}", head.short()),
+        SyncOutcome::EmptyRepository => println!("{repo} has no commits yet"),
+        other => println!("{repo}: {other:?}"),
+    }
 }
 
 pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {

@@ -26,7 +26,8 @@ enum Command {
     #[command(subcommand)]
     Webhooks(admin::WebhooksCommand),
     /// Sync a registered repository now: the whole repository, `--recent` (from the cursor) or
-    /// `--from COMMIT`; `--queue` hands it to the running pipeline.
+    /// `--from COMMIT`; `--queue` hands it to the running pipeline; `--slice PERIOD` runs it in
+    /// slices, each reported as it ends.
     Sync(commands::SyncArgs),
     /// List and read replicated models.
     #[command(subcommand)]

@@ -68,6 +68,10 @@ impl Admin {
     }
 
     async fn hubsync_with(&self, args: &[&str], token: &str, hub_url: &str) -> Run {
+        self.hubsync_env(args, token, hub_url, &[]).await
+    }
+
+    async fn hubsync_env(&self, args: &[&str], token: &str, hub_url: &str, env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_hubsync"))
             .args(args)
             .env("HUB_DB", self.db())
@@ -80,6 +84,8 @@ impl Admin {
             .env_remove("HUB_TABLE")
             .env_remove("HUB_BACKEND")
             .env_remove("HUB_LISTEN")
+            .env_remove("HUB_SLICE")
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("hubsync runs");
@@ -117,6 +123,103 @@ async fn spawn_receiver(status: StatusCode) -> String {
 }
 
 const NOWHERE: &str = "http://127.0.0.1:9/gateway/public/sync";
+
+// ---------------------------------------------------------------------------------------------
+// sync --slice
+// ---------------------------------------------------------------------------------------------
+
+/// Each time the sync's clock is read it moves by a whole `--slice 1s`: every slice starts one
+/// file, then is spent (no sleeps, no timing).
+const ONE_FILE_PER_SLICE: [(&str, &str); 1] = [("HUB_SLICE_TEST_STEP", "1000")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_with_a_slice_reports_each_slice_and_runs_them_until_the_head_fetching_each_file_once() {
+    // Arrange
+    let a = Admin::new().await;
+    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
+    assert!(registered.ok, "{}", registered.text());
+    a.sim.clear_requests();
+
+    // Act
+    let synced = a
+        .hubsync_env(
+            &["sync", "DATA/models", "--slice", "1s"],
+            &a.token(),
+            NOWHERE,
+            &ONE_FILE_PER_SLICE,
+        )
+        .await;
+
+    // Assert
+    assert!(synced.ok, "{}", synced.text());
+    let slices = synced
+        .out
+        .lines()
+        .filter(|l| l.contains("continuation is queued"))
+        .count();
+    assert!(slices >= 3, "several slices, each reported as it ends:\n{}", synced.out);
+    assert!(
+        synced.out.contains("slice 1 (1s) stopped after") && synced.out.contains("continuing here"),
+        "{}",
+        synced.out
+    );
+    let last = synced.out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("DATA/models synced at") && last.contains(&format!("in {} slices", slices + 1)),
+        "{}",
+        synced.out
+    );
+    let files: std::collections::BTreeMap<String, Vec<u8>> = models::sample_repository().into_iter().collect();
+    let hub = a.hub();
+    let stored = hub.list_models(&id()).await.expect("models");
+    assert_eq!(stored.len(), 6, "every model of the sample repository: {stored:?}");
+    for summary in stored {
+        let model = hub
+            .get_model(&id(), &summary.path)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert!(files[&summary.path] == model.content, "{} is byte-equal", summary.path);
+    }
+    let record = hub.repo(&id()).await.expect("record").expect("registered");
+    assert!(record.cursor.is_some() && record.resume.is_none(), "{record:?}");
+    let mut fetches = std::collections::BTreeMap::<String, usize>::new();
+    for r in a.sim.requests().iter().filter(|r| r.path_and_query.contains("/raw/")) {
+        *fetches.entry(r.path_and_query.clone()).or_default() += 1;
+    }
+    assert!(fetches.len() >= 9, "every JSON file: {fetches:?}");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_with_one_slice_leaves_the_rest_to_the_queue() {
+    // Arrange
+    let a = Admin::new().await;
+    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
+    assert!(registered.ok, "{}", registered.text());
+
+    // Act
+    let synced = a
+        .hubsync_env(
+            &["sync", "DATA/models", "--one-slice"],
+            &a.token(),
+            NOWHERE,
+            &[("HUB_SLICE", "1s"), ONE_FILE_PER_SLICE[0]],
+        )
+        .await;
+    let status = a.hubsync(&["queue", "status"], NOWHERE).await;
+
+    // Assert
+    assert!(synced.ok, "{}", synced.text());
+    assert!(
+        synced.out.contains("slice 1 (1s) stopped after") && synced.out.contains("`hubsync serve` runs the next"),
+        "{}",
+        synced.out
+    );
+    assert!(status.out.contains("pending 1"), "{}", status.text());
+    let record = a.hub().repo(&id()).await.expect("record").expect("registered");
+    assert!(record.cursor.is_none() && record.resume.is_some(), "{record:?}");
+}
 
 // ---------------------------------------------------------------------------------------------
 // repos available / repos add

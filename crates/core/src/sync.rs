@@ -285,15 +285,26 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         queue: &Q,
     ) -> Result<SyncOutcome, SyncError> {
         let outcome = self.handle(push, Some(deadline)).await?;
+        self.queue_continuation(&push.repo, outcome, queue).await
+    }
+
+    /// After a slice that stopped at its deadline ([`SyncOutcome::Sliced`]), queues its
+    /// continuation on `queue`; any other outcome is answered as it is.
+    async fn queue_continuation<Q: PushQueue>(
+        &self,
+        repo: &RepoRef,
+        outcome: SyncOutcome,
+        queue: &Q,
+    ) -> Result<SyncOutcome, SyncError> {
         if let SyncOutcome::Sliced { to, after, .. } = &outcome {
-            let next = PushMessage::continuation(push.repo.clone(), to, after, Utc::now());
+            let next = PushMessage::continuation(repo.clone(), to, after, Utc::now());
             match queue.enqueue(&next).await {
                 Ok(queued) => info!(
-                    repository = %push.repo, continuation = %next.delivery_id, ?queued,
+                    repository = %repo, continuation = %next.delivery_id, ?queued,
                     "continuation queued"
                 ),
-                // The resume point is recorded: this push, retried, resumes from it.
-                Err(e) => return self.record_failure(&push.repo, Err(e.into())).await,
+                // The resume point is recorded: this sync, retried, resumes from it.
+                Err(e) => return self.record_failure(repo, Err(e.into())).await,
             }
         }
         Ok(outcome)
@@ -350,6 +361,33 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         request: &SyncRequest,
         progress: &dyn SyncProgress,
     ) -> Result<SyncOutcome, SyncError> {
+        self.requested(repo, request, progress, None).await
+    }
+
+    /// Like [`SyncEngine::sync_request`], within `deadline` (`hubsync sync --slice`): a sync still
+    /// running when it is near stops at its next safe point, records how far it got and queues
+    /// its continuation on `queue`, as [`SyncEngine::handle_push_within`] does:
+    /// [`SyncOutcome::Sliced`]. [`SyncRequest::Recent`] runs the next slice (a sync not cut into
+    /// slices goes from the cursor to the head).
+    pub async fn sync_request_within<Q: PushQueue>(
+        &self,
+        repo: &RepoRef,
+        request: &SyncRequest,
+        progress: &dyn SyncProgress,
+        deadline: &Deadline,
+        queue: &Q,
+    ) -> Result<SyncOutcome, SyncError> {
+        let outcome = self.requested(repo, request, progress, Some(deadline)).await?;
+        self.queue_continuation(repo, outcome, queue).await
+    }
+
+    async fn requested(
+        &self,
+        repo: &RepoRef,
+        request: &SyncRequest,
+        progress: &dyn SyncProgress,
+        deadline: Option<&Deadline>,
+    ) -> Result<SyncOutcome, SyncError> {
         self.store
             .repo(repo)
             .await?
@@ -358,7 +396,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             let Some(branch) = self.host.default_branch(repo).await? else {
                 return Ok(SyncOutcome::EmptyRepository);
             };
-            self.sync_requested(repo, branch, request, progress, None).await
+            self.sync_requested(repo, branch, request, progress, deadline).await
         }
         .await;
         self.record_failure(repo, result).await
@@ -1035,6 +1073,22 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
         let host = self.host().await?;
         SyncEngine::new(&host, &self.store, self.options.clone())
             .sync_request(repo, request, progress)
+            .await
+    }
+
+    /// Syncs a registered repository now as `request` asks, within a deadline, queueing its
+    /// continuation on `queue` if it must stop first (see [`SyncEngine::sync_request_within`]).
+    pub async fn sync_request_within<Q: PushQueue>(
+        &self,
+        repo: &RepoRef,
+        request: &SyncRequest,
+        progress: &dyn SyncProgress,
+        deadline: &Deadline,
+        queue: &Q,
+    ) -> Result<SyncOutcome, SyncError> {
+        let host = self.host().await?;
+        SyncEngine::new(&host, &self.store, self.options.clone())
+            .sync_request_within(repo, request, progress, deadline, queue)
             .await
     }
 
