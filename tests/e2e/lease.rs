@@ -12,7 +12,7 @@ use hubsync_bitbucket::{BitbucketClient, ClientOptions};
 use hubsync_bitbucket_sim::{FileOp, Hold, Repo, SimConfig, Simulator};
 use hubsync_core::ids::RepoRef;
 use hubsync_core::model::sha256_hex;
-use hubsync_core::ports::{GitHost, ModelStore, RawFile, RepoRegistry, StoreError};
+use hubsync_core::ports::{Admission, GitHost, ModelStore, RawFile, RepoRegistry, StoreError};
 use hubsync_core::sync::{NoProgress, SyncEngine, SyncError, SyncOptions, SyncOutcome};
 use hubsync_tests::aws::TestAws;
 use secrecy::ExposeSecret;
@@ -151,7 +151,7 @@ impl Race {
         for path in ["a.json", "b.json"] {
             let at_head = self
                 .host
-                .raw_file(&self.name, path, &head, u64::MAX)
+                .raw_file(&self.name, path, &head, u64::MAX, &mut Admission::unbounded())
                 .await
                 .expect("raw")
                 .map(|raw| match raw {

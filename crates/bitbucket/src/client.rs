@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hubsync_core::ids::RepoRef;
-use hubsync_core::ports::{GitHostError, GitHostErrorKind, Oversize};
+use hubsync_core::ports::{Admission, GitHostError, GitHostErrorKind, Oversize};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 use url::Url;
 
@@ -34,7 +35,8 @@ pub struct ClientOptions {
     pub initial_backoff: Duration,
     /// The longest wait between two attempts, `Retry-After` included.
     pub max_backoff: Duration,
-    /// The longest one attempt may take, from connecting to the last byte of the body.
+    /// The longest one attempt may take, from connecting to the last byte of the body (not
+    /// counting the time a raw file waits for the fetch budget to admit its bytes).
     pub request_timeout: Duration,
     /// The longest a TCP + TLS connection may take (used by [`BitbucketClient::http_client`]).
     pub connect_timeout: Duration,
@@ -157,7 +159,30 @@ struct Answer {
 /// Why the last attempt failed, for the error after every retry.
 enum Failure {
     Status { status: StatusCode, body: Vec<u8> },
-    Transport(reqwest::Error),
+    Transport(AttemptError),
+}
+
+/// Why one attempt got no answer.
+enum AttemptError {
+    Http(reqwest::Error),
+    /// No answer, or not all of it, within the request timeout.
+    TimedOut(Duration),
+}
+
+impl AttemptError {
+    /// What went wrong, without the URL (it is in the operation) nor the token.
+    fn describe(self) -> String {
+        match self {
+            Self::Http(error) => chain(&error.without_url()),
+            Self::TimedOut(after) => format!("no complete answer within {after:?}"),
+        }
+    }
+}
+
+impl From<reqwest::Error> for AttemptError {
+    fn from(error: reqwest::Error) -> Self {
+        Self::Http(error)
+    }
 }
 
 impl BitbucketClient {
@@ -293,6 +318,18 @@ impl BitbucketClient {
     /// GETs `url`, retrying 429, 5xx and transport failures (timeouts included) with backoff.
     /// Every other answer is returned for the caller to interpret.
     pub(crate) async fn get(&self, call: &Call<'_>, url: &Url, expect: Expect) -> Result<Reply, GitHostError> {
+        self.get_admitted(call, url, expect, None).await
+    }
+
+    /// [`BitbucketClient::get`], charging a raw file's bytes to `admission` before reading them
+    /// (see [`hubsync_core::ports::GitHost::raw_file`]).
+    pub(crate) async fn get_admitted(
+        &self,
+        call: &Call<'_>,
+        url: &Url,
+        expect: Expect,
+        mut admission: Option<&mut Admission>,
+    ) -> Result<Reply, GitHostError> {
         let Some(authorization) = self.authorization() else {
             // Checked when the client was built; kept as an error rather than a panic.
             let message = "the access token cannot be sent in an HTTP header".to_owned();
@@ -309,7 +346,10 @@ impl BitbucketClient {
                 repo = %call.repo,
                 attempt,
             );
-            let outcome = self.attempt(url, expect, &authorization).instrument(span.clone()).await;
+            let outcome = self
+                .attempt(url, expect, &authorization, admission.as_deref_mut())
+                .instrument(span.clone())
+                .await;
             let (failure, retry_after) = match outcome {
                 Ok(answer) if is_retryable_status(answer.status) => (
                     Failure::Status {
@@ -325,7 +365,7 @@ impl BitbucketClient {
                         oversize: answer.oversize,
                     });
                 }
-                Err(error) if error.is_builder() => {
+                Err(AttemptError::Http(error)) if error.is_builder() => {
                     let message = format!("the request could not be built: {}", chain(&error.without_url()));
                     return Err(self.fail(call, GitHostErrorKind::Protocol, None, message));
                 }
@@ -335,7 +375,7 @@ impl BitbucketClient {
                 return Err(match failure {
                     Failure::Status { status, body } => self.status_failure(call, status, &body, Some(attempt)),
                     Failure::Transport(error) => {
-                        let message = format!("after {attempt} attempts: {}", chain(&error.without_url()));
+                        let message = format!("after {attempt} attempts: {}", error.describe());
                         self.fail(call, GitHostErrorKind::Transport, None, message)
                     }
                 });
@@ -347,24 +387,37 @@ impl BitbucketClient {
         }
     }
 
-    async fn attempt(&self, url: &Url, expect: Expect, authorization: &HeaderValue) -> Result<Answer, reqwest::Error> {
+    /// One attempt. Its timeout runs from sending the request to the last byte of the body, but
+    /// stops while a raw file waits for `admission` to admit its bytes (the response is then
+    /// held unread: the server waits on the connection).
+    async fn attempt(
+        &self,
+        url: &Url,
+        expect: Expect,
+        authorization: &HeaderValue,
+        admission: Option<&mut Admission>,
+    ) -> Result<Answer, AttemptError> {
         let accept = match expect {
             Expect::Json => "application/json",
             Expect::Raw { .. } => "*/*",
         };
+        let timeout = self.options.request_timeout;
+        let mut deadline = Instant::now() + timeout;
         let sent = self
             .http
             .get(url.clone())
             .header(AUTHORIZATION, authorization.clone())
             .header(ACCEPT, accept)
-            .timeout(self.options.request_timeout)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => {
+            .send();
+        let response = match timeout_at(deadline, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
                 tracing::debug!(error = %chain(&error), "request failed");
-                return Err(error);
+                return Err(error.into());
+            }
+            Err(_) => {
+                tracing::debug!(?timeout, "request timed out");
+                return Err(AttemptError::TimedOut(timeout));
             }
         };
         let status = response.status();
@@ -399,12 +452,19 @@ impl BitbucketClient {
             Some(limit) => Some(limit.saturating_add(1)),
             None => (!status.is_success()).then_some(ERROR_BODY_LIMIT as u64),
         };
-        let body = match read_body(response, read_limit).await {
+        // Only a file's bytes are charged to the budget (an error answer's are few).
+        let admission = admission.filter(|_| raw_limit.is_some());
+        let body = match read_body(response, read_limit, admission, &mut deadline).await {
             Ok(body) => body,
             // An error answer cut short still says what its status says.
             Err(_) if !status.is_success() => Vec::new(),
             Err(error) => {
-                tracing::debug!(status = status.as_u16(), error = %chain(&error), "reading the answer failed");
+                let error = error.unwrap_or(AttemptError::TimedOut(timeout));
+                if let AttemptError::Http(e) = &error {
+                    tracing::debug!(status = status.as_u16(), error = %chain(e), "reading the answer failed");
+                } else {
+                    tracing::debug!(status = status.as_u16(), ?timeout, "reading the answer timed out");
+                }
                 return Err(error);
             }
         };
@@ -436,18 +496,46 @@ impl BitbucketClient {
 /// Reads a body chunk by chunk into one buffer, reserved from `Content-Length` when there is
 /// one: tens of megabytes are copied once, not re-concatenated. With `limit`, stops there (the
 /// rest is never read: the response is dropped with it).
-async fn read_body(mut response: reqwest::Response, limit: Option<u64>) -> Result<Vec<u8>, reqwest::Error> {
-    let expected = response.content_length().unwrap_or(0).min(PREALLOCATE_LIMIT);
+///
+/// With an admission, the body's bytes are charged to it before they are kept: the announced
+/// size before anything is read, otherwise before each chunk. The time spent waiting for it
+/// moves `deadline` (the request timeout measures the server, not the budget). `Err(None)`: the
+/// deadline passed.
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: Option<u64>,
+    mut admission: Option<&mut Admission>,
+    deadline: &mut Instant,
+) -> Result<Vec<u8>, Option<AttemptError>> {
+    let announced = response.content_length();
+    if let (Some(admission), Some(size)) = (admission.as_deref_mut(), announced) {
+        let waiting = Instant::now();
+        admission.announce(limit.map_or(size, |l| size.min(l))).await;
+        *deadline += waiting.elapsed();
+    }
+    let expected = announced.unwrap_or(0).min(PREALLOCATE_LIMIT);
     let reserve = limit.map_or(expected, |l| expected.min(l));
     let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let mut body = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
-    while let Some(chunk) = response.chunk().await? {
-        match limit {
-            Some(limit) if body.len() + chunk.len() >= limit => {
-                body.extend_from_slice(&chunk[..limit - body.len()]);
-                break;
-            }
-            _ => body.extend_from_slice(&chunk),
+    loop {
+        let chunk = match timeout_at(*deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => break,
+            Ok(Err(error)) => return Err(Some(error.into())),
+            Err(_) => return Err(None),
+        };
+        let keep = match limit {
+            Some(limit) => chunk.len().min(limit - body.len()),
+            None => chunk.len(),
+        };
+        if let Some(admission) = admission.as_deref_mut() {
+            let waiting = Instant::now();
+            admission.reading((body.len() + keep) as u64).await;
+            *deadline += waiting.elapsed();
+        }
+        body.extend_from_slice(&chunk[..keep]);
+        if limit.is_some_and(|limit| body.len() >= limit) {
+            break;
         }
     }
     Ok(body)

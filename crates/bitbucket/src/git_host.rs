@@ -11,7 +11,9 @@
 
 use bytes::Bytes;
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{Ancestry, ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind, RawFile};
+use hubsync_core::ports::{
+    Admission, Ancestry, ChangeSet, DefaultBranch, GitHost, GitHostError, GitHostErrorKind, RawFile,
+};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -208,13 +210,16 @@ impl GitHost for BitbucketClient {
     /// `None` on a 404 for the path; a 404 whose body names a missing repository, project or
     /// commit stays a `NotFound` error (a file that "disappears" would be deleted from the store).
     /// A file over `limit` is [`RawFile::TooLarge`]: not read at all when `Content-Length` says
-    /// so, otherwise not past `limit` (the body is streamed, never buffered whole first).
+    /// so, otherwise not past `limit` (the body is streamed, never buffered whole first). The
+    /// bytes are charged to `admission` from `Content-Length` before the body is read, or chunk
+    /// by chunk when there is none.
     async fn raw_file(
         &self,
         repo: &RepoRef,
         path: &str,
         at: &CommitId,
         limit: u64,
+        admission: &mut Admission,
     ) -> Result<Option<RawFile>, GitHostError> {
         let call = Call::new(repo, format!("GET raw {path} at {}", at.short()));
         let segments =
@@ -224,7 +229,9 @@ impl GitHost for BitbucketClient {
         resource.extend(segments);
         let mut url = self.url(&call, &resource)?;
         url.query_pairs_mut().append_pair("at", at.as_str());
-        let reply = self.get(&call, &url, Expect::Raw { limit }).await?;
+        let reply = self
+            .get_admitted(&call, &url, Expect::Raw { limit }, Some(admission))
+            .await?;
         match reply.status {
             StatusCode::NOT_FOUND => {
                 let body = ErrorBody::parse(&reply.body);

@@ -420,10 +420,7 @@ fn worker<S, Src>(store: S, secrets: Src, args: &SyncArgs) -> anyhow::Result<Wor
         store,
         secrets,
         connector: BitbucketConnector::new(ClientOptions::default())?,
-        options: SyncOptions {
-            max_model_bytes: args.max_model_bytes,
-            ..SyncOptions::default()
-        },
+        options: SyncOptions::with_max_model_bytes(args.max_model_bytes),
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hubsync_bitbucket::{BitbucketClient, ClientOptions};
 use hubsync_bitbucket_sim::{FileOp, Hold, Repo, SimConfig, Simulator};
 use hubsync_core::ids::RepoRef;
-use hubsync_core::ports::{GitHost, LeaseOwner, ModelStore, RawFile, RepoRegistry, StoreError};
+use hubsync_core::ports::{Admission, GitHost, LeaseOwner, ModelStore, RawFile, RepoRegistry, StoreError};
 use hubsync_core::sync::{NoProgress, SyncEngine, SyncError, SyncOptions, SyncOutcome};
 use hubsync_sqlite::{HubOptions, ManualClock, SqliteHub};
 use secrecy::ExposeSecret;
@@ -97,7 +97,7 @@ impl Race {
         for path in ["a.json", "b.json"] {
             let raw = self
                 .host
-                .raw_file(&self.name, path, &head, u64::MAX)
+                .raw_file(&self.name, path, &head, u64::MAX, &mut Admission::unbounded())
                 .await
                 .expect("raw");
             let Some(RawFile::Content(bytes)) = raw else {

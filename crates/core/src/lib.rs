@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod deadline;
 pub mod deliveries;
 mod error_chain;
+pub mod fetch_budget;
 pub mod hubignore;
 pub mod ids;
 pub mod model;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::fetch_budget::Admission;
 use crate::ids::{CommitId, RepoRef};
 use crate::model::ModelRecord;
 use crate::push::PushMessage;
@@ -205,12 +206,18 @@ pub trait GitHost: Send + Sync {
     /// The raw bytes of a file at a commit, or [`RawFile::TooLarge`] when it holds more than
     /// `limit` bytes (then read no further than `limit`, nothing at all when its size is known
     /// first); `None` when the file does not exist there.
+    ///
+    /// The bytes are charged to `admission` (the sync's fetch budget) before they are read: a
+    /// size known before the body ([`Admission::announce`], not for a file over `limit`), or as
+    /// the body comes in when it is not ([`Admission::reading`] before each chunk is kept). Either
+    /// may wait for other files to give their bytes back.
     fn raw_file(
         &self,
         repo: &RepoRef,
         path: &str,
         at: &CommitId,
         limit: u64,
+        admission: &mut Admission,
     ) -> impl Future<Output = Result<Option<RawFile>, GitHostError>> + Send;
 
     /// Whether `commit` is `head` or one of its ancestors (`hubsync sync --from` applies the
@@ -255,8 +262,9 @@ impl<T: GitHost> GitHost for std::sync::Arc<T> {
         path: &str,
         at: &CommitId,
         limit: u64,
+        admission: &mut Admission,
     ) -> impl Future<Output = Result<Option<RawFile>, GitHostError>> + Send {
-        T::raw_file(self, repo, path, at, limit)
+        T::raw_file(self, repo, path, at, limit, admission)
     }
 
     fn ancestry(

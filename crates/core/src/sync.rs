@@ -25,18 +25,18 @@
 //! next sync of the repository resumes from there, and moves the cursor when it is done.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::deadline::Deadline;
+pub use crate::fetch_budget::{Admission, DEFAULT_FETCH_CONCURRENCY, DEFAULT_FILE_ALLOWANCE, FetchBudget};
 use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
 use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path};
@@ -161,16 +161,15 @@ impl SyncProgress for NoProgress {}
 /// accepts.
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 32 * 1024 * 1024;
 
-/// The default [`FetchBudget::concurrency`].
-pub const DEFAULT_FETCH_CONCURRENCY: usize = 8;
-
 /// How a sync fetches and leases. Clones share one [`FetchBudget`]: a worker hands a clone to
 /// every sync it runs, so all the repositories of a batch together hold at most
-/// `fetch.concurrency()` files (each at most `max_model_bytes`) in memory at once.
+/// `fetch.concurrency()` files, and `fetch.byte_capacity()` bytes of them, in memory at once.
+/// Build it with [`SyncOptions::with_max_model_bytes`] so that the budget's largest file is the
+/// size cap (a budget smaller than the cap charges a larger file its largest size).
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// The fetch budget: how many files are fetched and applied at once, by this sync and every
-    /// other sync given a clone of these options.
+    /// The fetch budget: how many files, and how many bytes of them, are fetched and applied at
+    /// once, by this sync and every other sync given a clone of these options.
     pub fetch: FetchBudget,
     /// The largest file read as a model; a larger one is recorded as a malformed model "too
     /// large (N bytes)" without being read.
@@ -198,26 +197,15 @@ impl Default for SyncOptions {
     }
 }
 
-/// A number of fetch permits shared by its clones: every sync holding a clone draws on the same
-/// permits, so together they never fetch more files at once than [`FetchBudget::concurrency`].
-#[derive(Debug, Clone)]
-pub struct FetchBudget {
-    permits: Arc<Semaphore>,
-    concurrency: usize,
-}
-
-impl FetchBudget {
-    /// `concurrency` files at once (at least 1).
-    pub fn new(concurrency: usize) -> Self {
-        let concurrency = concurrency.max(1);
+impl SyncOptions {
+    /// The default options with another size cap, and a fetch budget whose largest file is that
+    /// cap.
+    pub fn with_max_model_bytes(max_model_bytes: u64) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
+            fetch: FetchBudget::with_bytes(DEFAULT_FETCH_CONCURRENCY, max_model_bytes, DEFAULT_FILE_ALLOWANCE),
+            max_model_bytes,
+            ..Self::default()
         }
-    }
-
-    pub fn concurrency(&self) -> usize {
-        self.concurrency
     }
 }
 
@@ -745,10 +733,11 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// `.hubignore` at `at`: its rules, and its text to keep with the cursor (`""` when there is
     /// none; `None` when it is too large to keep).
     async fn read_hubignore(&self, repo: &RepoRef, at: &CommitId) -> Result<(HubIgnore, Option<String>), SyncError> {
+        let mut admission = self.options.fetch.admit().await;
         Ok(
             match self
                 .host
-                .raw_file(repo, HUBIGNORE_PATH, at, self.options.max_model_bytes)
+                .raw_file(repo, HUBIGNORE_PATH, at, self.options.max_model_bytes, &mut admission)
                 .await?
             {
                 Some(RawFile::Content(bytes)) => {
@@ -833,7 +822,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             None => ops.into_iter().collect(),
         };
         progress.planned(ops.iter().filter(|(_, op)| matches!(op, Op::Fetch(_))).count());
-        let concurrency = self.options.fetch.concurrency;
+        let concurrency = self.options.fetch.concurrency();
         let mut in_flight = FuturesUnordered::new();
         let mut started = 0;
         loop {
@@ -864,10 +853,10 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     ) -> Result<(), SyncError> {
         match op {
             Op::Fetch(known) => {
-                // Held until the file is applied: its bytes live until then. The semaphore is
-                // never closed, so acquiring cannot fail.
-                let _permit = self.options.fetch.permits.acquire().await.ok();
-                self.fetch_and_store(leased, head, path, known, stats).await?;
+                // Held until the file is applied: its bytes live until then.
+                let mut admission = self.options.fetch.admit().await;
+                self.fetch_and_store(leased, head, path, known, stats, &mut admission)
+                    .await?;
                 progress.file_done(path);
             }
             Op::Remove => {
@@ -893,14 +882,18 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         path: &str,
         known: &Known,
         stats: &Mutex<SyncStats>,
+        admission: &mut Admission,
     ) -> Result<(), SyncError> {
         let repo = &leased.lease.repo;
         let content = match self
             .host
-            .raw_file(repo, path, head, self.options.max_model_bytes)
+            .raw_file(repo, path, head, self.options.max_model_bytes, admission)
             .await?
         {
-            Some(RawFile::Content(content)) => content,
+            Some(RawFile::Content(content)) => {
+                admission.settle(content.len() as u64);
+                content
+            }
             Some(RawFile::TooLarge(size)) => {
                 // Not read: recorded with the reason and no content, so that it shows in the hub.
                 let error = size.to_string();

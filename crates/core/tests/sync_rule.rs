@@ -7,15 +7,15 @@ use chrono::Utc;
 use hubsync_core::ids::{CommitId, DeliveryId, RepoRef};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{
-    Ancestry, ChangeSet, ConnectError, DefaultBranch, GitHost, GitHostConnector, GitHostError, GitHostErrorKind,
-    ModelStore, RawFile, RepoRegistry,
+    Admission, Ancestry, ChangeSet, ConnectError, DefaultBranch, GitHost, GitHostConnector, GitHostError,
+    GitHostErrorKind, ModelStore, RawFile, RepoRegistry,
 };
 use hubsync_core::push::{MessageKind, PushMessage, SyncRequest};
 use hubsync_core::secrets::{HubSecret, StaticSecret};
 use hubsync_core::sync::{
     FetchBudget, FullSyncReason, NoProgress, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome, SyncWorker,
 };
-use hubsync_core::testing::fixtures::{commit, files, hub_secret, model, push, push_to};
+use hubsync_core::testing::fixtures::{commit, files, hub_secret, incompressible_model, model, push, push_to};
 use hubsync_core::testing::memory::{MemoryGitHost, MemoryStore};
 
 async fn stored_paths(store: &MemoryStore, repo: &RepoRef) -> Vec<String> {
@@ -291,9 +291,10 @@ impl GitHost for CountingHost {
         path: &str,
         at: &CommitId,
         limit: u64,
+        admission: &mut Admission,
     ) -> Result<Option<RawFile>, GitHostError> {
         if !path.ends_with(".json") {
-            return self.inner.raw_file(repo, path, at, limit).await;
+            return self.inner.raw_file(repo, path, at, limit, admission).await;
         }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
@@ -301,7 +302,7 @@ impl GitHost for CountingHost {
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
-        let read = self.inner.raw_file(repo, path, at, limit).await;
+        let read = self.inner.raw_file(repo, path, at, limit, admission).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         read
     }
@@ -469,8 +470,9 @@ mod one_writer {
             path: &str,
             at: &CommitId,
             limit: u64,
+            admission: &mut Admission,
         ) -> Result<Option<RawFile>, GitHostError> {
-            let answer = self.host.raw_file(repo, path, at, limit).await;
+            let answer = self.host.raw_file(repo, path, at, limit, admission).await;
             if path == "a.json" && !self.done.swap(true, Ordering::SeqCst) {
                 let moved = self.host.commit(&self.repo, self.next.clone());
                 self.store.overwrite_cursor(
@@ -913,4 +915,69 @@ async fn queued_sync_requests_are_handled_like_the_same_request_made_at_once() {
         stored_paths(&f.store, &f.repo).await,
         ["a.json", "b.json", "c.json", "d.json"]
     );
+}
+
+/// Two repositories of small and large models (and one over the cap), synced at once with one
+/// small fetch budget from `host`: both complete (a deadlock would leave the runtime idle, and the
+/// guard below fails the test instead of hanging), and the bytes being read at once never pass
+/// the budget's pool.
+async fn sync_a_batch_within_a_small_budget(host: MemoryGitHost) {
+    // Arrange: 4 files, the largest 16 KiB, a 1 KiB allowance: a pool of 19 KiB, so two of the
+    // large files never fit together.
+    let store = MemoryStore::default();
+    let options = SyncOptions {
+        fetch: FetchBudget::with_bytes(4, 16 * 1024, 1024),
+        max_model_bytes: 16 * 1024,
+        ..SyncOptions::default()
+    };
+    let repos = [RepoRef::parse("DATA/one").unwrap(), RepoRef::parse("DATA/two").unwrap()];
+    let mut pushes = Vec::new();
+    for repo in &repos {
+        store.register(repo).await.unwrap();
+        let mut models: Vec<(String, Vec<u8>)> = (0..6)
+            .map(|i| (format!("small-{i}.json"), model(&format!("S{i}"))))
+            .collect();
+        for (i, kib) in [5, 9, 15].into_iter().enumerate() {
+            models.push((
+                format!("large-{i}.json"),
+                incompressible_model("L", i as u64, kib * 1024),
+            ));
+        }
+        models.push(("over.json".into(), incompressible_model("O", 9, 20 * 1024)));
+        pushes.push(push(repo, &host.commit(repo, models.into_iter().collect())));
+    }
+    let first = SyncEngine::new(&host, &store, options.clone());
+    let second = SyncEngine::new(&host, &store, options.clone());
+
+    // Act
+    let both = async { tokio::join!(first.handle_push(&pushes[0]), second.handle_push(&pushes[1])) };
+    let (a, b) = tokio::time::timeout(std::time::Duration::from_secs(60), both)
+        .await
+        .expect("the syncs deadlocked");
+
+    // Assert
+    for outcome in [a.unwrap(), b.unwrap()] {
+        assert!(
+            matches!(outcome, SyncOutcome::Synced { ref stats, .. } if (stats.written, stats.malformed) == (9, 1)),
+            "{outcome:?}"
+        );
+    }
+    let most = host.most_bytes_read_at_once();
+    assert!(
+        most <= options.fetch.byte_capacity(),
+        "{most} bytes read at once, over the pool of {}",
+        options.fetch.byte_capacity()
+    );
+}
+
+#[tokio::test]
+async fn large_files_whose_size_comes_only_with_their_bytes_sync_within_the_byte_budget() {
+    let host = MemoryGitHost::default();
+    host.set_chunked(Some(512));
+    sync_a_batch_within_a_small_budget(host).await;
+}
+
+#[tokio::test]
+async fn large_files_whose_size_is_announced_sync_within_the_byte_budget() {
+    sync_a_batch_within_a_small_budget(MemoryGitHost::default()).await;
 }

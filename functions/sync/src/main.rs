@@ -29,11 +29,8 @@ async fn main() -> Result<(), Error> {
         store,
         secrets: CachedSecretSource::new(secrets, DEFAULT_SECRET_TTL),
         connector: BitbucketConnector::new(ClientOptions::default())?,
-        // One budget of concurrent fetches for the whole invocation: every repository of a batch.
-        options: SyncOptions {
-            max_model_bytes,
-            ..SyncOptions::default()
-        },
+        // One fetch budget (files and their bytes) for the whole invocation: every repository of a batch.
+        options: SyncOptions::with_max_model_bytes(max_model_bytes),
     };
     let (worker, retries, queue) = (&worker, &retries, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {

@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hubsync_bitbucket::{BitbucketClient, ClientOptions};
+use hubsync_core::fetch_budget::{Admission, FetchBudget};
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::ports::{
     ChangeSet, DefaultBranch, FileChange, FileChangeKind, GitHost, GitHostErrorKind, Oversize, RawFile,
@@ -513,7 +514,13 @@ async fn a_large_file_is_read_whole_from_its_encoded_path() {
 
     let read = server
         .client(options())
-        .raw_file(&repo(), "models/Modèle client/a;b#c.hck.json", &commit(HEAD), LIMIT)
+        .raw_file(
+            &repo(),
+            "models/Modèle client/a;b#c.hck.json",
+            &commit(HEAD),
+            LIMIT,
+            &mut Admission::unbounded(),
+        )
         .await
         .expect("raw file");
 
@@ -558,7 +565,7 @@ async fn a_file_announced_over_the_limit_is_too_large_and_its_body_is_not_read()
     // Act
     let read = server
         .client(options())
-        .raw_file(&repo(), "huge.json", &commit(HEAD), LIMIT)
+        .raw_file(&repo(), "huge.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
         .await
         .expect("an answer");
 
@@ -585,7 +592,7 @@ async fn a_body_without_a_length_is_read_no_further_than_the_limit() {
     // Act
     let read = server
         .client(options())
-        .raw_file(&repo(), "big.json", &commit(HEAD), limit)
+        .raw_file(&repo(), "big.json", &commit(HEAD), limit, &mut Admission::unbounded())
         .await
         .expect("an answer");
 
@@ -593,6 +600,63 @@ async fn a_body_without_a_length_is_read_no_further_than_the_limit() {
     assert_eq!(read, Some(RawFile::TooLarge(Oversize::Exceeded { limit })));
     let pulled = pulled.load(std::sync::atomic::Ordering::SeqCst);
     assert!(pulled < total / 4, "{pulled} bytes were pulled from the server");
+}
+
+#[tokio::test]
+async fn a_raw_file_is_charged_its_announced_size_or_without_one_the_budgets_largest_size_then_what_it_read() {
+    let total: u64 = 300 * 1024;
+    for announce in [true, false] {
+        // Arrange: room for one file of 1 MiB beside one allowance of 64 KiB.
+        let server = spawn_bitbucket(move |_, _| {
+            streamed_body(total, announce, Arc::new(std::sync::atomic::AtomicU64::new(0))).into()
+        })
+        .await;
+        let budget = FetchBudget::with_bytes(2, 1024 * 1024, 64 * 1024);
+        let mut admission = budget.admit().await;
+
+        // Act
+        let read = server
+            .client(options())
+            .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut admission)
+            .await
+            .expect("an answer");
+        let charged = admission.reserved();
+        admission.settle(total);
+
+        // Assert
+        assert_eq!(
+            content(read).map(|c| c.len() as u64),
+            Some(total),
+            "announced: {announce}"
+        );
+        let expected = if announce { total } else { budget.largest() };
+        assert_eq!(charged, expected, "announced: {announce}");
+        assert_eq!(admission.reserved(), total, "announced: {announce}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_announced_over_the_limit_is_charged_nothing() {
+    // Arrange
+    let server =
+        spawn_bitbucket(|_, _| streamed_body(3 << 29, true, Arc::new(std::sync::atomic::AtomicU64::new(0))).into())
+            .await;
+    let budget = FetchBudget::with_bytes(2, 1024 * 1024, 64 * 1024);
+    let mut admission = budget.admit().await;
+
+    // Act
+    let read = server
+        .client(options())
+        .raw_file(&repo(), "huge.json", &commit(HEAD), LIMIT, &mut admission)
+        .await
+        .expect("an answer");
+
+    // Assert
+    assert!(
+        matches!(read, Some(RawFile::TooLarge(Oversize::Announced(_)))),
+        "{read:?}"
+    );
+    assert_eq!(admission.reserved(), 0);
 }
 
 #[tokio::test]
@@ -606,11 +670,11 @@ async fn a_file_of_exactly_the_limit_is_read_whole_with_or_without_a_length() {
         let client = server.client(options());
 
         let exact = client
-            .raw_file(&repo(), "a.json", &commit(HEAD), limit)
+            .raw_file(&repo(), "a.json", &commit(HEAD), limit, &mut Admission::unbounded())
             .await
             .expect("an answer");
         let over = client
-            .raw_file(&repo(), "a.json", &commit(HEAD), limit - 1)
+            .raw_file(&repo(), "a.json", &commit(HEAD), limit - 1, &mut Admission::unbounded())
             .await
             .expect("an answer");
 
@@ -645,9 +709,13 @@ async fn a_missing_file_is_none_but_a_missing_repository_is_an_error() {
     .await;
     let client = server.client(options());
 
-    let missing_file = client.raw_file(&repo(), "x.json", &commit(HEAD), LIMIT).await;
+    let missing_file = client
+        .raw_file(&repo(), "x.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
+        .await;
     let gone = RepoRef::parse("GONE/models").unwrap();
-    let missing_repo = client.raw_file(&gone, "x.json", &commit(HEAD), LIMIT).await;
+    let missing_repo = client
+        .raw_file(&gone, "x.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
+        .await;
 
     assert_eq!(missing_file.expect("missing file"), None);
     assert_eq!(missing_repo.expect_err("missing repo").kind, GitHostErrorKind::NotFound);
@@ -667,7 +735,7 @@ async fn a_base_url_with_a_context_path_keeps_it() {
     let client = server.client_with(&format!("{}/bitbucket/", server.origin), TOKEN, options());
 
     let read = client
-        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT)
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
         .await
         .expect("raw file");
 
@@ -686,7 +754,7 @@ async fn redirects_are_not_followed() {
 
     let error = server
         .client(options())
-        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT)
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
         .await
         .unwrap_err();
 
@@ -829,7 +897,7 @@ async fn a_server_that_never_answers_times_out() {
     });
 
     let error = client
-        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT)
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
         .await
         .unwrap_err();
 
@@ -844,8 +912,12 @@ async fn a_shared_http_client_serves_a_rotated_token() {
     let old = BitbucketClient::with_http(http.clone(), &server.origin, SecretString::from("old"), options()).unwrap();
     let new = BitbucketClient::with_http(http, &server.origin, SecretString::from(TOKEN), options()).unwrap();
 
-    let refused = old.raw_file(&repo(), "a.json", &commit(HEAD), LIMIT).await;
-    let read = new.raw_file(&repo(), "a.json", &commit(HEAD), LIMIT).await;
+    let refused = old
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
+        .await;
+    let read = new
+        .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut Admission::unbounded())
+        .await;
 
     assert_eq!(refused.unwrap_err().kind, GitHostErrorKind::Unauthorized);
     assert_eq!(content(read.expect("raw")).as_deref(), Some(&b"content"[..]));

@@ -213,10 +213,7 @@ where
         store: hub.clone(),
         secrets,
         connector,
-        options: SyncOptions {
-            max_model_bytes: args.max_model_bytes,
-            ..SyncOptions::default()
-        },
+        options: SyncOptions::with_max_model_bytes(args.max_model_bytes),
     });
     let config = WorkerConfig::from(&args);
     let workers = (1..=args.workers)

@@ -361,6 +361,11 @@ struct MemoryGitState {
     unavailable: bool,
     /// Every call answered, in order: `default branch`, `changes`, `files`, `raw {path}`.
     calls: Vec<String>,
+    /// `Some(n)`: raw files are sent without their size, `n` bytes at a time.
+    chunked: Option<usize>,
+    /// Bytes of the raw files being read now, and the most there ever were.
+    reading: u64,
+    most_reading: u64,
 }
 
 impl MemoryGitHost {
@@ -394,6 +399,19 @@ impl MemoryGitHost {
     /// outage the test ends when its clock says so).
     pub fn set_unavailable(&self, unavailable: bool) {
         lock(&self.inner).unavailable = unavailable;
+    }
+
+    /// With `Some(n)`, raw files are sent as a server that does not announce their size does:
+    /// `n` bytes at a time (the reader yields between them), each charged to the admission before
+    /// it is kept. With `None` (the default), a file's size is announced before it is read.
+    pub fn set_chunked(&self, chunk: Option<usize>) {
+        lock(&self.inner).chunked = chunk.map(|n| n.max(1));
+    }
+
+    /// The most bytes of raw files ever read at once: from when a file's bytes are charged to
+    /// its admission until its read returns.
+    pub fn most_bytes_read_at_once(&self) -> u64 {
+        lock(&self.inner).most_reading
     }
 
     /// Every call made so far, in order: `default branch`, `changes`, `files`, `raw {path}`
@@ -494,15 +512,37 @@ impl GitHost for MemoryGitHost {
         path: &str,
         at: &CommitId,
         limit: u64,
+        admission: &mut Admission,
     ) -> Result<Option<RawFile>, GitHostError> {
         self.check(repo, &format!("raw {path}"))?;
-        Ok(self.tree(repo, at, "raw")?.get(path).map(|bytes| {
-            if bytes.len() as u64 > limit {
-                RawFile::TooLarge(Oversize::Announced(bytes.len() as u64))
-            } else {
-                RawFile::Content(bytes::Bytes::from(bytes.clone()))
+        let Some(bytes) = self.tree(repo, at, "raw")?.remove(path) else {
+            return Ok(None);
+        };
+        let size = bytes.len() as u64;
+        let mut reading = Reading { host: self, bytes: 0 };
+        let Some(chunk) = lock(&self.inner).chunked else {
+            if size > limit {
+                return Ok(Some(RawFile::TooLarge(Oversize::Announced(size))));
             }
-        }))
+            admission.announce(size).await;
+            reading.add(size);
+            // The body takes a turn to arrive, as over a network.
+            yield_now().await;
+            return Ok(Some(RawFile::Content(bytes::Bytes::from(bytes))));
+        };
+        // Read as a body of unknown size: no further than one byte past the limit.
+        let mut read = 0u64;
+        while read < size {
+            let upto = (read + chunk as u64).min(size).min(limit.saturating_add(1));
+            admission.reading(upto).await;
+            reading.add(upto - read);
+            read = upto;
+            if read > limit {
+                return Ok(Some(RawFile::TooLarge(Oversize::Exceeded { limit })));
+            }
+            yield_now().await;
+        }
+        Ok(Some(RawFile::Content(bytes::Bytes::from(bytes))))
     }
 
     async fn ancestry(&self, repo: &RepoRef, commit: &CommitId, head: &CommitId) -> Result<Ancestry, GitHostError> {
@@ -519,6 +559,41 @@ impl GitHost for MemoryGitHost {
             at = s.parents.get(c);
         }
         Ok(Ancestry::NotAncestor)
+    }
+}
+
+/// Lets the other tasks run once (as a read waiting for the network does).
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            std::task::Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The bytes of one raw file being read, counted in [`MemoryGitState::reading`] until it returns.
+struct Reading<'h> {
+    host: &'h MemoryGitHost,
+    bytes: u64,
+}
+
+impl Reading<'_> {
+    fn add(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        let mut s = lock(&self.host.inner);
+        s.reading += bytes;
+        s.most_reading = s.most_reading.max(s.reading);
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        lock(&self.host.inner).reading -= self.bytes;
     }
 }
 
