@@ -22,6 +22,7 @@
 //! changes nothing in the answer.
 
 pub mod payload;
+mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,7 +203,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
         let delivery_id = header(HEADER_REQUEST_ID)
             .and_then(|id| DeliveryId::parse(id).ok())
             .unwrap_or_else(|| DeliveryId::from_body(req.body));
-        let event_key = header(HEADER_EVENT_KEY).unwrap_or_default().to_owned();
+        let event_key = header(HEADER_EVENT_KEY).unwrap_or_default();
         let span = info_span!(
             "webhook",
             delivery_id = %delivery_id,
@@ -211,7 +212,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
             commit = tracing::field::Empty,
         );
         async {
-            let response = self.route(req, delivery_id, &event_key).await;
+            let response = self.route(req, delivery_id, event_key).await;
             let status = response.status.as_u16();
             if response.status.is_server_error() {
                 error!(status, answer = %response.body, "webhook refused");
@@ -330,9 +331,22 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
         self.record(&entry).await;
     }
 
-    /// Records a queued (or duplicate) push.
-    async fn record_push(&self, push: &PushMessage, verdict: Verdict) {
-        self.record(&DeliveryEntry::for_push(push, EVENT_PUSH, verdict)).await;
+    /// Records a queued (or duplicate) push, moving its parts into the entry (what
+    /// [`DeliveryEntry::for_push`] gives, without copying every change).
+    async fn record_push(&self, push: PushMessage, verdict: Verdict) {
+        let entry = DeliveryEntry {
+            id: push.delivery_id,
+            received_at: push.received_at,
+            kind: DeliveryKind::Webhook,
+            event_key: EVENT_PUSH.to_owned(),
+            repo: Some(push.repo),
+            changes: push.changes,
+            verdict,
+            reason: None,
+            duplicates: 0,
+            outcome: None,
+        };
+        self.record(&entry).await;
     }
 
     async fn record(&self, entry: &DeliveryEntry) {
@@ -343,7 +357,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
 
     async fn queue_push(&self, body: &[u8], delivery_id: DeliveryId) -> WebhookResponse {
         let now = (self.clock)();
-        let (push, sent_at) = match payload::parse_refs_changed_delivery(body, delivery_id.clone(), now) {
+        let (push, sent_at) = match payload::parse_refs_changed_delivery(body, delivery_id, now) {
             Ok(delivery) => (delivery.push, delivery.sent_at),
             Err(e) => return WebhookResponse::error(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()),
         };
@@ -374,17 +388,18 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
                 } else {
                     Verdict::Duplicate
                 };
-                self.record_push(&push, verdict).await;
-                WebhookResponse::new(
+                let answer = WebhookResponse::new(
                     StatusCode::ACCEPTED,
                     json!({
                         "status": if outcome == Enqueued::Queued { "queued" } else { "duplicate" },
                         "message": if outcome == Enqueued::Queued { "the push is queued for replication" } else { "this delivery was already queued" },
-                        "deliveryId": delivery_id.as_str(),
+                        "deliveryId": push.delivery_id.as_str(),
                         "repository": push.repo.to_string(),
                         "changes": push.changes.len(),
                     }),
-                )
+                );
+                self.record_push(push, verdict).await;
+                answer
             }
             Err(e) => {
                 error!(error = %e, cause = ?std::error::Error::source(&e), "could not queue the push");

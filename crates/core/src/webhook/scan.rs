@@ -1,0 +1,757 @@
+//! A fast reader of the `repo:refs_changed` body, for the webhook's hot path.
+//!
+//! Why it exists: the webhook must answer in at most twice the time of the HMAC-SHA256 over the
+//! same body (issue 11), and serde_json cannot: merely validating and skipping a 1,000-change
+//! delivery with `IgnoredAny` costs about twice the HMAC on its own. This reader walks the body
+//! once, reads only the members [`RefsChanged`] holds (borrowing them from the body) and skips
+//! every other value without building anything, eight bytes at a time inside strings.
+//!
+//! It never decides alone. [`scan`] answers `Some` only when serde_json would deserialize the body
+//! into the same value; anything it is not sure of (a syntax error, an escape in a string it must
+//! read, a duplicate member, an array where an object is expected, a number that is not a plain
+//! `u64`, deep nesting) gives `None`, and the caller parses the body with serde_json, whose result
+//! and error message are kept. So every body serde_json refused is still refused, with the same
+//! words, and the property tests below check that the two agree on generated and mutated bodies.
+//!
+//! What serde_json does, and this reader copies exactly where it answers `Some`:
+//! - whitespace is space, tab, line feed and carriage return, before and after the value;
+//! - the members of a struct may come in any order; unknown ones are skipped; a known one twice is
+//!   an error; a missing `Option` is `None`, `null` is `None`;
+//! - a skipped string may hold any escape `\" \\ \/ \b \f \n \r \t \uXXXX` (four hex digits, any
+//!   value) and any byte but a control character (below 0x20), valid UTF-8 or not (serde_json does
+//!   not check what it skips); a string that is read must be valid UTF-8;
+//! - numbers follow JSON's grammar (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
+
+use std::borrow::Cow;
+
+use super::payload::{Change, Project, Ref, RefsChanged, Repository, Text, User};
+
+/// Nesting deeper than this is left to serde_json (which allows 128 levels).
+const MAX_DEPTH: u32 = 64;
+
+/// Reads `body` as serde_json would read [`RefsChanged`], or `None` when serde_json must decide.
+pub(super) fn scan(body: &[u8]) -> Option<RefsChanged<'_>> {
+    let mut s = Scanner { b: body, i: 0 };
+    let payload = s.refs_changed()?;
+    s.ws();
+    (s.i == body.len()).then_some(payload)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Whether any byte of `chunk` is `"`, `\` or below 0x20 (Mycroft's zero-byte test, as serde_json
+/// does for the same search).
+#[inline]
+fn special_in(chunk: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    let ctrl = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    let quote = chunk ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = chunk ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (ctrl | quote | backslash) & (ONES << 7)
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// The next byte after whitespace, consumed.
+    #[inline]
+    fn next_token(&mut self) -> Option<u8> {
+        self.ws();
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next_token()? == c).then_some(())
+    }
+
+    /// Moves to the first `"`, `\` or control byte at or after the cursor (or the end).
+    #[inline]
+    fn skip_plain(&mut self) {
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let found = special_in(u64::from_le_bytes(word));
+            if found != 0 {
+                self.i += found.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.i += 8;
+        }
+        while let Some(c) = self.peek() {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                return;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// The content of the string whose opening quote was just consumed, and whether it holds an
+    /// escape. Escapes are checked as serde_json checks them when it skips a string.
+    #[inline]
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            self.skip_plain();
+            match self.peek()? {
+                b'"' => {
+                    let content = &self.b[start..self.i];
+                    self.i += 1;
+                    return Some((content, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            let hex = self.b.get(self.i + 1..self.i + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    /// A string that is read: without escapes (left to serde_json) and valid UTF-8.
+    #[inline]
+    fn text(&mut self) -> Option<&'a str> {
+        match self.next_token()? {
+            b'"' => match self.string()? {
+                (content, false) => std::str::from_utf8(content).ok(),
+                (_, true) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `null`, or a string that is read.
+    fn optional_text(&mut self) -> Option<Option<Text<'a>>> {
+        self.ws();
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        Some(Some(Text(Cow::Borrowed(self.text()?))))
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(word.len())?;
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// Skips a number whose first byte (a digit or `-`) is at the cursor.
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek()? == b'-' {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            (self.digits() > 0).then_some(())?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            (self.digits() > 0).then_some(())?;
+        }
+        Some(())
+    }
+
+    /// `null`, or a non-negative integer that fits a `u64` (a float, a sign or an overflow is left
+    /// to serde_json, which refuses them).
+    fn optional_u64(&mut self) -> Option<Option<u64>> {
+        self.ws();
+        match self.peek()? {
+            b'n' => {
+                self.literal(b"null")?;
+                Some(None)
+            }
+            b'0' => {
+                self.i += 1;
+                match self.peek() {
+                    Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
+                    _ => Some(Some(0)),
+                }
+            }
+            b'1'..=b'9' => {
+                let mut n: u64 = 0;
+                while let Some(c @ b'0'..=b'9') = self.peek() {
+                    n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                    self.i += 1;
+                }
+                match self.peek() {
+                    Some(b'.' | b'e' | b'E') => None,
+                    _ => Some(Some(n)),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Skips any value.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        self.ws();
+        match self.peek()? {
+            b'"' => {
+                self.i += 1;
+                self.string().map(drop)
+            }
+            b'{' => {
+                let depth = depth.checked_sub(1)?;
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.eat(b'"')?;
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.skip(depth)?;
+                    match self.next_token()? {
+                        b',' => {}
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                let depth = depth.checked_sub(1)?;
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth)?;
+                    match self.next_token()? {
+                        b',' => {}
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            _ => None,
+        }
+    }
+
+    /// Walks the members of an object (not an array: serde_json would read an array as the
+    /// struct's fields in order, which is left to it), handing each key to `member`, which reads
+    /// or skips its value. A key with an escape or a byte outside ASCII is left to serde_json.
+    #[inline]
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.eat(b'"')?;
+            let key = match self.string()? {
+                (key, false) if key.is_ascii() => key,
+                _ => return None,
+            };
+            self.eat(b':')?;
+            member(self, key)?;
+            match self.next_token()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn refs_changed(&mut self) -> Option<RefsChanged<'a>> {
+        let (mut date, mut actor, mut repository, mut changes) = (None, None, None, None);
+        self.object(|s, key| match key {
+            b"date" => once(&mut date, s.optional_text()?),
+            b"actor" => {
+                s.ws();
+                let user = if s.peek()? == b'n' {
+                    s.literal(b"null")?;
+                    None
+                } else {
+                    Some(s.user()?)
+                };
+                once(&mut actor, user)
+            }
+            b"repository" => once(&mut repository, s.repository()?),
+            b"changes" => once(&mut changes, s.changes()?),
+            _ => s.skip(MAX_DEPTH - 1),
+        })?;
+        Some(RefsChanged {
+            date: date.flatten(),
+            actor: actor.flatten(),
+            repository: repository?,
+            changes: changes?,
+        })
+    }
+
+    fn user(&mut self) -> Option<User<'a>> {
+        let (mut name, mut display_name, mut email_address) = (None, None, None);
+        self.object(|s, key| match key {
+            b"name" => once(&mut name, s.optional_text()?),
+            b"displayName" => once(&mut display_name, s.optional_text()?),
+            b"emailAddress" => once(&mut email_address, s.optional_text()?),
+            _ => s.skip(MAX_DEPTH - 2),
+        })?;
+        Some(User {
+            name: name.flatten(),
+            display_name: display_name.flatten(),
+            email_address: email_address.flatten(),
+        })
+    }
+
+    fn repository(&mut self) -> Option<Repository<'a>> {
+        let (mut slug, mut id, mut project) = (None, None, None);
+        self.object(|s, key| match key {
+            b"slug" => once(&mut slug, s.text()?),
+            b"id" => once(&mut id, s.optional_u64()?),
+            b"project" => {
+                let mut key = None;
+                s.object(|s, name| match name {
+                    b"key" => once(&mut key, s.text()?),
+                    _ => s.skip(MAX_DEPTH - 3),
+                })?;
+                once(&mut project, key?)
+            }
+            _ => s.skip(MAX_DEPTH - 2),
+        })?;
+        Some(Repository {
+            slug: Cow::Borrowed(slug?),
+            id: id.flatten(),
+            project: Project {
+                key: Cow::Borrowed(project?),
+            },
+        })
+    }
+
+    fn changes(&mut self) -> Option<Vec<Change<'a>>> {
+        self.eat(b'[')?;
+        let mut changes = Vec::new();
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(changes);
+        }
+        loop {
+            changes.push(self.change()?);
+            match self.next_token()? {
+                b',' => {}
+                b']' => return Some(changes),
+                _ => return None,
+            }
+        }
+    }
+
+    fn change(&mut self) -> Option<Change<'a>> {
+        let (mut reference, mut ref_id, mut from_hash, mut to_hash, mut change_type) = (None, None, None, None, None);
+        self.object(|s, key| match key {
+            b"ref" => {
+                s.ws();
+                let value = if s.peek()? == b'n' {
+                    s.literal(b"null")?;
+                    None
+                } else {
+                    let mut id = None;
+                    s.object(|s, name| match name {
+                        b"id" => once(&mut id, s.text()?),
+                        _ => s.skip(MAX_DEPTH - 4),
+                    })?;
+                    Some(Ref { id: Cow::Borrowed(id?) })
+                };
+                once(&mut reference, value)
+            }
+            b"refId" => once(&mut ref_id, s.optional_text()?),
+            b"fromHash" => once(&mut from_hash, s.text()?),
+            b"toHash" => once(&mut to_hash, s.text()?),
+            b"type" => once(&mut change_type, s.text()?),
+            _ => s.skip(MAX_DEPTH - 3),
+        })?;
+        Some(Change {
+            reference: reference.flatten(),
+            ref_id: ref_id.flatten(),
+            from_hash: Cow::Borrowed(from_hash?),
+            to_hash: Cow::Borrowed(to_hash?),
+            change_type: Cow::Borrowed(change_type?),
+        })
+    }
+}
+
+/// Sets a member read once; a second occurrence is serde_json's "duplicate field" error.
+#[inline]
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    match slot {
+        Some(_) => None,
+        None => {
+            *slot = Some(value);
+            Some(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const A: &str = "ecddabb624f6f5ba43816f5926e580a5f680a932";
+    const B: &str = "178864a7d521b6f5e720b386b2c2b0ef8563e0dc";
+
+    /// What serde_json reads, for comparison (`Debug`, since the payload types only borrow).
+    fn serde(body: &[u8]) -> Result<String, String> {
+        serde_json::from_slice::<RefsChanged<'_>>(body)
+            .map(|p| format!("{p:?}"))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The property: whenever the scanner answers, serde_json reads the same value.
+    fn agrees(body: &[u8]) -> Result<bool, TestCaseError> {
+        match scan(body) {
+            Some(payload) => {
+                prop_assert_eq!(
+                    Ok(format!("{payload:?}")),
+                    serde(body),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn bitbucket_body(changes: usize) -> String {
+        let changes: Vec<String> = (0..changes)
+            .map(|i| {
+                format!(
+                    r#"{{"ref":{{"id":"refs/heads/b{i}","displayId":"b{i}","type":"BRANCH"}},"refId":"refs/heads/b{i}","fromHash":"{A}","toHash":"{B}","type":"UPDATE"}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"eventKey":"repo:refs_changed","date":"2026-11-28T10:15:30+0000",
+              "actor":{{"name":"jdoe","emailAddress":"jdoe@example.com","id":101,"displayName":"Jane Doe","active":true,"slug":"jdoe","type":"NORMAL"}},
+              "repository":{{"slug":"models","id":1,"name":"models","scmId":"git","state":"AVAILABLE","forkable":true,
+                 "project":{{"key":"DATA","id":1,"name":"Data","public":false,"type":"NORMAL"}},"public":false}},
+              "changes":[{}],
+              "commits":[{{"id":"{B}","message":"Update the \"customer\" model\n\ttabs \u00e9 \\ done","authorTimestamp":1764324930000,"size":-1.5e-3,"parents":[{{"id":"{A}"}}]}}],
+              "toCommit":{{"id":"{B}","parents":[],"x":null}}}}"#,
+            changes.join(",")
+        )
+    }
+
+    #[test]
+    fn a_delivery_as_bitbucket_sends_it_is_read_without_serde_json() {
+        for changes in [1, 3, 1000] {
+            let body = bitbucket_body(changes);
+
+            let payload = scan(body.as_bytes()).expect("the fast path reads it");
+
+            assert_eq!(payload.changes.len(), changes);
+            assert_eq!(Ok(format!("{payload:?}")), serde(body.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn escapes_in_skipped_strings_are_skipped_and_in_read_strings_left_to_serde_json() {
+        let skipped = r#"{"x":"a\"b\\c\/d\u0041\ud800","repository":{"slug":"s","project":{"key":"P"}},"changes":[]}"#;
+        let read = r#"{"repository":{"slug":"s\u0041","project":{"key":"P"}},"changes":[]}"#;
+
+        assert!(scan(skipped.as_bytes()).is_some());
+        assert!(scan(read.as_bytes()).is_none());
+        assert!(serde(read.as_bytes()).unwrap().contains("sA"));
+    }
+
+    #[test]
+    fn what_serde_json_refuses_or_reads_otherwise_is_left_to_it() {
+        for body in [
+            r#"{"repository":{"slug":"s","project":{"key":"P"}},"changes":[],"changes":[]}"#,
+            r#"{"repository":{"slug":"s","slug":"t","project":{"key":"P"}},"changes":[]}"#,
+            r#"["2024-05-02T10:15:30+0000",null,{"slug":"s","project":{"key":"P"}},[]]"#,
+            r#"{"repository":{"slug":"s","id":-1,"project":{"key":"P"}},"changes":[]}"#,
+            r#"{"repository":{"slug":"s","id":1.0,"project":{"key":"P"}},"changes":[]}"#,
+            r#"{"repository":{"slug":"s","id":18446744073709551616,"project":{"key":"P"}},"changes":[]}"#,
+            r#"{"repository":{"slug":"s","project":{"key":"P"}},"changes":[],"x":01}"#,
+            r#"{"repository":{"slug":"s","project":{"key":"P"}},"changes":[],"x":"bad\escape"}"#,
+            r#"{"repository":{"slug":"s","project":{"key":"P"}},"changes":[],}"#,
+            r#"{"repository":{"slug":"s","project":{"key":"P"}},"changes":[]} x"#,
+            "{\"repository\":{\"slug\":\"s\",\"project\":{\"key\":\"P\"}},\"changes\":[],\"x\":\"\t\"}",
+            r#"{"repository":{"slug":"s","project":{"key":"P"}}}"#,
+            r#"{"repository":{"slug":"s","project":{"key":"P"}},"changes":[],"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+        ] {
+            assert!(scan(body.as_bytes()).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_skipped_as_serde_json_skips_it_and_refused_where_it_is_read() {
+        let skipped = b"{\"x\":\"\xff\",\"repository\":{\"slug\":\"s\",\"project\":{\"key\":\"P\"}},\"changes\":[]}";
+        let read = b"{\"repository\":{\"slug\":\"\xff\",\"project\":{\"key\":\"P\"}},\"changes\":[]}";
+
+        assert!(scan(skipped).is_some() && serde(skipped).is_ok());
+        assert!(scan(read).is_none() && serde(read).is_err());
+    }
+
+    // Generated bodies: the members the payload reads (present, absent, null, duplicated, of the
+    // wrong type), unknown members holding any JSON, strings with escapes, in any order. A clean
+    // body has none of the faults and no escape where a string is read.
+
+    fn string(escapes: bool) -> BoxedStrategy<String> {
+        let escape = prop::sample::select(vec![
+            r#"\""#,
+            r"\\",
+            r"\/",
+            r"\n",
+            r"\t",
+            r"\u0041",
+            r"\u00e9",
+            r"\ud83d\ude00",
+            r"\ud800",
+            r"\uDC00",
+        ])
+        .prop_map(str::to_owned);
+        let part = if escapes {
+            prop_oneof![6 => "[a-z0-9/~ -]{1,6}", 1 => Just("é日".to_owned()), 1 => escape].boxed()
+        } else {
+            prop_oneof![6 => "[a-z0-9/~ -]{1,6}", 1 => Just("é日".to_owned())].boxed()
+        };
+        prop::collection::vec(part, 0..4)
+            .prop_map(|parts| format!("\"{}\"", parts.concat()))
+            .boxed()
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+            Just("18446744073709551615".to_owned()),
+            Just("18446744073709551616".to_owned()),
+        ]
+    }
+
+    /// Any JSON value (the skipped ones, where escapes are always allowed).
+    fn any_json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            string(true),
+            number(),
+            prop::sample::select(vec!["true", "false", "null"]).prop_map(str::to_owned)
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((string(true), inner), 0..4).prop_map(|members| {
+                    let members: Vec<String> = members.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                    format!("{{{}}}", members.join(" , "))
+                }),
+            ]
+        })
+    }
+
+    /// Whether a body may hold faults (members missing, null, duplicated or of any type, escapes
+    /// where strings are read, keys serde_json reads otherwise).
+    #[derive(Debug, Clone, Copy)]
+    struct Faults(bool);
+
+    /// A member `key` holding `value`, or, with faults, any JSON, null, nothing, or twice.
+    fn member(key: &'static str, value: BoxedStrategy<String>, faults: Faults) -> BoxedStrategy<Vec<String>> {
+        let plain = value.clone().prop_map(move |v| vec![format!("\"{key}\":{v}")]);
+        if !faults.0 {
+            return plain.boxed();
+        }
+        prop_oneof![
+            40 => plain,
+            1 => any_json().prop_map(move |v| vec![format!("\"{key}\":{v}")]),
+            1 => Just(vec![format!("\"{key}\":null")]),
+            1 => Just(vec![]),
+            1 => (value.clone(), value).prop_map(move |(a, b)| vec![format!("\"{key}\":{a}"), format!("\"{key}\": {b}")]),
+        ]
+        .boxed()
+    }
+
+    fn object(members: Vec<BoxedStrategy<Vec<String>>>, faults: Faults) -> BoxedStrategy<String> {
+        let key = if faults.0 {
+            string(true)
+        } else {
+            "\"[a-zA-Z]{1,8}\"".boxed()
+        };
+        let unknown = prop::collection::vec((key, any_json()).prop_map(|(k, v)| vec![format!("{k}:{v}")]), 0..3);
+        (members, unknown, prop::sample::select(vec!["", " ", "\n\t", "\r\n  "]))
+            .prop_flat_map(|(members, unknown, space)| {
+                let all: Vec<String> = members.into_iter().chain(unknown).flatten().collect();
+                Just(all)
+                    .prop_shuffle()
+                    .prop_map(move |all| format!("{{{space}{}{space}}}", all.join(&format!(",{space}"))))
+            })
+            .boxed()
+    }
+
+    fn hash(faults: Faults) -> BoxedStrategy<String> {
+        prop_oneof![4 => Just(format!("\"{A}\"")), 4 => Just(format!("\"{B}\"")), 1 => string(faults.0)].boxed()
+    }
+
+    fn change(f: Faults) -> BoxedStrategy<String> {
+        let text = || string(f.0);
+        let reference = object(vec![member("id", text(), f), member("displayId", text(), f)], f);
+        let change_type = prop::sample::select(vec!["\"UPDATE\"", "\"ADD\"", "\"MERGE\""]).prop_map(str::to_owned);
+        object(
+            vec![
+                member("ref", reference, f),
+                member("refId", text(), f),
+                member("fromHash", hash(f), f),
+                member("toHash", hash(f), f),
+                member("type", change_type.boxed(), f),
+            ],
+            f,
+        )
+    }
+
+    fn body(f: Faults) -> BoxedStrategy<String> {
+        let text = || string(f.0);
+        let id = prop_oneof![4 => Just("84".to_owned()), 1 => "[0-9]{1,19}", 1 => number()].boxed();
+        let id = if f.0 { id } else { "0|[1-9][0-9]{0,18}".boxed() };
+        let project = object(vec![member("key", text(), f), member("id", id.clone(), f)], f);
+        let repository = object(
+            vec![
+                member("slug", text(), f),
+                member("id", id, f),
+                member("project", project, f),
+            ],
+            f,
+        );
+        let actor = object(
+            vec![
+                member("name", text(), f),
+                member("displayName", text(), f),
+                member("emailAddress", text(), f),
+            ],
+            f,
+        );
+        let changes = prop::collection::vec(change(f), 0..4)
+            .prop_map(|c| format!("[{}]", c.join(",")))
+            .boxed();
+        object(
+            vec![
+                member("date", text(), f),
+                member("actor", actor, f),
+                member("repository", repository, f),
+                member("changes", changes, f),
+            ],
+            f,
+        )
+    }
+
+    /// One edit of a body: a byte removed, inserted or replaced, or the body cut short.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Remove(prop::sample::Index),
+        Insert(prop::sample::Index, u8),
+        Replace(prop::sample::Index, u8),
+        Truncate(prop::sample::Index),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let byte = prop_oneof![
+            prop::sample::select(b"\"\\{}[],: \t0123-+.eEnulltrfa/\x01\x1f\x7f\xc3\xa9\xff".to_vec()),
+            any::<u8>()
+        ];
+        prop_oneof![
+            any::<prop::sample::Index>().prop_map(Mutation::Remove),
+            (any::<prop::sample::Index>(), byte.clone()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            (any::<prop::sample::Index>(), byte).prop_map(|(i, b)| Mutation::Replace(i, b)),
+            any::<prop::sample::Index>().prop_map(Mutation::Truncate),
+        ]
+    }
+
+    fn mutate(body: &mut Vec<u8>, m: &Mutation) {
+        if body.is_empty() {
+            return;
+        }
+        match *m {
+            Mutation::Remove(i) => {
+                body.remove(i.index(body.len()));
+            }
+            Mutation::Insert(i, b) => body.insert(i.index(body.len() + 1), b),
+            Mutation::Replace(i, b) => {
+                let i = i.index(body.len());
+                body[i] = b;
+            }
+            Mutation::Truncate(i) => body.truncate(i.index(body.len())),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn generated_bodies_are_read_as_serde_json_reads_them(body in body(Faults(true))) {
+            agrees(body.as_bytes())?;
+        }
+
+        #[test]
+        fn mutated_bodies_are_read_as_serde_json_reads_them_or_left_to_it(
+            body in prop_oneof![body(Faults(true)), body(Faults(false))],
+            mutations in prop::collection::vec(mutation(), 1..4),
+        ) {
+            let mut body = body.into_bytes();
+            for m in &mutations {
+                mutate(&mut body, m);
+            }
+            agrees(&body)?;
+        }
+
+        #[test]
+        fn clean_bodies_take_the_fast_path(body in body(Faults(false))) {
+            // What Bitbucket sends is read without serde_json, and as serde_json reads it.
+            prop_assert!(agrees(body.as_bytes())?, "{}", body);
+        }
+    }
+}
