@@ -621,7 +621,8 @@ mod tests {
         let key = if faults.0 {
             string(true)
         } else {
-            "\"[a-zA-Z]{1,8}\"".boxed()
+            // Never the name of a member the payload reads.
+            "\"x[a-zA-Z]{1,8}\"".boxed()
         };
         let unknown = prop::collection::vec((key, any_json()).prop_map(|(k, v)| vec![format!("{k}:{v}")]), 0..3);
         (members, unknown, prop::sample::select(vec!["", " ", "\n\t", "\r\n  "]))
@@ -729,12 +730,17 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
         fn generated_bodies_are_read_as_serde_json_reads_them(body in body(Faults(true))) {
             agrees(body.as_bytes())?;
         }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn mutated_bodies_are_read_as_serde_json_reads_them_or_left_to_it(
