@@ -234,7 +234,9 @@ pub fn describe(outcome: &SyncOutcome) -> String {
             from.as_ref().map_or("(none)", |c| c.short()),
             to.short(),
         ),
-        SyncOutcome::Sliced { from, to, after, stats } => format!(
+        SyncOutcome::Sliced {
+            from, to, after, stats, ..
+        } => format!(
             "deadline near: synced {} -> {} up to {after:?}, continuation queued: {stats}",
             from.as_ref().map_or("(none)", |c| c.short()),
             to.short(),
@@ -360,6 +362,7 @@ mod tests {
             to: head,
             after: "m/0063.json".into(),
             stats: crate::ports::SyncStats::default(),
+            run: "run1".into(),
         };
 
         let first = group.decide(&policy, &delivery("d1"), 1, &Outcome::Synced(&sliced));

@@ -421,6 +421,19 @@ pub struct SyncResume {
     pub stats: SyncStats,
     /// Slices done so far.
     pub slices: u32,
+    /// Which sync this is, the same for all its slices (empty in a point recorded before syncs
+    /// were told apart). Its continuations are deduplicated on it: another sync of the same head
+    /// that stops at the same path (a requested full sync of an unchanged head) queues its own,
+    /// rather than one the queue drops as a repeat of the earlier sync's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run: String,
+}
+
+impl SyncResume {
+    /// A fresh [`SyncResume::run`] for a sync recording its first resume point.
+    pub fn new_run() -> String {
+        uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+    }
 }
 
 /// The last failed sync of a repository; cleared by the next success.

@@ -239,11 +239,13 @@ impl PushMessage {
         }
     }
 
-    /// The continuation of a sync of `repo` towards `head` that stopped after `after` (see
-    /// [`MessageKind::Continuation`]). It moves no ref; its deduplication id is derived from the
-    /// repository, the head and the resume point, so a slice queues its continuation once.
-    pub fn continuation(repo: RepoRef, head: &CommitId, after: &str, requested_at: DateTime<Utc>) -> Self {
-        let digest = hex::encode(Sha256::digest(format!("{repo}\n{after}").as_bytes()));
+    /// The continuation of the sync `run` of `repo` towards `head` that stopped after `after`
+    /// (see [`MessageKind::Continuation`], [`crate::ports::SyncResume::run`]). It moves no ref;
+    /// its deduplication id is derived from the repository, the head, the sync and the resume
+    /// point, so a slice queues its continuation once, and another sync of the same head that
+    /// stops at the same path queues its own.
+    pub fn continuation(repo: RepoRef, head: &CommitId, run: &str, after: &str, requested_at: DateTime<Utc>) -> Self {
+        let digest = hex::encode(Sha256::digest(format!("{repo}\n{run}\n{after}").as_bytes()));
         // 9 + 40 or 64 + 1 + 24 characters: within SQS's 128.
         let delivery_id = DeliveryId::parse(&format!("continue-{head}-{}", &digest[..24]))
             .expect("a continuation id is printable ASCII within 128 characters");
@@ -301,18 +303,20 @@ mod continuation_tests {
     const HEAD: &str = "2222222222222222222222222222222222222222";
 
     #[test]
-    fn continuations_are_deduplicated_on_repository_head_and_resume_point() {
+    fn continuations_are_deduplicated_on_repository_head_sync_and_resume_point() {
         let a = RepoRef::parse("DATA/models").unwrap();
         let b = RepoRef::parse("DATA/other").unwrap();
         let head = CommitId::parse(HEAD).unwrap();
 
-        let first = PushMessage::continuation(a.clone(), &head, "m/0100.json", Utc::now());
-        let again = PushMessage::continuation(a.clone(), &head, "m/0100.json", Utc::now());
-        let further = PushMessage::continuation(a, &head, "m/0200.json", Utc::now());
-        let other = PushMessage::continuation(b, &head, "m/0100.json", Utc::now());
+        let first = PushMessage::continuation(a.clone(), &head, "run1", "m/0100.json", Utc::now());
+        let again = PushMessage::continuation(a.clone(), &head, "run1", "m/0100.json", Utc::now());
+        let further = PushMessage::continuation(a.clone(), &head, "run1", "m/0200.json", Utc::now());
+        let other_sync = PushMessage::continuation(a, &head, "run2", "m/0100.json", Utc::now());
+        let other = PushMessage::continuation(b, &head, "run1", "m/0100.json", Utc::now());
 
         assert_eq!(first.delivery_id, again.delivery_id);
         assert_ne!(first.delivery_id, further.delivery_id);
+        assert_ne!(first.delivery_id, other_sync.delivery_id);
         assert_ne!(first.delivery_id, other.delivery_id);
         assert_eq!(first.kind, MessageKind::Continuation);
         let json = serde_json::to_value(&first).unwrap();

@@ -7,7 +7,9 @@
 //! repository whose cursor is behind it, queues a [`MessageKind::Reconcile`] message: the
 //! default branch's move from the cursor to the head, synced like a push by the queue's consumer,
 //! in the repository's order. Its deduplication id is derived from the repository and the head,
-//! so reconciles that see the same head again do not pile up.
+//! so reconciles that see the same head again do not pile up. A repository at the head whose
+//! sync cut into slices is not finished (a requested full sync of an unchanged head whose
+//! continuation was lost) gets that continuation queued again.
 //!
 //! The same code runs on both backends: the sync function on a schedule (`infra/template.yaml`)
 //! over SQS, and `hubsync serve --reconcile-every` over the SQLite queue.
@@ -42,7 +44,8 @@ pub enum ReconcileError {
 pub struct ReconcileReport {
     /// Registered repositories looked at.
     pub checked: usize,
-    /// Repositories behind their default branch's head, for which a sync was queued.
+    /// Repositories behind their default branch's head (or with a sync cut into slices to
+    /// finish), for which a sync was queued.
     pub queued: Vec<RepoRef>,
     /// Repositories behind, whose sync for that head was already queued (deduplicated).
     pub already_queued: Vec<RepoRef>,
@@ -85,11 +88,19 @@ where
             }
         };
         let cursor = record.cursor.as_ref().map(|c| &c.commit);
-        if cursor == Some(&branch.head) {
-            report.up_to_date += 1;
-            continue;
-        }
-        let message = PushMessage::reconcile(repo.clone(), &branch.ref_id, &branch.head, cursor, now);
+        let message = match &record.resume {
+            _ if cursor != Some(&branch.head) => {
+                PushMessage::reconcile(repo.clone(), &branch.ref_id, &branch.head, cursor, now)
+            }
+            None => {
+                report.up_to_date += 1;
+                continue;
+            }
+            // A sync cut into slices while the cursor is at the head (a requested full sync):
+            // only its continuation finishes it, so that is queued again in case it was lost
+            // (deduplicated against the slice's own if that is still queued).
+            Some(resume) => PushMessage::continuation(repo.clone(), &resume.head, &resume.run, &resume.after, now),
+        };
         match queue.enqueue(&message).await {
             Ok(Enqueued::Queued) => {
                 info!(

@@ -136,12 +136,14 @@ pub enum SyncOutcome {
         stats: SyncStats,
     },
     /// The deadline came first: every path up to `after` matches `to`, the rest is left to the
-    /// continuation; the cursor has not moved yet. `stats` counts every slice so far.
+    /// continuation; the cursor has not moved yet. `stats` counts every slice so far; `run` is
+    /// the sync's [`SyncResume::run`].
     Sliced {
         from: Option<CommitId>,
         to: CommitId,
         after: String,
         stats: SyncStats,
+        run: String,
     },
 }
 
@@ -284,8 +286,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         outcome: SyncOutcome,
         queue: &Q,
     ) -> Result<SyncOutcome, SyncError> {
-        if let SyncOutcome::Sliced { to, after, .. } = &outcome {
-            let next = PushMessage::continuation(repo.clone(), to, after, Utc::now());
+        if let SyncOutcome::Sliced { to, after, run, .. } = &outcome {
+            let next = PushMessage::continuation(repo.clone(), to, run, after, Utc::now());
             match queue.enqueue(&next).await {
                 Ok(queued) => info!(
                     repository = %repo, continuation = %next.delivery_id, ?queued,
@@ -620,6 +622,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 hubignore: None,
                 stats: SyncStats::default(),
                 slices: 0,
+                run: SyncResume::new_run(),
             };
             self.store.record_resume(leased.lease, from.as_ref(), &restart).await?;
         }
@@ -658,6 +661,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         if let Some(after) = stopped {
             let slices = resume.map_or(1, |r| r.slices + 1);
             let full = matches!(mode, SyncMode::Full(_));
+            // The same sync as the point it resumes from; else a new one.
+            let run = resume.map_or_else(SyncResume::new_run, |r| r.run.clone());
             let point = SyncResume {
                 head: head.clone(),
                 after: after.clone(),
@@ -665,6 +670,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 hubignore,
                 stats: total.clone(),
                 slices,
+                run: run.clone(),
             };
             self.store.record_resume(leased.lease, from.as_ref(), &point).await?;
             info!(
@@ -677,6 +683,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 to: head,
                 after,
                 stats: total,
+                run,
             });
         }
 

@@ -358,3 +358,78 @@ async fn a_requested_full_sync_over_a_pending_slice_starts_over_at_the_new_head(
     let cursor = f.store.repo(&f.repo).await.unwrap().unwrap().cursor.unwrap();
     assert_eq!(cursor.commit, new);
 }
+
+#[tokio::test]
+async fn a_requested_full_sync_of_an_unchanged_head_that_stops_where_an_earlier_sync_did_still_finishes() {
+    // Arrange: a first sync in slices, done.
+    let f = Fixture::registered().await;
+    let tree = many_models(120);
+    let head = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { after: first_stop, .. } = f.handle(&push(&f.repo, &head)).await else {
+        panic!("the first slice stops before the end")
+    };
+    f.drain(0).await;
+    let request = PushMessage::full_sync(
+        f.repo.clone(),
+        hubsync_core::ids::DeliveryId::parse("full-again").unwrap(),
+        Utc::now(),
+    );
+    let queued_before = f.queue.messages().len();
+    f.host.clear_calls();
+
+    // Act: a full sync of the same head, whose first slice stops at the same path.
+    let first = f.handle(&request).await;
+    f.drain(queued_before).await;
+
+    // Assert
+    assert!(
+        matches!(&first, SyncOutcome::Sliced { to, after, .. } if *to == head && *after == first_stop),
+        "{first:?}"
+    );
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!(record.resume, None, "no resume point is left behind");
+    assert_eq!(record.cursor.map(|c| c.commit), Some(head));
+    assert_eq!(f.stored().await, tree);
+    let fetches = f.fetches();
+    assert_eq!(fetches.len(), 121, "the whole tree compared again: {fetches:?}");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+}
+
+#[tokio::test]
+async fn a_resume_point_whose_continuation_was_lost_at_an_unchanged_head_is_continued_by_the_reconcile() {
+    // Arrange: a synced repository, then a full sync of the same head cut into slices whose
+    // continuation never arrives (dead-lettered, purged).
+    let f = Fixture::registered().await;
+    let tree = many_models(120);
+    let head = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &head)).await.unwrap();
+    let request = PushMessage::full_sync(
+        f.repo.clone(),
+        hubsync_core::ids::DeliveryId::parse("full-again").unwrap(),
+        Utc::now(),
+    );
+    let elsewhere = MemoryQueue::default();
+    let sliced = f.engine().handle_push_within(&request, &f.deadline(), &elsewhere).await;
+    assert!(matches!(sliced, Ok(SyncOutcome::Sliced { .. })), "{sliced:?}");
+    let queued = f.queue.messages().len();
+    f.host.clear_calls();
+
+    // Act
+    let report = hubsync_core::reconcile::reconcile(&f.store, &f.host, &f.queue, Utc::now())
+        .await
+        .unwrap();
+    f.drain(queued).await;
+
+    // Assert
+    assert_eq!(report.queued, std::slice::from_ref(&f.repo), "{report:?}");
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!(record.resume, None, "the requested full sync is finished");
+    assert_eq!(record.cursor.map(|c| c.commit), Some(head));
+    assert_eq!(f.stored().await, tree);
+    let fetches = f.fetches();
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+    assert!(
+        !fetches.contains_key("m/0000.json"),
+        "the paths done are not fetched again"
+    );
+}

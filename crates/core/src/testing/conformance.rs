@@ -86,6 +86,7 @@ pub fn resume(n: u64, after: &str) -> SyncResume {
             ..SyncStats::default()
         },
         slices: 2,
+        run: format!("run-{n}"),
     }
 }
 
