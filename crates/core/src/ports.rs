@@ -427,6 +427,10 @@ pub struct SyncResume {
     /// rather than one the queue drops as a repeat of the earlier sync's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub run: String,
+    /// `hubsync sync --from`: the commit whose changes to `head` this (incremental) sync applies
+    /// as well as the cursor's, in every slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<CommitId>,
 }
 
 impl SyncResume {

@@ -520,7 +520,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     ///
     /// A sync cut into slices that is not done yet (a resume point on the record) is finished
     /// first, towards its own head, whatever this sync was started for (a continuation, a later
-    /// push, a reconcile); then, in the same run, the sync goes on from there to the branch head.
+    /// push, a reconcile); then, in the same run, the sync goes on from there to the branch head
+    /// (and applies a `--from` asked for meanwhile).
     /// Only a requested full sync, or one that found the cursor moved, starts over instead.
     async fn sync_leased(
         &self,
@@ -550,11 +551,13 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 }
             }
             let continuing = forced.is_none() && record.resume.is_some();
+            // A `--from` other than the pending sync's own is applied once that is done.
+            let since_left = since.is_some() && since != record.resume.as_ref().and_then(|r| r.since.as_ref());
             match self
                 .sync_once(leased, &branch, &record, forced, since, progress, deadline)
                 .await
             {
-                Ok(SyncOutcome::Synced { to, .. }) if continuing && to != branch.head => {
+                Ok(SyncOutcome::Synced { to, .. }) if continuing && (to != branch.head || since_left) => {
                     info!(repository = %repo, done = %to, head = %branch.head, "sliced sync done; going on to the branch head");
                 }
                 Err(SyncError::Store(StoreError::CursorMoved(_))) if !moved_once => {
@@ -599,10 +602,16 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             (_, None, Some(cursor)) if *cursor == head => Plan::Incremental(Vec::new()),
             (_, None, Some(cursor)) => self.plan_diff(repo, cursor, &head).await?,
         };
-        // `--from` (once a sliced sync in progress is done): the changes since that commit as
-        // well, so the cursor's guarantee holds when it moves to the head; what cannot be applied
-        // as a diff is reconciled whole.
-        if let (None, Some(since), Plan::Incremental(changes)) = (resume, since, &mut plan)
+        // `--from`: the changes since that commit as well, so the cursor's guarantee holds when
+        // it moves to the head; what cannot be applied as a diff is reconciled whole. A sync in
+        // slices applies its own `--from` in every slice (the same plan each time, so the paths
+        // after its resume point are the ones still to do); one asked for while another is
+        // pending, once that is done.
+        let since = match resume {
+            Some(r) => r.since.as_ref(),
+            None => since,
+        };
+        if let (Some(since), Plan::Incremental(changes)) = (since, &mut plan)
             && from.as_ref() != Some(since)
         {
             match self.plan_diff(repo, since, &head).await? {
@@ -623,6 +632,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 stats: SyncStats::default(),
                 slices: 0,
                 run: SyncResume::new_run(),
+                since: None,
             };
             self.store.record_resume(leased.lease, from.as_ref(), &restart).await?;
         }
@@ -671,6 +681,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 stats: total.clone(),
                 slices,
                 run: run.clone(),
+                since: since.filter(|_| !full).cloned(),
             };
             self.store.record_resume(leased.lease, from.as_ref(), &point).await?;
             info!(

@@ -433,3 +433,78 @@ async fn a_resume_point_whose_continuation_was_lost_at_an_unchanged_head_is_cont
         "the paths done are not fetched again"
     );
 }
+
+#[tokio::test]
+async fn a_sync_from_a_commit_cut_into_slices_applies_that_commits_changes_in_every_slice() {
+    // Arrange: m/0140.json changed after the commit, then many models, so the sync needs slices.
+    let f = Fixture::registered().await;
+    let mut tree = many_models(150);
+    let since = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &since)).await.unwrap();
+    tree.insert("m/0140.json".into(), model("Changed after the commit"));
+    let cursor = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &cursor)).await.unwrap();
+    for i in 0..100 {
+        tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, second version")));
+    }
+    let head = f.host.commit(&f.repo, tree.clone());
+    f.host.clear_calls();
+
+    // Act
+    let first = f
+        .engine()
+        .sync_request_within(
+            &f.repo,
+            &hubsync_core::push::SyncRequest::From(since),
+            &NoProgress,
+            &f.deadline(),
+            &f.queue,
+        )
+        .await
+        .unwrap();
+    f.drain(0).await;
+
+    // Assert
+    assert!(matches!(first, SyncOutcome::Sliced { .. }), "{first:?}");
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
+    let fetches = f.fetches();
+    assert_eq!(fetches.get("m/0140.json"), Some(&1), "{fetches:?}");
+    assert_eq!(fetches.len(), 101, "{fetches:?}");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+    assert_eq!(f.stored().await, tree);
+}
+
+#[tokio::test]
+async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_that_commits_changes_too() {
+    // Arrange: m/0140.json changed after the commit; a push of many models cut into slices.
+    let f = Fixture::registered().await;
+    let mut tree = many_models(150);
+    let since = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &since)).await.unwrap();
+    tree.insert("m/0140.json".into(), model("Changed after the commit"));
+    let cursor = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &cursor)).await.unwrap();
+    for i in 0..100 {
+        tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, second version")));
+    }
+    let head = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { .. } = f.handle(&push(&f.repo, &head)).await else {
+        panic!("the push's first slice stops before the end")
+    };
+    f.host.clear_calls();
+
+    // Act: `hubsync sync --from` (no deadline) before the continuation arrives.
+    let outcome = f
+        .engine()
+        .sync_request(&f.repo, &hubsync_core::push::SyncRequest::From(since), &NoProgress)
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
+    assert_eq!(f.fetches().get("m/0140.json"), Some(&1), "{:?}", f.fetches());
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
+    assert_eq!(f.stored().await, tree);
+}

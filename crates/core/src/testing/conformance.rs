@@ -87,6 +87,7 @@ pub fn resume(n: u64, after: &str) -> SyncResume {
         },
         slices: 2,
         run: format!("run-{n}"),
+        since: (n > 1).then(|| commit(n - 1)),
     }
 }
 
