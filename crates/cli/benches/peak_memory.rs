@@ -16,17 +16,12 @@ mod common;
 use std::time::Instant;
 
 use anyhow::bail;
-use common::{ChildSim, Figure, MIB, arg, is_bench_run, memory, reset_peak, serve_until_stdin_closes};
-use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use common::{ChildSim, Figure, MIB, SqliteSync, arg, is_bench_run, memory, reset_peak, serve_repo};
+use hubsync_bitbucket_sim::FileOp;
 use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
-use hubsync_bitbucket_sim::{FileOp, SimConfig, Simulator};
-use hubsync_core::ids::RepoRef;
 use hubsync_core::model::ModelStatus;
-use hubsync_core::ports::{ModelStore, RepoRegistry};
-use hubsync_core::secrets::{HubSecret, StaticSecret};
-use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, NoProgress, SyncOptions, SyncWorker};
-use hubsync_sqlite::SqliteHub;
-use secrecy::ExposeSecret;
+use hubsync_core::ports::ModelStore;
+use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, NoProgress};
 
 /// Large models in the batch figure.
 const BATCH: usize = 4;
@@ -90,10 +85,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The child: a simulator holding one repository with `count` models of `bytes`; prints
-/// `<base URL> <token> <bytes of the largest model>` and serves until its standard input closes.
+/// `<base URL> <token> <head> <bytes of the largest model>` and serves until its standard input
+/// closes.
 async fn serve_simulator(bytes: u64, count: usize) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig::default()).await?;
-    let repo = sim.create_repo("DATA", "models")?;
     let mut largest = 0;
     let mut ops = Vec::new();
     for i in 0..count {
@@ -106,14 +100,7 @@ async fn serve_simulator(bytes: u64, count: usize) -> anyhow::Result<()> {
         largest = largest.max(model.len());
         ops.push(FileOp::write(format!("big-{i}.hck.json"), model));
     }
-    repo.commit("main", &ops, "large models")?;
-    drop(ops);
-    let fields = [
-        sim.base_url().to_owned(),
-        sim.token().expose_secret().to_owned(),
-        largest.to_string(),
-    ];
-    serve_until_stdin_closes(&fields).await
+    serve_repo(ops, &[largest.to_string()]).await
 }
 
 /// Syncs `count` models of `bytes`: the largest model's size, the peak RSS and the seconds taken.
@@ -125,33 +112,20 @@ async fn measure(bytes: u64, count: usize) -> anyhow::Result<(u64, u64, f64)> {
         "--count",
         &count.to_string(),
     ])?;
-    let [base_url, token, model_bytes] = child.fields.as_slice() else {
+    let [base_url, token, _head, model_bytes] = child.fields.as_slice() else {
         bail!("the simulator child printed {:?}", child.fields);
     };
     let model_bytes: u64 = model_bytes.parse()?;
-
-    let dir = tempfile::tempdir()?;
-    let hub = SqliteHub::open(&dir.path().join("hub.db"))?;
-    let repo = RepoRef::parse("DATA/models")?;
-    hub.register(&repo).await?;
-    let secret = HubSecret::from_json(
-        &serde_json::json!({"baseUrl": base_url, "accessToken": token, "webhookSecret": "unused"}).to_string(),
-    )?;
-    let worker = SyncWorker {
-        store: hub.clone(),
-        secrets: StaticSecret(secret),
-        connector: BitbucketConnector::new(ClientOptions::default())?,
-        options: SyncOptions::default(),
-    };
+    let SqliteSync { hub, repo, worker, .. } = &SqliteSync::new(base_url, token).await?;
 
     reset_peak()?;
     let started = Instant::now();
-    worker.sync_repo(&repo, true, &NoProgress).await?;
+    worker.sync_repo(repo, true, &NoProgress).await?;
     let took = started.elapsed();
     let (peak, _) = memory()?;
     child.stop()?;
 
-    let stored = hub.list_models(&repo).await?;
+    let stored = hub.list_models(repo).await?;
     if stored.len() != count || !stored.iter().all(|m| matches!(m.status, ModelStatus::Valid { .. })) {
         bail!("the models were not stored as valid models: {stored:?}");
     }

@@ -1,6 +1,7 @@
-//! What the end-to-end bench binaries share: whether this is a real run, the peak-memory probe,
-//! a simulator in a child process, and the `hubsync-bench` result line `cargo xtask bench`
-//! collects into one table.
+//! What the end-to-end bench binaries share: whether this is a real run, the peak-memory and
+//! CPU-time probes, a simulator in a child process serving one repository, a sync of it into a
+//! fresh SQLite file, and the `hubsync-bench` result line `cargo xtask bench` collects into one
+//! table.
 
 #![allow(dead_code)] // each bench binary uses its own part of this module
 
@@ -8,6 +9,14 @@ use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
+use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
+use hubsync_bitbucket_sim::{FileOp, SimConfig, Simulator};
+use hubsync_core::ids::RepoRef;
+use hubsync_core::ports::RepoRegistry;
+use hubsync_core::secrets::{HubSecret, StaticSecret};
+use hubsync_core::sync::{SyncOptions, SyncWorker};
+use hubsync_sqlite::SqliteHub;
+use secrecy::ExposeSecret;
 
 pub const MIB: u64 = 1024 * 1024;
 
@@ -68,11 +77,98 @@ impl ChildSim {
         Ok(Self { child, fields })
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(mut self) -> anyhow::Result<()> {
         drop(self.child.stdin.take());
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// The repository the child simulator serves.
+pub const REPO: &str = "DATA/models";
+
+/// In the child: a simulator holding [`REPO`] with `files` committed on `main`; prints
+/// `<base URL> <token> <head>` and then `extra`, and serves until standard input closes.
+pub async fn serve_repo(files: Vec<FileOp>, extra: &[String]) -> anyhow::Result<()> {
+    let sim = Simulator::start(SimConfig::default()).await?;
+    let (project, slug) = REPO.split_once('/').context("a project and a slug")?;
+    let repo = sim.create_repo(project, slug)?;
+    let committing = repo.clone();
+    tokio::task::spawn_blocking(move || committing.commit("main", &files, "generated models")).await??;
+    let head = repo.head("main")?.context("a head")?;
+    let mut fields = vec![sim.base_url().to_owned(), sim.token().expose_secret().to_owned(), head];
+    fields.extend_from_slice(extra);
+    serve_until_stdin_closes(&fields).await
+}
+
+/// A sync of [`REPO`] from the child simulator into a fresh SQLite file (removed on drop).
+pub struct SqliteSync {
+    pub hub: SqliteHub,
+    pub repo: RepoRef,
+    pub worker: SyncWorker<SqliteHub, StaticSecret, BitbucketConnector>,
+    _dir: tempfile::TempDir,
+}
+
+impl SqliteSync {
+    /// The repository registered in a new database, and a worker with the default options.
+    pub async fn new(base_url: &str, token: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let hub = SqliteHub::open(&dir.path().join("hub.db"))?;
+        let repo = RepoRef::parse(REPO)?;
+        hub.register(&repo).await?;
+        let secret = HubSecret::from_json(
+            &serde_json::json!({"baseUrl": base_url, "accessToken": token, "webhookSecret": "unused"}).to_string(),
+        )?;
+        let worker = SyncWorker {
+            store: hub.clone(),
+            secrets: StaticSecret(secret),
+            connector: BitbucketConnector::new(ClientOptions::default())?,
+            options: SyncOptions::default(),
+        };
+        Ok(Self {
+            hub,
+            repo,
+            worker,
+            _dir: dir,
+        })
+    }
+}
+
+/// CPU seconds (user + system) used so far by process `pid` and by its live children (the
+/// simulator's `git cat-file` processes), from `/proc/<pid>/stat`. Linux only.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let mut ticks = own_ticks(pid)?.0;
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(child) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A process may end between listing and reading: not counted.
+        if let Ok((child_ticks, parent)) = own_ticks(child)
+            && parent == pid
+        {
+            ticks += child_ticks;
+        }
+    }
+    Ok(ticks as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux architecture that hubsync runs on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// `utime + stime` of one process, in clock ticks, and its parent's pid.
+fn own_ticks(pid: u32) -> anyhow::Result<(u64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: fields after its end.
+    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).context("a /proc stat field");
+    let ppid = field(4)?.parse()?;
+    Ok((field(14)?.parse::<u64>()? + field(15)?.parse::<u64>()?, ppid))
 }
 
 /// In the child: prints `fields` on one line, then blocks until standard input closes.
