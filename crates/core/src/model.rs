@@ -166,6 +166,26 @@ impl ModelRecord {
         }
     }
 
+    /// A record of a file [`examine`] already read: its digest is not computed a second time.
+    pub fn examined(
+        path: String,
+        commit: CommitId,
+        synced_at: DateTime<Utc>,
+        status: ModelStatus,
+        content: Bytes,
+        content_sha256: String,
+    ) -> Self {
+        debug_assert_eq!(content_sha256, sha256_hex(&content), "the digest of {path}");
+        Self {
+            path,
+            commit,
+            synced_at,
+            status,
+            content,
+            content_sha256,
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.content.len() as u64
     }
@@ -243,6 +263,19 @@ pub fn classify(path: &str, content: &[u8]) -> Classification {
         Err(problem) if claims => Classification::Malformed(problem),
         Err(_) => Classification::NotAModel,
     }
+}
+
+/// What a sync records of a fetched file: its status and the SHA-256 of its bytes, or `None` when
+/// it is no model (skipped). The bytes are walked twice back to back (recognised, then hashed)
+/// while they are still in the CPU's cache; the sync runs this off the task that drives the
+/// fetches, so that the next files keep downloading meanwhile.
+pub fn examine(path: &str, content: &[u8]) -> Option<(ModelStatus, String)> {
+    let status = match classify(path, content) {
+        Classification::Model(facts) => ModelStatus::Valid { facts },
+        Classification::Malformed(error) => ModelStatus::Malformed { error },
+        Classification::NotAModel => return None,
+    };
+    Some((status, sha256_hex(content)))
 }
 
 fn mentions_model_keys(content: &[u8]) -> bool {

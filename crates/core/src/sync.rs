@@ -39,7 +39,7 @@ use crate::deadline::Deadline;
 pub use crate::fetch_budget::{Admission, DEFAULT_FETCH_CONCURRENCY, DEFAULT_FILE_ALLOWANCE, FetchBudget};
 use crate::hubignore::{HUBIGNORE_PATH, HubIgnore};
 use crate::ids::{CommitId, RepoRef};
-use crate::model::{Classification, ModelRecord, ModelStatus, classify, is_candidate_path};
+use crate::model::{ModelRecord, ModelStatus, examine, is_candidate_path};
 use crate::ports::{
     Ancestry, ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind,
     LastError, LeaseOwner, MAX_KEPT_HUBIGNORE_BYTES, ModelStore, PushQueue, QueueError, RawFile, RepoRecord,
@@ -917,9 +917,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 let error = size.to_string();
                 warn!(repository = %repo, path, error = %error, "model over the size cap recorded as malformed");
                 let status = ModelStatus::Malformed { error };
-                return self
-                    .store_status(leased, head, path, status, Bytes::new(), known, stats)
-                    .await;
+                let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, Bytes::new());
+                return self.store_status(leased, head, record, known, stats).await;
             }
             None => {
                 // Listed at the head but not readable there: treat as gone.
@@ -929,39 +928,31 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 return Ok(());
             }
         };
-        let status = match classify(path, &content) {
-            Classification::Model(facts) => ModelStatus::Valid { facts },
-            Classification::Malformed(error) => {
-                warn!(repository = %repo, path, error = %error, "malformed model recorded");
-                ModelStatus::Malformed { error }
+        let Some((status, digest)) = examine_off_task(path, &content).await else {
+            bump(stats, |s| s.skipped += 1);
+            if !matches!(known, Known::Absent) && self.delete(leased, path).await? {
+                bump(stats, |s| s.removed += 1);
             }
-            Classification::NotAModel => {
-                bump(stats, |s| s.skipped += 1);
-                if !matches!(known, Known::Absent) && self.delete(leased, path).await? {
-                    bump(stats, |s| s.removed += 1);
-                }
-                return Ok(());
-            }
+            return Ok(());
         };
-        self.store_status(leased, head, path, status, content, known, stats)
-            .await
+        if let ModelStatus::Malformed { error } = &status {
+            warn!(repository = %repo, path, error = %error, "malformed model recorded");
+        }
+        let record = ModelRecord::examined(path.to_owned(), head.clone(), Utc::now(), status, content, digest);
+        self.store_status(leased, head, record, known, stats).await
     }
 
-    /// Writes the model at `path` with `status` and `content`, unless the store already holds
-    /// exactly that.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes `record`, unless the store already holds exactly that.
     async fn store_status(
         &self,
         leased: &Leased<'_>,
         head: &CommitId,
-        path: &str,
-        status: ModelStatus,
-        content: Bytes,
+        record: ModelRecord,
         known: &Known,
         stats: &Mutex<SyncStats>,
     ) -> Result<(), SyncError> {
-        let malformed = matches!(status, ModelStatus::Malformed { .. });
-        let record = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, content);
+        let path = record.path.as_str();
+        let malformed = matches!(record.status, ModelStatus::Malformed { .. });
         if matches!(known, Known::Stored(sha, st) if *sha == record.content_sha256 && *st == record.status) {
             if malformed {
                 bump(stats, |s| s.malformed += 1);
@@ -984,6 +975,20 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         };
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
         Ok(())
+    }
+}
+
+/// [`examine`]s a fetched file on tokio's blocking pool: recognising and hashing are the CPU work
+/// of a sync, and on the one task that drives every fetch of [`SyncEngine::run_ops`] they would
+/// hold up the downloads in flight (issue 11).
+async fn examine_off_task(path: &str, content: &Bytes) -> Option<(ModelStatus, String)> {
+    let (owned_path, shared) = (path.to_owned(), content.clone());
+    match tokio::task::spawn_blocking(move || examine(&owned_path, &shared)).await {
+        Ok(examined) => examined,
+        // As if it had run here: a panic goes on unwinding.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down: do it here rather than lose the file.
+        Err(_) => examine(path, content),
     }
 }
 
