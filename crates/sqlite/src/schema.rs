@@ -34,7 +34,7 @@ const MIGRATIONS: &[&str] = &[
         status         TEXT NOT NULL,              -- JSON ModelStatus
         content_sha256 TEXT NOT NULL,
         size           INTEGER NOT NULL,           -- uncompressed bytes
-        encoding       TEXT NOT NULL,              -- 'zlib'
+        encoding       TEXT NOT NULL,              -- 'zstd' (or 'zlib', written before)
         content        BLOB NOT NULL,              -- last, so listings never read it
         PRIMARY KEY (repo, path)
     );

@@ -86,6 +86,37 @@ async fn a_ten_megabyte_model_round_trips_byte_for_byte_and_is_compressed_at_res
 }
 
 #[tokio::test]
+async fn a_model_written_zlib_compressed_by_an_earlier_version_still_reads_byte_for_byte() {
+    // Arrange: a row as hubsync wrote them before zstd, compressed with zlib.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let hub = SqliteHub::open(&path).unwrap();
+    let r = repo("DATA/models");
+    let content = big_model(64 * 1024);
+    let rec = ModelRecord::new("old.hck.json".into(), commit(1), t0(), valid("Old"), content.clone());
+    hub.put_model(&held(&hub, &r).await, &rec).await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let written: String = raw
+        .query_row("SELECT encoding FROM models", [], |row| row.get(0))
+        .unwrap();
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut zlib, &content).unwrap();
+    raw.execute(
+        "UPDATE models SET encoding = 'zlib', content = ?1",
+        [zlib.finish().unwrap()],
+    )
+    .unwrap();
+
+    // Act
+    let back = hub.get_model(&r, &rec.path).await.unwrap().unwrap();
+
+    // Assert
+    assert_eq!(written, "zstd", "what a write uses now");
+    assert!(back.content == content, "content differs after reading the zlib row");
+    assert_eq!(back, rec);
+}
+
+#[tokio::test]
 async fn a_damaged_model_is_reported_as_corrupt_not_served() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.db");
