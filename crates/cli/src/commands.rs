@@ -75,8 +75,8 @@ pub struct SyncArgs {
     /// Run the sync in slices of PERIOD (e.g. 30s, 5m; local backend): at 80 % of a slice the sync
     /// stops between files, records how far it got and queues its continuation for `hubsync
     /// serve`, as `serve --slice` does; this command then reports the slice and runs the next
-    /// one itself, until the head is reached. Interrupted, it leaves the rest to `hubsync
-    /// serve` (or to the next `hubsync sync`). 0 or off (the default): one piece.
+    /// one itself, until the head is reached. Interrupted after a slice, it leaves the rest to
+    /// `hubsync serve` (or to `hubsync sync --recent`). 0 or off (the default): one piece.
     #[arg(long, value_name = "PERIOD", env = "HUB_SLICE", default_value_t = SliceLength::default())]
     pub slice: SliceLength,
     /// With --slice: run the first slice only and leave its continuation on the queue for

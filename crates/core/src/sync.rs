@@ -110,6 +110,9 @@ pub enum FullSyncReason {
     CursorMoved,
     /// The next slice of a full sync cut into slices ([`SyncOutcome::Sliced`]).
     Continued,
+    /// The head a sync cut into slices was replicating no longer exists on the host (force-push
+    /// and garbage collection): its resume point gives way to the branch head.
+    SlicedHeadUnreachable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,6 +537,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     ) -> Result<SyncOutcome, SyncError> {
         let repo = &leased.lease.repo;
         let mut moved_once = false;
+        let mut resume_gone = false;
         let mut first = true;
         loop {
             let record = self
@@ -560,6 +564,17 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 Ok(SyncOutcome::Synced { to, .. }) if continuing && (to != branch.head || since_left) => {
                     info!(repository = %repo, done = %to, head = %branch.head, "sliced sync done; going on to the branch head");
                 }
+                // Nothing was written: the plan is made before any write.
+                Err(SyncError::GitHost(e))
+                    if continuing
+                        && !resume_gone
+                        && e.kind == GitHostErrorKind::NotFound
+                        && self.resume_head_gone(repo, &record, &branch).await? =>
+                {
+                    warn!(repository = %repo, "the head of the sync in slices is gone; reconciling the whole tree at the branch head");
+                    resume_gone = true;
+                    forced = Some(FullSyncReason::SlicedHeadUnreachable);
+                }
                 Err(SyncError::Store(StoreError::CursorMoved(_))) if !moved_once => {
                     warn!(repository = %repo, "the cursor moved under this sync; reconciling against the new head");
                     moved_once = true;
@@ -572,6 +587,21 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 other => return other,
             }
         }
+    }
+
+    /// Whether the head `record`'s resume point replicates is gone from the host (a resume point
+    /// whose head was force-pushed away and collected can never be finished): one request.
+    async fn resume_head_gone(
+        &self,
+        repo: &RepoRef,
+        record: &RepoRecord,
+        branch: &DefaultBranch,
+    ) -> Result<bool, SyncError> {
+        let Some(resume) = &record.resume else {
+            return Ok(false);
+        };
+        let ancestry = self.host.ancestry(repo, &resume.head, &branch.head).await?;
+        Ok(ancestry == Ancestry::Unknown)
     }
 
     #[allow(clippy::too_many_arguments)]

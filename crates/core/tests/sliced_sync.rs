@@ -508,3 +508,30 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_t
     assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
     assert_eq!(f.stored().await, tree);
 }
+
+#[tokio::test]
+async fn a_resume_point_whose_head_was_force_pushed_away_and_collected_gives_way_to_the_new_head() {
+    // Arrange: a push cut into slices, then its head replaced by a force-push and collected.
+    let f = Fixture::registered().await;
+    let mut tree = many_models(120);
+    let old = f.host.commit(&f.repo, tree.clone());
+    f.engine().handle_push(&push(&f.repo, &old)).await.unwrap();
+    for content in tree.values_mut().take(100) {
+        *content = model("Pushed, then force-pushed away");
+    }
+    let gone = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { .. } = f.handle(&push(&f.repo, &gone)).await else {
+        panic!("the push's first slice stops before the end")
+    };
+    tree.insert("m/0119.json".into(), model("The force-pushed head"));
+    let head = f.host.commit(&f.repo, tree.clone());
+    f.host.forget(&gone);
+
+    // Act: the continuation, then whatever it queues.
+    f.drain(0).await;
+
+    // Assert
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
+    assert_eq!(f.stored().await, tree);
+}
