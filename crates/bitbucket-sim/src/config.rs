@@ -33,6 +33,9 @@ pub struct SimConfig {
     /// Whether `repo:refs_changed` payloads carry the `commits` and `toCommit` members that
     /// Bitbucket 8.x and later add. Default `true`; set `false` to get the older payload.
     pub webhook_commit_details: bool,
+    /// Whether raw files are answered with their `Content-Length`. Default `true`; set `false`
+    /// to stream them without one (chunked), as a server streaming a blob of unknown size does.
+    pub raw_content_length: bool,
 }
 
 impl SimConfig {
@@ -56,6 +59,7 @@ impl Default for SimConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             actor: User::default(),
             webhook_commit_details: true,
+            raw_content_length: true,
         }
     }
 }

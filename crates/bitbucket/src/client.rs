@@ -532,6 +532,13 @@ async fn read_body(
             let waiting = Instant::now();
             admission.reading((body.len() + keep) as u64).await;
             *deadline += waiting.elapsed();
+            // The buffer takes the room the budget charged at once: growing it by doubling
+            // would copy tens of megabytes, the old buffer and the new one both in memory.
+            let charged = usize::try_from(admission.reserved().min(PREALLOCATE_LIMIT)).unwrap_or(0);
+            let room = limit.map_or(charged, |limit| charged.min(limit));
+            if room > body.capacity() {
+                body.reserve_exact(room - body.len());
+            }
         }
         body.extend_from_slice(&chunk[..keep]);
         if limit.is_some_and(|limit| body.len() >= limit) {

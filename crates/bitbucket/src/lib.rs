@@ -11,6 +11,7 @@
 //! - `paths`: URL building and percent-encoding.
 //! - `retry`: backoff and `Retry-After`.
 //! - `error`: the build error and redacted error text.
+//! - `memory`: large bodies given back to the OS once freed (glibc's malloc).
 //!
 //! ```no_run
 //! use hubsync_bitbucket::{BitbucketClient, ClientOptions};
@@ -29,6 +30,7 @@ mod client;
 mod error;
 mod git_host;
 mod json;
+mod memory;
 mod paths;
 mod retry;
 
@@ -38,6 +40,7 @@ pub use admin::{
 };
 pub use client::{BitbucketClient, ClientOptions};
 pub use error::ClientBuildError;
+pub use memory::give_large_bodies_back_to_the_os;
 
 mod connector;
 pub use connector::BitbucketConnector;

@@ -1,8 +1,9 @@
 //! Peak memory of syncing one 32 MiB model (issue 11, goal 2: peak RSS at most twice the model
 //! plus 32 MiB), and of a batch of four of them (the fetch budget shared by the whole invocation
-//! must keep a batch of large models within the function's memory), measured end to end: the
-//! Bitbucket Data Center simulator serves the models over loopback, the real client fetches
-//! them, the sync recognises them and the SQLite store writes them.
+//! must keep a batch of large models within the function's memory), with their sizes announced
+//! (`Content-Length`) and without (chunked, so the budget learns a size only as the bytes come),
+//! measured end to end: the Bitbucket Data Center simulator serves the models over loopback, the
+//! real client fetches them, the sync recognises them and the SQLite store writes them.
 //!
 //! The simulator runs in a child process (this same binary, started with `sim-child`), so that
 //! its copy of the models is not counted. The figure is this process's `VmHWM` (peak resident
@@ -16,9 +17,9 @@ mod common;
 use std::time::Instant;
 
 use anyhow::bail;
-use common::{ChildSim, Figure, MIB, SqliteSync, arg, is_bench_run, memory, reset_peak, serve_repo};
-use hubsync_bitbucket_sim::FileOp;
+use common::{ChildSim, Figure, MIB, SqliteSync, arg, is_bench_run, memory, reset_peak, serve_repo_with};
 use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
+use hubsync_bitbucket_sim::{FileOp, SimConfig};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::ModelStore;
 use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, NoProgress};
@@ -27,6 +28,8 @@ use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, NoProgress};
 const BATCH: usize = 4;
 
 fn main() -> anyhow::Result<()> {
+    // As the sync function and `hubsync` do at start-up.
+    hubsync_bitbucket::give_large_bodies_back_to_the_os();
     let bench = is_bench_run();
     let bytes: u64 = match arg("--bytes") {
         Some(n) => n.parse()?,
@@ -35,15 +38,16 @@ fn main() -> anyhow::Result<()> {
         None => MIB / 4,
     };
     let count: usize = arg("--count").map(|n| n.parse()).transpose()?.unwrap_or(1);
+    let chunked = std::env::args().any(|a| a == "--chunked");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     if std::env::args().nth(1).as_deref() == Some("sim-child") {
-        return runtime.block_on(serve_simulator(bytes, count));
+        return runtime.block_on(serve_simulator(bytes, count, chunked));
     }
     runtime.block_on(async {
-        let (model_bytes, peak, took) = measure(bytes, 1).await?;
+        let (model_bytes, peak, took) = measure(bytes, 1, false).await?;
         let goal = 2 * model_bytes + 32 * MIB;
         let mib = |n: u64| n as f64 / MIB as f64;
         Figure {
@@ -61,33 +65,38 @@ fn main() -> anyhow::Result<()> {
         }
         .print();
         if bench {
-            let (model_bytes, peak, took) = measure(bytes, BATCH).await?;
-            let goal = 2 * model_bytes + 32 * MIB;
-            Figure {
-                figure: format!(
-                    "peak RSS, full sync of {BATCH} models of {:.1} MiB at once ({:.2} s)",
-                    mib(model_bytes),
-                    took
-                ),
-                value: mib(peak),
-                unit: "MiB",
-                floor: Some("2 x one model + 32 MiB".into()),
-                floor_value: Some(mib(goal)),
-                goal: Some("<= 1x (the budget bounds the batch)".into()),
-                note: (peak > goal).then(|| {
-                    "the fetch budget counts files, not bytes: a file's size is known only once it is downloaded".into()
-                }),
+            for chunked in [false, true] {
+                let (model_bytes, peak, took) = measure(bytes, BATCH, chunked).await?;
+                let goal = 2 * model_bytes + 32 * MIB;
+                let sizes = if chunked {
+                    "sizes not announced (chunked)"
+                } else {
+                    "sizes announced"
+                };
+                Figure {
+                    figure: format!(
+                        "peak RSS, full sync of {BATCH} models of {:.1} MiB at once, {sizes} ({:.2} s)",
+                        mib(model_bytes),
+                        took
+                    ),
+                    value: mib(peak),
+                    unit: "MiB",
+                    floor: Some("2 x one model + 32 MiB".into()),
+                    floor_value: Some(mib(goal)),
+                    goal: Some("<= 1x (the budget bounds the batch)".into()),
+                    note: None,
+                }
+                .print();
             }
-            .print();
         }
         Ok(())
     })
 }
 
-/// The child: a simulator holding one repository with `count` models of `bytes`; prints
-/// `<base URL> <token> <head> <bytes of the largest model>` and serves until its standard input
-/// closes.
-async fn serve_simulator(bytes: u64, count: usize) -> anyhow::Result<()> {
+/// The child: a simulator holding one repository with `count` models of `bytes` (sent without
+/// `Content-Length` when `chunked`); prints `<base URL> <token> <head> <bytes of the largest
+/// model>` and serves until its standard input closes.
+async fn serve_simulator(bytes: u64, count: usize, chunked: bool) -> anyhow::Result<()> {
     let mut largest = 0;
     let mut ops = Vec::new();
     for i in 0..count {
@@ -100,18 +109,22 @@ async fn serve_simulator(bytes: u64, count: usize) -> anyhow::Result<()> {
         largest = largest.max(model.len());
         ops.push(FileOp::write(format!("big-{i}.hck.json"), model));
     }
-    serve_repo(ops, &[largest.to_string()]).await
+    let config = SimConfig {
+        raw_content_length: !chunked,
+        ..SimConfig::default()
+    };
+    serve_repo_with(config, ops, &[largest.to_string()]).await
 }
 
-/// Syncs `count` models of `bytes`: the largest model's size, the peak RSS and the seconds taken.
-async fn measure(bytes: u64, count: usize) -> anyhow::Result<(u64, u64, f64)> {
-    let child = ChildSim::start(&[
-        "sim-child",
-        "--bytes",
-        &bytes.to_string(),
-        "--count",
-        &count.to_string(),
-    ])?;
+/// Syncs `count` models of `bytes` (served without their length when `chunked`): the largest
+/// model's size, the peak RSS and the seconds taken.
+async fn measure(bytes: u64, count: usize, chunked: bool) -> anyhow::Result<(u64, u64, f64)> {
+    let (bytes_arg, count_arg) = (bytes.to_string(), count.to_string());
+    let mut args = vec!["sim-child", "--bytes", &bytes_arg, "--count", &count_arg];
+    if chunked {
+        args.push("--chunked");
+    }
+    let child = ChildSim::start(&args)?;
     let [base_url, token, _head, model_bytes] = child.fields.as_slice() else {
         bail!("the simulator child printed {:?}", child.fields);
     };

@@ -61,6 +61,8 @@ fn init_terminal_logs(default: &str) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // A batch of large models: each one's memory goes back to the OS once it is written.
+    hubsync_bitbucket::give_large_bodies_back_to_the_os();
     let cli = Cli::parse();
     #[cfg(feature = "demo")]
     let demo = matches!(

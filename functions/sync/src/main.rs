@@ -17,6 +17,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // A batch of large models: each one's memory goes back to the OS once it is written.
+    hubsync_bitbucket::give_large_bodies_back_to_the_os();
     hubsync_aws::init_lambda_logs();
     let SyncAdapters {
         store,

@@ -210,7 +210,17 @@ pub(super) async fn raw(
     } else {
         "application/octet-stream"
     };
-    let mut response = bytes.into_response();
+    let mut response = if shared.config.raw_content_length {
+        bytes.into_response()
+    } else {
+        // A body of unknown length: sent chunked, 64 KiB at a time.
+        let bytes = bytes::Bytes::from(bytes);
+        let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> = (0..bytes.len())
+            .step_by(64 * 1024)
+            .map(|start| Ok(bytes.slice(start..bytes.len().min(start + 64 * 1024))))
+            .collect();
+        axum::body::Body::from_stream(futures::stream::iter(chunks)).into_response()
+    };
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -281,3 +281,30 @@ async fn an_announced_raw_file_says_its_size_but_sends_only_a_little_of_it() {
         "{sent} bytes sent"
     );
 }
+
+#[tokio::test]
+async fn a_simulator_told_so_sends_raw_files_without_their_length() {
+    // Arrange
+    let app = crate::helpers::spawn_with(hubsync_bitbucket_sim::SimConfig {
+        raw_content_length: false,
+        ..hubsync_bitbucket_sim::SimConfig::with_token(crate::helpers::TOKEN)
+    })
+    .await;
+    let repo = app.sim.create_repo("PROJ", "models").expect("repo");
+    let content = "x".repeat(200 * 1024);
+    let head = repo
+        .commit_files("main", [("big.json", content.as_str())], "Big")
+        .expect("commit");
+    let raw = format!("{}/raw/big.json", app.repo_path(&repo));
+
+    // Act
+    let by_id = app.get(&format!("{raw}?at={}", head.to_hash().expect("commit"))).await;
+    let by_branch = app.get(&format!("{raw}?at=refs/heads/main")).await;
+
+    // Assert
+    for response in [by_id, by_branch] {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.content_length(), None);
+        assert_eq!(response.bytes().await.expect("body").as_ref(), content.as_bytes());
+    }
+}

@@ -95,7 +95,12 @@ pub const REPO: &str = "DATA/models";
 /// In the child: a simulator holding [`REPO`] with `files` committed on `main`; prints
 /// `<base URL> <token> <head>` and then `extra`, and serves until standard input closes.
 pub async fn serve_repo(files: Vec<FileOp>, extra: &[String]) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig::default()).await?;
+    serve_repo_with(SimConfig::default(), files, extra).await
+}
+
+/// [`serve_repo`] from a simulator configured with `config`.
+pub async fn serve_repo_with(config: SimConfig, files: Vec<FileOp>, extra: &[String]) -> anyhow::Result<()> {
+    let sim = Simulator::start(config).await?;
     let (project, slug) = REPO.split_once('/').context("a project and a slug")?;
     let repo = sim.create_repo(project, slug)?;
     let committing = repo.clone();
