@@ -6,7 +6,9 @@
 //! child process (this binary, started with `sim-child`), so that neither its copy of the models
 //! nor its CPU time is counted as the sync's memory; it serves raw files from long-lived
 //! `git cat-file --batch` processes. After one warm-up download, floor and sync alternate for a
-//! few rounds and the best of each is kept.
+//! few rounds and the best of each is kept. The note beside the figure gives the CPU seconds of
+//! each (this process's and the simulator's with its `git` processes): on a machine of few cores
+//! the two share them, so the CPU the sync adds to the simulator's bounds the ratio.
 //!
 //! `cargo bench -p hubsync-cli --bench full_sync` (`-- --models N`); under `cargo test` it syncs
 //! three small models once.
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use common::{ChildSim, Figure, MIB, SqliteSync, arg, cpu_seconds, is_bench_run, memory, reset_peak, serve_repo};
+use common::{
+    ChildSim, Figure, MIB, SqliteSync, arg, cpu_seconds, is_bench_run, memory, own_cpu_seconds, reset_peak, serve_repo,
+};
 use futures::StreamExt;
 use hubsync_bitbucket_sim::FileOp;
 use hubsync_bitbucket_sim::models::{ModelSpec, generate_model};
@@ -133,13 +137,13 @@ struct Timed {
 }
 
 async fn timed<T>(sim: u32, run: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<(Timed, T)> {
-    let (own, child) = (cpu_seconds(std::process::id())?, cpu_seconds(sim)?);
+    let (own, child) = (own_cpu_seconds()?, cpu_seconds(sim)?);
     let started = Instant::now();
     let value = run.await?;
     let wall = started.elapsed();
     let timed = Timed {
         wall,
-        own_cpu: cpu_seconds(std::process::id())? - own,
+        own_cpu: own_cpu_seconds()? - own,
         sim_cpu: cpu_seconds(sim)? - child,
     };
     Ok((timed, value))

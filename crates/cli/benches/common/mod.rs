@@ -144,6 +144,12 @@ impl SqliteSync {
     }
 }
 
+/// CPU seconds (user + system) used so far by this process alone (not its children), from
+/// `/proc/self/stat`. Linux only.
+pub fn own_cpu_seconds() -> anyhow::Result<f64> {
+    Ok(own_ticks(std::process::id())?.0 as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
 /// CPU seconds (user + system) used so far by process `pid` and by its live children (the
 /// simulator's `git cat-file` processes), from `/proc/<pid>/stat`. Linux only.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
