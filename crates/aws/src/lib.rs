@@ -42,9 +42,54 @@ pub fn init_lambda_logs() {
         .init();
 }
 
+/// Who holds the sync leases this execution environment takes, as `hubsync repos` shows it
+/// ("held by ..."): the function and the CloudWatch log stream where that sync logs (Lambda
+/// sets both for every execution environment; a process id would mean nothing there). `None`
+/// outside Lambda.
+pub fn lambda_lease_holder(env: Env<'_>) -> Option<String> {
+    let function = env("AWS_LAMBDA_FUNCTION_NAME").filter(|f| !f.is_empty())?;
+    Some(match env("AWS_LAMBDA_LOG_STREAM_NAME").filter(|s| !s.is_empty()) {
+        Some(stream) => format!("{function} log stream {stream}"),
+        None => function,
+    })
+}
+
 /// The log filter from [`ENV_LOG`] of `env`; `info` when it is unset or does not parse.
 pub fn lambda_log_filter(env: Env<'_>) -> tracing_subscriber::EnvFilter {
     env(ENV_LOG)
         .and_then(|directives| tracing_subscriber::EnvFilter::builder().parse(directives).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn a_lambda_lease_holder_names_the_function_and_its_log_stream() {
+        let env = env_of(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "hub-sync"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/28/[$LATEST]0123456789abcdef"),
+        ]);
+
+        let holder = lambda_lease_holder(&env);
+
+        assert_eq!(
+            holder.as_deref(),
+            Some("hub-sync log stream 2026/11/28/[$LATEST]0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn outside_lambda_there_is_no_lambda_lease_holder() {
+        assert_eq!(lambda_lease_holder(&env_of(&[])), None);
+        assert_eq!(
+            lambda_lease_holder(&env_of(&[("AWS_LAMBDA_FUNCTION_NAME", "hub-sync")])).as_deref(),
+            Some("hub-sync")
+        );
+    }
 }

@@ -27,12 +27,17 @@ async fn main() -> Result<(), Error> {
         queue,
         max_model_bytes,
     } = SyncAdapters::load().await?;
+    let mut options = SyncOptions::with_max_model_bytes(max_model_bytes);
+    // "held by hub-sync log stream ...": where a person finds the sync holding a lease.
+    if let Some(holder) = hubsync_aws::lambda_lease_holder(&hubsync_aws::config::process_env) {
+        options.holder = holder;
+    }
     let worker = SyncWorker {
         store,
         secrets: CachedSecretSource::new(secrets, DEFAULT_SECRET_TTL),
         connector: BitbucketConnector::new(ClientOptions::default())?,
         // One fetch budget (files and their bytes) for the whole invocation: every repository of a batch.
-        options: SyncOptions::with_max_model_bytes(max_model_bytes),
+        options,
     };
     let (worker, retries, queue) = (&worker, &retries, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
