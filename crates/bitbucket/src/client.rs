@@ -528,7 +528,7 @@ async fn read_body(
             Some(limit) => chunk.len().min(limit - body.len()),
             None => chunk.len(),
         };
-        if let Some(admission) = admission.as_deref_mut() {
+        if let Some(admission) = admission.as_deref_mut().filter(|_| announced.is_none()) {
             let waiting = Instant::now();
             admission.reading((body.len() + keep) as u64).await;
             *deadline += waiting.elapsed();
