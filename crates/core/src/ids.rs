@@ -102,43 +102,65 @@ impl<'de> Deserialize<'de> for RepoRef {
 }
 
 /// A Git commit id: 40 hex digits (SHA-1) or 64 (SHA-256 repositories), stored lower-case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CommitId(String);
+///
+/// Held inline rather than in a `String`: a push of 1,000 refs carries 2,000 of them, and the
+/// webhook builds them on its hot path, so parsing one allocates nothing.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CommitId {
+    /// Lower-case ASCII hex digits, then zeros up to 64 bytes.
+    digits: [u8; 64],
+    len: u8,
+}
 
 impl CommitId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if ok {
-            Ok(Self(s.to_ascii_lowercase()))
-        } else {
-            Err(IdError::Commit(s.into()))
+        if !ok {
+            return Err(IdError::Commit(s.into()));
         }
+        let mut digits = [0u8; 64];
+        for (digit, b) in digits.iter_mut().zip(s.bytes()) {
+            *digit = b.to_ascii_lowercase();
+        }
+        Ok(Self {
+            digits,
+            len: s.len() as u8,
+        })
     }
 
     /// The all-zero id Git uses for "no commit" (the fromHash of a created ref, the toHash of a
     /// deleted one).
     pub fn zero() -> Self {
-        Self("0".repeat(40))
+        let mut digits = [0u8; 64];
+        digits[..40].fill(b'0');
+        Self { digits, len: 40 }
     }
 
     /// Whether this is [`CommitId::zero`].
     pub fn is_zero(&self) -> bool {
-        self.0.bytes().all(|b| b == b'0')
+        self.as_str().bytes().all(|b| b == b'0')
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII hex digits are ever stored, so this never falls back.
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
     }
 
     /// The first 12 digits, for logs.
     pub fn short(&self) -> &str {
-        &self.0[..12]
+        &self.as_str()[..12]
+    }
+}
+
+impl fmt::Debug for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CommitId").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for CommitId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -151,7 +173,7 @@ impl std::str::FromStr for CommitId {
 
 impl Serialize for CommitId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
