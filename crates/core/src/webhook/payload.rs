@@ -187,39 +187,36 @@ pub fn parse_refs_changed_delivery(
     if payload.changes.is_empty() {
         return Err(PayloadError::NoChanges);
     }
-    let changes = payload
-        .changes
-        .into_iter()
-        .enumerate()
-        .map(|(index, c)| {
-            let change_type = match &*c.change_type {
-                "ADD" => RefChangeType::Add,
-                "UPDATE" => RefChangeType::Update,
-                "DELETE" => RefChangeType::Delete,
-                other => {
-                    return Err(PayloadError::ChangeType {
-                        index,
-                        value: other.chars().take(32).collect(),
-                    });
-                }
-            };
-            let commit = |field: &'static str, value: &str| {
-                CommitId::parse(value).map_err(|source| PayloadError::Commit { index, field, source })
-            };
-            let ref_id = c
-                .ref_id
-                .map(Text::into_owned)
-                .or_else(|| c.reference.map(|r| r.id.into_owned()))
-                .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
-                .map_err(PayloadError::Json)?;
-            Ok(RefChange {
-                ref_id,
-                change_type,
-                from_hash: commit("fromHash", &c.from_hash)?,
-                to_hash: commit("toHash", &c.to_hash)?,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // Sized once: a delivery may list 1,000 changes.
+    let mut changes = Vec::with_capacity(payload.changes.len());
+    for (index, c) in payload.changes.into_iter().enumerate() {
+        let change_type = match &*c.change_type {
+            "ADD" => RefChangeType::Add,
+            "UPDATE" => RefChangeType::Update,
+            "DELETE" => RefChangeType::Delete,
+            other => {
+                return Err(PayloadError::ChangeType {
+                    index,
+                    value: other.chars().take(32).collect(),
+                });
+            }
+        };
+        let commit = |field: &'static str, value: &str| {
+            CommitId::parse(value).map_err(|source| PayloadError::Commit { index, field, source })
+        };
+        let ref_id = c
+            .ref_id
+            .map(Text::into_owned)
+            .or_else(|| c.reference.map(|r| r.id.into_owned()))
+            .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
+            .map_err(PayloadError::Json)?;
+        changes.push(RefChange {
+            ref_id,
+            change_type,
+            from_hash: commit("fromHash", &c.from_hash)?,
+            to_hash: commit("toHash", &c.to_hash)?,
+        });
+    }
     let actor = payload.actor.map_or_else(Actor::default, |u| Actor {
         name: u.name.map(Text::into_owned),
         display_name: u.display_name.map(Text::into_owned),
