@@ -264,6 +264,7 @@ async fn run_add<S: RepoRegistry + ModelStore>(
                     max_model_bytes: max_model_bytes(optional_env(ENV_MAX_MODEL_BYTES).as_deref())?,
                     slice: Default::default(),
                     one_slice: false,
+                    #[cfg(debug_assertions)]
                     slice_test_step: None,
                 },
             )

@@ -2,8 +2,6 @@
 //! the ports, and run against the backend the configuration names.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -83,8 +81,10 @@ pub struct SyncArgs {
     /// `hubsync serve`.
     #[arg(long)]
     pub one_slice: bool,
-    /// Tests only: the slices are measured on a clock that moves this many milliseconds each
-    /// time it is read, instead of the system clock (so a test needs no sleeps).
+    /// Tests only (debug builds; a release binary has no such option): the slices are measured
+    /// on a clock that moves this many milliseconds each time it is read, instead of the system
+    /// clock (so a test needs no sleeps).
+    #[cfg(debug_assertions)]
     #[arg(long, hide = true, value_name = "MS", env = "HUB_SLICE_TEST_STEP")]
     pub slice_test_step: Option<u32>,
     /// The largest file read as a model, in bytes; a larger one is listed as malformed, "too
@@ -327,17 +327,28 @@ impl SyncArgs {
             }
             return Ok(None);
         };
-        let clock = match self.slice_test_step {
-            None => Clock::system(),
-            Some(step) => {
-                let (start, readings) = (chrono::Utc::now(), Arc::new(AtomicI64::new(0)));
-                Clock::new(move || {
-                    start + chrono::TimeDelta::milliseconds(readings.fetch_add(1, Ordering::SeqCst) * i64::from(step))
-                })
-            }
-        };
-        Ok(Some(Slicing { length, clock }))
+        #[cfg(debug_assertions)]
+        if let Some(step) = self.slice_test_step {
+            let clock = stepping_clock(step);
+            return Ok(Some(Slicing { length, clock }));
+        }
+        Ok(Some(Slicing {
+            length,
+            clock: Clock::system(),
+        }))
     }
+}
+
+/// Tests only: a clock that moves `step_ms` milliseconds each time it is read.
+#[cfg(debug_assertions)]
+fn stepping_clock(step_ms: u32) -> Clock {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    let (start, readings) = (chrono::Utc::now(), Arc::new(AtomicI64::new(0)));
+    Clock::new(move || {
+        start + chrono::TimeDelta::milliseconds(readings.fetch_add(1, Ordering::SeqCst) * i64::from(step_ms))
+    })
 }
 
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
