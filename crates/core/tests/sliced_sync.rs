@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hubsync_core::deadline::{Clock, Deadline};
-use hubsync_core::ids::RepoRef;
+use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::ports::{ModelStore, PushQueue, RepoRegistry, SyncCursor, SyncStats};
 use hubsync_core::push::{MessageKind, PushMessage};
 use hubsync_core::sync::{FullSyncReason, NoProgress, SyncEngine, SyncMode, SyncOptions, SyncOutcome};
@@ -96,6 +96,25 @@ impl Fixture {
             }
         }
         counts
+    }
+}
+
+impl Fixture {
+    /// A history for `hubsync sync --from`: `since` (150 models, synced), m/0140.json changed
+    /// after it (synced: the cursor), then 100 models changed at `head` (not synced), so that a
+    /// sync from `since` to `head` needs slices. Returns `since`, `head` and the head's tree.
+    async fn changed_after_a_commit_then_many(&self) -> (CommitId, CommitId, BTreeMap<String, Vec<u8>>) {
+        let mut tree = many_models(150);
+        let since = self.host.commit(&self.repo, tree.clone());
+        self.engine().handle_push(&push(&self.repo, &since)).await.unwrap();
+        tree.insert("m/0140.json".into(), model("Changed after the commit"));
+        let cursor = self.host.commit(&self.repo, tree.clone());
+        self.engine().handle_push(&push(&self.repo, &cursor)).await.unwrap();
+        for i in 0..100 {
+            tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, second version")));
+        }
+        let head = self.host.commit(&self.repo, tree.clone());
+        (since, head, tree)
     }
 }
 
@@ -438,16 +457,7 @@ async fn a_resume_point_whose_continuation_was_lost_at_an_unchanged_head_is_cont
 async fn a_sync_from_a_commit_cut_into_slices_applies_that_commits_changes_in_every_slice() {
     // Arrange: m/0140.json changed after the commit, then many models, so the sync needs slices.
     let f = Fixture::registered().await;
-    let mut tree = many_models(150);
-    let since = f.host.commit(&f.repo, tree.clone());
-    f.engine().handle_push(&push(&f.repo, &since)).await.unwrap();
-    tree.insert("m/0140.json".into(), model("Changed after the commit"));
-    let cursor = f.host.commit(&f.repo, tree.clone());
-    f.engine().handle_push(&push(&f.repo, &cursor)).await.unwrap();
-    for i in 0..100 {
-        tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, second version")));
-    }
-    let head = f.host.commit(&f.repo, tree.clone());
+    let (since, head, tree) = f.changed_after_a_commit_then_many().await;
     f.host.clear_calls();
 
     // Act
@@ -479,16 +489,7 @@ async fn a_sync_from_a_commit_cut_into_slices_applies_that_commits_changes_in_ev
 async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_that_commits_changes_too() {
     // Arrange: m/0140.json changed after the commit; a push of many models cut into slices.
     let f = Fixture::registered().await;
-    let mut tree = many_models(150);
-    let since = f.host.commit(&f.repo, tree.clone());
-    f.engine().handle_push(&push(&f.repo, &since)).await.unwrap();
-    tree.insert("m/0140.json".into(), model("Changed after the commit"));
-    let cursor = f.host.commit(&f.repo, tree.clone());
-    f.engine().handle_push(&push(&f.repo, &cursor)).await.unwrap();
-    for i in 0..100 {
-        tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, second version")));
-    }
-    let head = f.host.commit(&f.repo, tree.clone());
+    let (since, head, tree) = f.changed_after_a_commit_then_many().await;
     let SyncOutcome::Sliced { .. } = f.handle(&push(&f.repo, &head)).await else {
         panic!("the push's first slice stops before the end")
     };
