@@ -96,17 +96,19 @@ fn parse_json(json: &str) -> anyhow::Result<Row> {
 }
 
 /// Whether `row` meets its goal: `Some(true/false)`, or `None` when the goal is not a bound this
-/// reads (`<= N x ...` bounds the ratio, `<= N unit` the value).
+/// reads (`<= N x ...` bounds the ratio, `<= N unit` the value; `>=` bounds them from below).
 pub fn verdict(row: &Row) -> Option<bool> {
-    let goal = row.goal.as_deref()?.trim().strip_prefix("<=")?.trim_start();
+    let goal = row.goal.as_deref()?.trim();
+    let (at_most, goal) = match (goal.strip_prefix("<="), goal.strip_prefix(">=")) {
+        (Some(rest), _) => (true, rest.trim_start()),
+        (None, Some(rest)) => (false, rest.trim_start()),
+        (None, None) => return None,
+    };
     let digits: String = goal.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let bound: f64 = digits.parse().ok()?;
     let rest = goal[digits.len()..].trim_start();
-    if rest.starts_with('x') {
-        Some(row.ratio? <= bound)
-    } else {
-        Some(row.value <= bound)
-    }
+    let measured = if rest.starts_with('x') { row.ratio? } else { row.value };
+    Some(if at_most { measured <= bound } else { measured >= bound })
 }
 
 fn number(x: f64) -> String {
@@ -282,6 +284,8 @@ mod tests {
         assert_eq!(verdict(&row(70.0, None, "<= 64 MiB")), Some(false));
         assert_eq!(verdict(&row(1.0, Some(0.05), "<= 0.1x peer")), Some(true));
         assert_eq!(verdict(&row(1.0, Some(1.2), "<= 1.1x floor")), Some(false));
+        assert_eq!(verdict(&row(2.0, None, ">= 2")), Some(true));
+        assert_eq!(verdict(&row(1.0, None, ">= 2")), Some(false));
         assert_eq!(verdict(&row(1.0, None, "as small as possible")), None);
     }
 
