@@ -156,7 +156,7 @@ impl ModelRecord {
     ) -> Self {
         let content = content.into();
         let content_sha256 = sha256_hex(&content);
-        Self::with_digest(path, commit, synced_at, status, content, content_sha256)
+        Self::examined(path, commit, synced_at, status, content, content_sha256)
     }
 
     /// A record of a file [`examine`] already read: its digest is not computed a second time.
@@ -169,17 +169,6 @@ impl ModelRecord {
         content_sha256: String,
     ) -> Self {
         debug_assert_eq!(content_sha256, sha256_hex(&content), "the digest of {path}");
-        Self::with_digest(path, commit, synced_at, status, content, content_sha256)
-    }
-
-    fn with_digest(
-        path: String,
-        commit: CommitId,
-        synced_at: DateTime<Utc>,
-        status: ModelStatus,
-        content: Bytes,
-        content_sha256: String,
-    ) -> Self {
         Self {
             path,
             commit,

@@ -175,20 +175,13 @@ impl PushMessage {
         let delivery_id = DeliveryId::parse(&format!("reconcile-{head}-{}", &repo_digest[..24]))
             .expect("a reconcile id is printable ASCII within 128 characters");
         Self {
-            kind: MessageKind::Reconcile,
-            provider: Provider::BitbucketDataCenter,
-            delivery_id,
-            repo,
-            repository_id: None,
             changes: vec![RefChange {
                 ref_id: branch_ref.to_owned(),
                 change_type,
                 from_hash,
                 to_hash: head.clone(),
             }],
-            actor: Actor::default(),
-            received_at: requested_at,
-            from_commit: None,
+            ..Self::request(MessageKind::Reconcile, delivery_id, repo, requested_at, None)
         }
     }
 
@@ -207,36 +200,17 @@ impl PushMessage {
         let digest = hex::encode(Sha256::digest(seed.as_bytes()));
         let delivery_id = DeliveryId::parse(&format!("sync-{}", &digest[..40]))
             .expect("a sync request id is printable ASCII within 128 characters");
-        Self {
-            kind: request.kind(),
-            provider: Provider::BitbucketDataCenter,
-            delivery_id,
-            repo,
-            repository_id: None,
-            changes: Vec::new(),
-            actor: Actor::default(),
-            received_at: requested_at,
-            from_commit: match request {
-                SyncRequest::From(commit) => Some(commit.clone()),
-                _ => None,
-            },
-        }
+        let from_commit = match request {
+            SyncRequest::From(commit) => Some(commit.clone()),
+            _ => None,
+        };
+        Self::request(request.kind(), delivery_id, repo, requested_at, from_commit)
     }
 
     /// A request to reconcile `repo` fully, queued in the repository's order like a push. It moves
     /// no ref; `request_id` is its deduplication id (unique per request).
     pub fn full_sync(repo: RepoRef, request_id: DeliveryId, requested_at: DateTime<Utc>) -> Self {
-        Self {
-            kind: MessageKind::FullSync,
-            provider: Provider::BitbucketDataCenter,
-            delivery_id: request_id,
-            repo,
-            repository_id: None,
-            changes: Vec::new(),
-            actor: Actor::default(),
-            received_at: requested_at,
-            from_commit: None,
-        }
+        Self::request(MessageKind::FullSync, request_id, repo, requested_at, None)
     }
 
     /// The continuation of the sync `run` of `repo` towards `head` that stopped after `after`
@@ -249,8 +223,20 @@ impl PushMessage {
         // 9 + 40 or 64 + 1 + 24 characters: within SQS's 128.
         let delivery_id = DeliveryId::parse(&format!("continue-{head}-{}", &digest[..24]))
             .expect("a continuation id is printable ASCII within 128 characters");
+        Self::request(MessageKind::Continuation, delivery_id, repo, requested_at, None)
+    }
+
+    /// A message hubsync or a person asks for, not a webhook's push: no actor, no repository id,
+    /// no change.
+    fn request(
+        kind: MessageKind,
+        delivery_id: DeliveryId,
+        repo: RepoRef,
+        requested_at: DateTime<Utc>,
+        from_commit: Option<CommitId>,
+    ) -> Self {
         Self {
-            kind: MessageKind::Continuation,
+            kind,
             provider: Provider::BitbucketDataCenter,
             delivery_id,
             repo,
@@ -258,7 +244,7 @@ impl PushMessage {
             changes: Vec::new(),
             actor: Actor::default(),
             received_at: requested_at,
-            from_commit: None,
+            from_commit,
         }
     }
 
