@@ -636,6 +636,57 @@ async fn a_raw_file_is_charged_its_announced_size_or_without_one_the_budgets_lar
 }
 
 #[tokio::test]
+async fn the_request_timeout_stops_while_a_file_waits_for_the_budget() {
+    const TIMEOUT: Duration = Duration::from_millis(100);
+    let total: u64 = 300 * 1024;
+    for announce in [true, false] {
+        // Arrange: another file holds every byte the budget has beyond one allowance, and the
+        // request timeout is shorter than this file will wait for it.
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let server = spawn_bitbucket({
+            let answered = answered.clone();
+            move |_, _| {
+                answered.notify_one();
+                streamed_body(total, announce, Arc::new(std::sync::atomic::AtomicU64::new(0))).into()
+            }
+        })
+        .await;
+        let budget = FetchBudget::with_bytes(2, 1024 * 1024, 64 * 1024);
+        let mut other = budget.admit().await;
+        other.announce(budget.largest()).await;
+        let mut admission = budget.admit().await;
+        let client = server.client(ClientOptions {
+            max_attempts: 1,
+            request_timeout: TIMEOUT,
+            ..options()
+        });
+
+        // Act: the server answers at once; the body waits three timeouts for the budget (the
+        // wait itself is what is tested), then the other file gives its bytes back.
+        let fetch = tokio::spawn(async move {
+            let read = client
+                .raw_file(&repo(), "a.json", &commit(HEAD), LIMIT, &mut admission)
+                .await;
+            (read, admission.reserved())
+        });
+        answered.notified().await;
+        tokio::time::sleep(TIMEOUT * 3).await;
+        drop(other);
+        let (read, charged) = fetch.await.expect("the fetch task");
+
+        // Assert: read whole, in its one attempt.
+        let read = read.expect("no timeout while waiting for the budget");
+        assert_eq!(
+            content(read).map(|c| c.len() as u64),
+            Some(total),
+            "announced: {announce}"
+        );
+        assert!(charged >= total, "announced: {announce}: {charged} bytes charged");
+        assert_eq!(server.seen().len(), 1, "announced: {announce}");
+    }
+}
+
+#[tokio::test]
 async fn a_file_announced_over_the_limit_is_charged_nothing() {
     // Arrange
     let server =
