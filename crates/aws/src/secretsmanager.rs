@@ -5,6 +5,8 @@
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use hubsync_core::ports::{SecretError, SecretSource};
+use std::sync::Arc;
+
 use hubsync_core::secrets::HubSecret;
 
 use crate::errors::describe;
@@ -28,7 +30,7 @@ impl SecretsManagerSource {
 }
 
 impl SecretSource for SecretsManagerSource {
-    async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
+    async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
         let out = match self.client.get_secret_value().secret_id(&self.secret_id).send().await {
             Ok(out) => out,
             Err(e) => {
@@ -59,6 +61,6 @@ impl SecretSource for SecretsManagerSource {
                 self.secret_id
             ))
         })?;
-        HubSecret::from_json(text)
+        HubSecret::from_json(text).map(Arc::new)
     }
 }

@@ -171,7 +171,7 @@ fn make_worker(
 ) -> anyhow::Result<SyncWorker<SqliteHub, StaticSecret, BitbucketConnector>> {
     Ok(SyncWorker {
         store: hub.clone(),
-        secrets: StaticSecret(secret.clone()),
+        secrets: StaticSecret::new(secret.clone()),
         connector: BitbucketConnector::new(ClientOptions::default())?,
         options: SyncOptions::default(),
     })

@@ -89,7 +89,7 @@ macro_rules! with_admin_backend {
                     .clone()
                     .context("HUB_SECRET_ID is not set: the hub secret holds the Bitbucket URL and access token")?;
                 let source = aws.secrets(secret_id);
-                let $bitbucket = Bitbucket::new(source.hub_secret().await?)?;
+                let $bitbucket = Bitbucket::new(std::sync::Arc::unwrap_or_clone(source.hub_secret().await?))?;
                 let $backend = Setup::Aws(Box::new(aws));
                 $body
             }
@@ -252,7 +252,7 @@ async fn run_add<S: RepoRegistry + ModelStore>(
     }
     match backend {
         Setup::Local => {
-            let secrets = StaticSecret(bitbucket.secret);
+            let secrets = StaticSecret::new(bitbucket.secret);
             run_sync(
                 store,
                 secrets,
@@ -364,9 +364,13 @@ fn secret_verdict(shown: &ShownSecret, hub: &HubSecret) -> SecretVerdict {
         ShownSecret::Masked => SecretVerdict::Masked,
         ShownSecret::Value(value) => {
             let value = value.expose_secret();
-            if value == hub.webhook_secret.expose_secret() {
+            if value == hub.webhook_secret().expose_secret() {
                 SecretVerdict::Current
-            } else if hub.previous_webhook_secrets.iter().any(|s| s.expose_secret() == value) {
+            } else if hub
+                .previous_webhook_secrets()
+                .iter()
+                .any(|s| s.expose_secret() == value)
+            {
                 SecretVerdict::Previous
             } else {
                 SecretVerdict::Other
@@ -644,7 +648,7 @@ async fn run_create(
         url: hub_url.to_owned(),
         active: true,
         events: vec![PUSH_EVENT.to_owned()],
-        secret: bitbucket.secret.webhook_secret.clone(),
+        secret: bitbucket.secret.webhook_secret().clone(),
     };
     let Some(hook) = found else {
         let created = bitbucket.client.create_webhook(&scope, &spec).await.map_err(refused)?;

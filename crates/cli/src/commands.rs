@@ -205,7 +205,7 @@ macro_rules! with_backend {
             }
             Backend::Local(cfg) => {
                 let $store = open_local(&cfg)?;
-                let $secrets = cfg.secret.map(StaticSecret);
+                let $secrets = cfg.secret.map(StaticSecret::new);
                 $body
             }
         }
@@ -363,7 +363,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
             );
         };
         let hub = open_local(&cfg)?;
-        return run_sliced(hub.clone(), cfg.secret.map(StaticSecret), &hub, args, slicing).await;
+        return run_sliced(hub.clone(), cfg.secret.map(StaticSecret::new), &hub, args, slicing).await;
     }
     with_backend!(|store, secrets| run_sync(store, secrets, args).await)
 }
@@ -394,7 +394,7 @@ async fn queue_sync(args: &SyncArgs) -> anyhow::Result<()> {
             let hub = open_local(&cfg)?;
             let registered = hub.repo(&args.repo).await?.is_some();
             if registered && let Some(secret) = cfg.secret {
-                check_from(&StaticSecret(secret), &args.repo, &request).await?;
+                check_from(&StaticSecret::new(secret), &args.repo, &request).await?;
             }
             let enqueued = if registered {
                 Some(hub.enqueue(&message).await?)

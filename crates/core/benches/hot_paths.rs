@@ -82,7 +82,7 @@ fn handler(c: &mut Criterion) {
         &json!({"baseUrl": "http://127.0.0.1:1", "accessToken": "t", "webhookSecret": "bench-secret"}).to_string(),
     )
     .unwrap();
-    let handler = WebhookHandler::new(BuildOnlyQueue, StaticSecret(hub)).with_max_age(std::time::Duration::ZERO);
+    let handler = WebhookHandler::new(BuildOnlyQueue, StaticSecret::new(hub)).with_max_age(std::time::Duration::ZERO);
     for (group_name, changes) in [("webhook_1_change", 1), ("webhook_1000_changes", 1000)] {
         let body = push_body(changes);
         let signature = sign(&body, &secret);

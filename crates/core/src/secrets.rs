@@ -12,6 +12,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tracing::warn;
 
+use crate::signature::WebhookKeys;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("the hub secret is not configured: {0}")]
@@ -34,8 +36,11 @@ impl SecretError {
 }
 
 /// Where the Bitbucket base URL, access token and webhook secrets come from.
+///
+/// The secret is handed out shared ([`Arc`]): a caching source gives every request the value it
+/// holds, without copying the token and the webhook secrets (or their keyed HMAC states) each time.
 pub trait SecretSource: Send + Sync {
-    fn hub_secret(&self) -> impl Future<Output = Result<HubSecret, SecretError>> + Send;
+    fn hub_secret(&self) -> impl Future<Output = Result<Arc<HubSecret>, SecretError>> + Send;
 }
 
 /// The JSON object stored in the secret:
@@ -44,6 +49,9 @@ pub trait SecretSource: Send + Sync {
 /// Every way in ([`HubSecret::from_json`] and `Deserialize`) checks it: nothing required is empty,
 /// and no accepted webhook secret is empty or blank (an empty HMAC key is one anyone can sign
 /// with). `Debug` never prints the token or the webhook secrets (they are [`SecretString`]s).
+///
+/// The webhook secrets are read-only once checked: the HMAC-SHA256 states keyed with them
+/// ([`HubSecret::webhook_keys`]) are built with the value, once per secret read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawHubSecret")]
 pub struct HubSecret {
@@ -53,9 +61,11 @@ pub struct HubSecret {
     /// The HTTP access token (Repositories: Read).
     pub access_token: SecretString,
     /// The secret every webhook signs its deliveries with.
-    pub webhook_secret: SecretString,
+    webhook_secret: SecretString,
     /// Secrets still accepted while webhooks are moved to a new one.
-    pub previous_webhook_secrets: Vec<SecretString>,
+    previous_webhook_secrets: Vec<SecretString>,
+    /// The accepted webhook secrets, keyed.
+    webhook_keys: WebhookKeys,
 }
 
 /// The secret's JSON as written, before it is checked.
@@ -97,11 +107,13 @@ impl TryFrom<RawHubSecret> for HubSecret {
                 "previousWebhookSecrets[{i}] is empty or blank, which would let anyone sign deliveries; remove it"
             )));
         }
+        let webhook_keys = WebhookKeys::new(std::iter::once(&raw.webhook_secret).chain(&raw.previous_webhook_secrets));
         Ok(Self {
             base_url: raw.base_url,
             access_token: raw.access_token,
             webhook_secret: raw.webhook_secret,
             previous_webhook_secrets: raw.previous_webhook_secrets,
+            webhook_keys,
         })
     }
 }
@@ -122,13 +134,26 @@ impl HubSecret {
         Self::try_from(raw)
     }
 
-    /// Every webhook secret currently accepted, the current one first. A blank one (which only
-    /// a hand-built value can hold) is never offered: no one may sign with an empty key.
+    /// The secret every webhook signs its deliveries with.
+    pub fn webhook_secret(&self) -> &SecretString {
+        &self.webhook_secret
+    }
+
+    /// Secrets still accepted while webhooks are moved to a new one.
+    pub fn previous_webhook_secrets(&self) -> &[SecretString] {
+        &self.previous_webhook_secrets
+    }
+
+    /// Every webhook secret currently accepted, the current one first. None is blank: the
+    /// checks refuse a secret holding one, so no one may sign with an empty key.
     pub fn accepted_webhook_secrets(&self) -> impl Iterator<Item = &SecretString> {
-        use secrecy::ExposeSecret;
-        std::iter::once(&self.webhook_secret)
-            .chain(self.previous_webhook_secrets.iter())
-            .filter(|s| !s.expose_secret().trim().is_empty())
+        std::iter::once(&self.webhook_secret).chain(self.previous_webhook_secrets.iter())
+    }
+
+    /// The accepted webhook secrets as keyed HMAC-SHA256 states, in the same order, for
+    /// [`crate::signature::Signature::verify_keyed`].
+    pub fn webhook_keys(&self) -> &WebhookKeys {
+        &self.webhook_keys
     }
 }
 
@@ -195,23 +220,22 @@ impl<S: SecretSource> CachedSecretSource<S> {
 }
 
 impl<S: SecretSource> SecretSource for CachedSecretSource<S> {
-    async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
+    async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
         let now = (self.clock)();
         let mut cached = self.cached.lock().await;
         if let Some(entry) = cached.as_ref()
             && now < entry.refresh_at
         {
-            return Ok(HubSecret::clone(&entry.secret));
+            return Ok(Arc::clone(&entry.secret));
         }
         match self.inner.hub_secret().await {
-            Ok(fresh) => {
-                let secret = Arc::new(fresh);
+            Ok(secret) => {
                 *cached = Some(Cached {
                     secret: secret.clone(),
                     read_at: now,
                     refresh_at: now + self.ttl,
                 });
-                Ok(HubSecret::clone(&secret))
+                Ok(secret)
             }
             Err(e @ SecretError::Unavailable { .. }) => match cached.as_mut() {
                 Some(entry) if now.duration_since(entry.read_at) < self.hard_expiry => {
@@ -224,7 +248,7 @@ impl<S: SecretSource> SecretSource for CachedSecretSource<S> {
                         "the secret store cannot be reached; the secret read earlier keeps serving until its hard expiry"
                     );
                     entry.refresh_at = now + UNREACHABLE_RETRY.min(self.ttl).min(left);
-                    Ok(HubSecret::clone(&entry.secret))
+                    Ok(Arc::clone(&entry.secret))
                 }
                 _ => {
                     *cached = None;
@@ -241,17 +265,23 @@ impl<S: SecretSource> SecretSource for CachedSecretSource<S> {
 
 /// A fixed secret, for the local process (read from its configuration) and for tests.
 #[derive(Debug, Clone)]
-pub struct StaticSecret(pub HubSecret);
+pub struct StaticSecret(Arc<HubSecret>);
+
+impl StaticSecret {
+    pub fn new(secret: HubSecret) -> Self {
+        Self(Arc::new(secret))
+    }
+}
 
 impl SecretSource for StaticSecret {
-    async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
-        Ok(self.0.clone())
+    async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
+        Ok(Arc::clone(&self.0))
     }
 }
 
 /// No secret configured at all: every use fails closed with [`SecretError::Missing`].
 impl<S: SecretSource> SecretSource for Option<S> {
-    async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
+    async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
         match self {
             Some(source) => source.hub_secret().await,
             None => Err(SecretError::Missing(
@@ -268,9 +298,10 @@ mod tests {
 
     struct Counting(AtomicUsize);
     impl SecretSource for Counting {
-        async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
+        async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             HubSecret::from_json(r#"{"baseUrl":"http://127.0.0.1:1","accessToken":"t","webhookSecret":"w"}"#)
+                .map(Arc::new)
         }
     }
 
@@ -281,6 +312,16 @@ mod tests {
             cache.hub_secret().await.unwrap();
         }
         assert_eq!(cache.inner().0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn every_request_within_the_ttl_shares_the_value_read_instead_of_a_copy() {
+        let cache = CachedSecretSource::new(Counting(AtomicUsize::new(0)), Duration::from_secs(60));
+
+        let (first, second) = (cache.hub_secret().await.unwrap(), cache.hub_secret().await.unwrap());
+
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(first.webhook_keys().len(), 1);
     }
 
     #[tokio::test]
@@ -317,7 +358,7 @@ mod tests {
     }
 
     impl SecretSource for Scripted {
-        async fn hub_secret(&self) -> Result<HubSecret, SecretError> {
+        async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let answer = {
                 let mut answers = self.answers.lock().unwrap();
@@ -330,7 +371,8 @@ mod tests {
             match answer {
                 Some(Answer::Value(hook)) => HubSecret::from_json(&format!(
                     r#"{{"baseUrl":"http://127.0.0.1:1","accessToken":"t","webhookSecret":"{hook}"}}"#
-                )),
+                ))
+                .map(Arc::new),
                 Some(Answer::Invalid) => Err(SecretError::Invalid("webhookSecret is empty".into())),
                 Some(Answer::Unreachable) | None => Err(SecretError::Unavailable {
                     message: "connection refused".into(),
@@ -342,7 +384,7 @@ mod tests {
 
     fn hook(secret: &HubSecret) -> &str {
         use secrecy::ExposeSecret;
-        secret.webhook_secret.expose_secret()
+        secret.webhook_secret().expose_secret()
     }
 
     const TTL: Duration = Duration::from_secs(300);

@@ -49,13 +49,46 @@ impl Signature {
         body: &[u8],
         secrets: impl IntoIterator<Item = &'a SecretString>,
     ) -> Result<(), SignatureError> {
+        self.verify_keyed(body, &WebhookKeys::new(secrets))
+    }
+
+    /// [`Signature::verify`] with the secrets already keyed (see [`WebhookKeys`]): the same
+    /// answer, without hashing the keys again for every delivery.
+    pub fn verify_keyed(&self, body: &[u8], keys: &WebhookKeys) -> Result<(), SignatureError> {
         let mut matched = false;
-        for secret in secrets {
-            let mut mac = mac_for(secret);
+        for key in &keys.0 {
+            let mut mac = key.clone();
             mac.update(body);
             matched |= mac.verify_slice(&self.0).is_ok();
         }
         if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    }
+}
+
+/// Webhook secrets as HMAC-SHA256 states already keyed (the inner and outer pads hashed), built
+/// once per secret read: a delivery clones one and hashes only its body. The comparison stays
+/// `hmac`'s constant-time `verify_slice`. `Debug` shows how many keys, never what they are.
+#[derive(Clone, Default)]
+pub struct WebhookKeys(Vec<HmacSha256>);
+
+impl WebhookKeys {
+    /// The keyed states of `secrets`, in order.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
+        Self(secrets.into_iter().map(mac_for).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for WebhookKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookKeys({} keyed)", self.0.len())
     }
 }
 
@@ -128,6 +161,22 @@ mod tests {
             Err(SignatureError::Malformed)
         );
         assert_eq!(Signature::parse("deadbeef"), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn keyed_states_verify_as_the_secrets_do_and_do_not_print_them() {
+        let (new, old) = (secret("new-secret"), secret("old-secret"));
+        let keys = WebhookKeys::new([&new, &old]);
+        let by_old = Signature::parse(&sign(b"body", &old)).unwrap();
+        let by_other = Signature::parse(&sign(b"body", &secret("other"))).unwrap();
+
+        assert!(by_old.verify_keyed(b"body", &keys).is_ok());
+        assert_eq!(by_other.verify_keyed(b"body", &keys), Err(SignatureError::Mismatch));
+        assert_eq!(
+            by_old.verify_keyed(b"body", &WebhookKeys::default()),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(format!("{keys:?}"), "WebhookKeys(2 keyed)");
     }
 
     #[test]

@@ -20,7 +20,7 @@ const PATH: &str = "/gateway/public/sync";
 
 fn handler<L: DeliveryLog>(log: L) -> WebhookHandler<MemoryQueue, StaticSecret, L> {
     let secret = HubSecret::from_json(&hub_secret_json(SECRET, &[])).unwrap();
-    WebhookHandler::new(MemoryQueue::default(), StaticSecret(secret)).with_delivery_log(log)
+    WebhookHandler::new(MemoryQueue::default(), StaticSecret::new(secret)).with_delivery_log(log)
 }
 
 async fn post<L: DeliveryLog>(
@@ -77,7 +77,7 @@ async fn a_verified_push_is_recorded_as_queued_then_counted_as_a_duplicate() {
     post(&h, "repo:refs_changed", SECRET, "req-1", &body).await;
     let again = post(&h, "repo:refs_changed", SECRET, "req-1", &body).await;
 
-    assert_eq!(again.body["status"], "duplicate");
+    assert_eq!(again.json()["status"], "duplicate");
     let entry = h
         .delivery_log()
         .delivery(&DeliveryId::parse("req-1").unwrap())

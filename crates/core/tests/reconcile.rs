@@ -104,7 +104,7 @@ async fn a_worker_reconciles_with_a_host_built_from_the_secret() {
     let host = Arc::new(MemoryGitHost::default());
     let worker = SyncWorker {
         store: MemoryStore::default(),
-        secrets: StaticSecret(hub_secret("w")),
+        secrets: StaticSecret::new(hub_secret("w")),
         connector: host.clone(),
         options: SyncOptions::default(),
     };

@@ -312,7 +312,7 @@ impl GitHost for CountingHost {
 async fn a_git_host_that_cannot_be_configured_fails_the_push_for_a_person_to_fix() {
     let worker = SyncWorker {
         store: MemoryStore::default(),
-        secrets: StaticSecret(hub_secret("w")),
+        secrets: StaticSecret::new(hub_secret("w")),
         connector: Unconfigurable,
         options: SyncOptions::default(),
     };

@@ -131,7 +131,7 @@ impl SqliteSync {
         )?;
         let worker = SyncWorker {
             store: hub.clone(),
-            secrets: StaticSecret(secret),
+            secrets: StaticSecret::new(secret),
             connector: BitbucketConnector::new(ClientOptions::default())?,
             options: SyncOptions::default(),
         };

@@ -184,7 +184,7 @@ where
         .await?
         .with_context(|| format!("could not open the local database {}", local.db_path.display()))?;
 
-    let secrets = local.secret.clone().map(StaticSecret);
+    let secrets = local.secret.clone().map(StaticSecret::new);
     if secrets.is_none() {
         warn!(
             "no hub secret is configured: every webhook delivery is refused with 503 until HUB_CONFIG, or \

@@ -174,7 +174,7 @@ async fn a_body_over_one_mebibyte_is_refused_with_413() {
 async fn a_chunked_body_over_the_limit_is_refused_without_reading_it_all() {
     let app = router(
         SqliteHub::in_memory().unwrap(),
-        Some(StaticSecret(secret())),
+        Some(StaticSecret::new(secret())),
         DEFAULT_MAX_DELIVERY_AGE,
     );
     let chunks = (0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));

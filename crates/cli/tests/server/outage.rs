@@ -33,7 +33,7 @@ async fn a_ninety_minute_outage_dead_letters_nothing_and_the_hub_then_reaches_th
     let host = SharedHost::default();
     let worker: LocalWorker<Arc<MemoryGitHost>> = SyncWorker {
         store: hub.clone(),
-        secrets: Some(StaticSecret(secret())),
+        secrets: Some(StaticSecret::new(secret())),
         connector: host.clone(),
         options: SyncOptions::default(),
     };

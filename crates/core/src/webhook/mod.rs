@@ -29,12 +29,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, StatusCode};
-use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::deliveries::{DeliveryEntry, DeliveryKind, DeliveryLog, NoDeliveryLog, Verdict};
 use crate::error_chain::error_chain;
 use crate::ids::DeliveryId;
+use crate::json_text;
 use crate::ports::{Enqueued, PushQueue, SecretError, SecretSource};
 use crate::push::PushMessage;
 use crate::signature::{Signature, SignatureError};
@@ -64,22 +64,88 @@ pub struct WebhookRequest<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookResponse {
     pub status: StatusCode,
-    pub body: serde_json::Value,
+    /// The JSON text of the answer, written directly (members in name order, as serde_json
+    /// writes a map); [`WebhookResponse::json`] reads it back.
+    pub body: String,
     /// Extra headers (`Allow` on a 405).
     pub headers: Vec<(&'static str, &'static str)>,
+    /// What the answer says of the delivery (see [`WebhookResponse::verdict`]).
+    verdict: &'static str,
 }
 
 impl WebhookResponse {
-    fn new(status: StatusCode, body: serde_json::Value) -> Self {
+    /// A successful answer: `{"message": ..., "status": ...}`.
+    fn status(status: StatusCode, word: &'static str, message: &str) -> Self {
+        let mut body = String::with_capacity(32 + message.len());
+        body.push_str("{\"message\":");
+        json_text::push_str(&mut body, message);
+        body.push_str(",\"status\":");
+        json_text::push_str(&mut body, word);
+        body.push('}');
+        let verdict = match word {
+            "queued" => "queued",
+            "duplicate" => "duplicate",
+            "ignored" => "ignored",
+            _ => "ping",
+        };
         Self {
             status,
             body,
             headers: Vec::new(),
+            verdict,
         }
     }
 
-    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self::new(status, json!({"error": code, "message": message.into()}))
+    /// A refusal: `{"error": code, "message": ...}`.
+    fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Self {
+        let message = message.as_ref();
+        let mut body = String::with_capacity(32 + code.len() + message.len());
+        body.push_str("{\"error\":");
+        json_text::push_str(&mut body, code);
+        body.push_str(",\"message\":");
+        json_text::push_str(&mut body, message);
+        body.push('}');
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+            verdict: "rejected",
+        }
+    }
+
+    /// A push queued (or already queued): `{"changes", "deliveryId", "message", "repository",
+    /// "status"}`.
+    fn queued(outcome: Enqueued, push: &PushMessage) -> Self {
+        let (word, message) = if outcome == Enqueued::Queued {
+            ("queued", "the push is queued for replication")
+        } else {
+            ("duplicate", "this delivery was already queued")
+        };
+        let (project, slug) = (push.repo.project(), push.repo.slug());
+        let mut body =
+            String::with_capacity(120 + push.delivery_id.as_str().len() + message.len() + project.len() + slug.len());
+        body.push_str("{\"changes\":");
+        json_text::push_u64(&mut body, push.changes.len() as u64);
+        body.push_str(",\"deliveryId\":");
+        json_text::push_str(&mut body, push.delivery_id.as_str());
+        body.push_str(",\"message\":");
+        json_text::push_str(&mut body, message);
+        body.push_str(",\"repository\":");
+        json_text::push_repo(&mut body, &push.repo);
+        body.push_str(",\"status\":");
+        json_text::push_str(&mut body, word);
+        body.push('}');
+        Self {
+            status: StatusCode::ACCEPTED,
+            body,
+            headers: Vec::new(),
+            verdict: word,
+        }
+    }
+
+    /// The body as JSON (for tests and tools; the adapters send [`WebhookResponse::body`]).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
 
     /// The answer for a body over [`MAX_BODY_BYTES`], for adapters that stop reading early.
@@ -97,17 +163,12 @@ impl WebhookResponse {
         if !self.status.is_success() {
             return "rejected";
         }
-        match self.body.get("status").and_then(|s| s.as_str()) {
-            Some("queued") => "queued",
-            Some("duplicate") => "duplicate",
-            Some("ignored") => "ignored",
-            _ => "ping",
-        }
+        self.verdict
     }
 
     /// The answer as an HTTP response (JSON body), for any body type a text converts into.
     pub fn into_http<B: From<String>>(self) -> http::Response<B> {
-        let mut response = http::Response::new(B::from(self.body.to_string()));
+        let mut response = http::Response::new(B::from(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(
@@ -271,9 +332,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
             .map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let verified = match signature {
             None => Err(SignatureError::Missing),
-            Some(value) => {
-                Signature::parse(value).and_then(|sig| sig.verify(req.body, secret.accepted_webhook_secrets()))
-            }
+            Some(value) => Signature::parse(value).and_then(|sig| sig.verify_keyed(req.body, secret.webhook_keys())),
         };
 
         if event_key == EVENT_PING {
@@ -283,15 +342,11 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
                 Ok(()) => {
                     self.record_ignored(&delivery_id, event_key, "a signed ping (Test connection): answered")
                         .await;
-                    WebhookResponse::new(
-                        StatusCode::OK,
-                        json!({"status": "ok", "message": "pong: the signature is valid"}),
-                    )
+                    WebhookResponse::status(StatusCode::OK, "ok", "pong: the signature is valid")
                 }
-                Err(SignatureError::Missing) => WebhookResponse::new(
-                    StatusCode::OK,
-                    json!({"status": "ok", "message": "pong (the ping was not signed)"}),
-                ),
+                Err(SignatureError::Missing) => {
+                    WebhookResponse::status(StatusCode::OK, "ok", "pong (the ping was not signed)")
+                }
                 Err(e) => unauthorized(&e),
             };
         }
@@ -309,7 +364,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
             other => {
                 let message = format!("event {other:?} is not replicated; only repo:refs_changed is");
                 self.record_ignored(&delivery_id, other, &message).await;
-                WebhookResponse::new(StatusCode::ACCEPTED, json!({"status": "ignored", "message": message}))
+                WebhookResponse::status(StatusCode::ACCEPTED, "ignored", &message)
             }
         }
     }
@@ -388,16 +443,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
                 } else {
                     Verdict::Duplicate
                 };
-                let answer = WebhookResponse::new(
-                    StatusCode::ACCEPTED,
-                    json!({
-                        "status": if outcome == Enqueued::Queued { "queued" } else { "duplicate" },
-                        "message": if outcome == Enqueued::Queued { "the push is queued for replication" } else { "this delivery was already queued" },
-                        "deliveryId": push.delivery_id.as_str(),
-                        "repository": push.repo.to_string(),
-                        "changes": push.changes.len(),
-                    }),
-                );
+                let answer = WebhookResponse::queued(outcome, &push);
                 self.record_push(push, verdict).await;
                 answer
             }
@@ -431,4 +477,62 @@ fn unauthorized(e: &SignatureError) -> WebhookResponse {
         "invalid_signature",
         format!("{e}; check that the webhook's secret in Bitbucket equals the hub's webhook secret"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ids::{CommitId, RepoRef};
+    use crate::push::{RefChange, RefChangeType};
+
+    const TRICKY: &str = "a \"quoted\" \\ name\n\u{1}\t é/日";
+
+    #[test]
+    fn answers_are_the_bytes_serde_json_wrote_for_them() {
+        let error = WebhookResponse::error(StatusCode::BAD_REQUEST, "invalid_payload", TRICKY);
+        let ignored = WebhookResponse::status(StatusCode::ACCEPTED, "ignored", TRICKY);
+
+        assert_eq!(
+            error.body,
+            json!({"error": "invalid_payload", "message": TRICKY}).to_string()
+        );
+        assert_eq!(
+            ignored.body,
+            json!({"status": "ignored", "message": TRICKY}).to_string()
+        );
+        assert_eq!((error.verdict(), ignored.verdict()), ("rejected", "ignored"));
+    }
+
+    #[test]
+    fn the_queued_answer_is_the_bytes_serde_json_wrote_for_it() {
+        let mut push = PushMessage::full_sync(
+            RepoRef::new("~j\"doe", "mod\\èles").unwrap(),
+            DeliveryId::parse("d\"\\-1").unwrap(),
+            chrono::Utc::now(),
+        );
+        let hash = CommitId::parse("ecddabb624f6f5ba43816f5926e580a5f680a932").unwrap();
+        push.changes = vec![
+            RefChange {
+                ref_id: "refs/heads/main".into(),
+                change_type: RefChangeType::Update,
+                from_hash: hash.clone(),
+                to_hash: hash,
+            };
+            12
+        ];
+
+        for (outcome, word, message) in [
+            (Enqueued::Queued, "queued", "the push is queued for replication"),
+            (Enqueued::Duplicate, "duplicate", "this delivery was already queued"),
+        ] {
+            let answer = WebhookResponse::queued(outcome, &push);
+
+            let expected = json!({"status": word, "message": message, "deliveryId": push.delivery_id.as_str(),
+                "repository": push.repo.to_string(), "changes": push.changes.len()});
+            assert_eq!(answer.body, expected.to_string());
+            assert_eq!(answer.verdict(), word);
+        }
+    }
 }

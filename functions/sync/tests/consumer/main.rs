@@ -36,7 +36,7 @@ fn record(id: &str, group: &str, body: &str, receive_count: u32) -> serde_json::
 fn worker(host: &Arc<MemoryGitHost>) -> Worker {
     SyncWorker {
         store: MemoryStore::default(),
-        secrets: StaticSecret(hub_secret("w")),
+        secrets: StaticSecret::new(hub_secret("w")),
         connector: host.clone(),
         options: SyncOptions::default(),
     }
