@@ -181,12 +181,17 @@ impl GitHost for BitbucketClient {
     /// Follows `nextPageStart` until `isLastPage`; a page that is not the last but gives no
     /// further start is a protocol error (a partial list would look like deleted files).
     async fn list_files(&self, repo: &RepoRef, at: &CommitId) -> Result<Vec<String>, GitHostError> {
+        self.list_files_from(repo, at, 0).await
+    }
+
+    /// The pages from `start` on: a listing at a commit id is the same each time.
+    async fn list_files_from(&self, repo: &RepoRef, at: &CommitId, start: u64) -> Result<Vec<String>, GitHostError> {
         let call = Call::new(repo, format!("GET files at {}", at.short()));
         let mut url = self.url(&call, &["files"])?;
         url.query_pairs_mut().append_pair("at", at.as_str());
         let limit = u64::from(self.options().page_limit);
         let mut files = Vec::new();
-        let mut start = 0u64;
+        let mut start = start;
         loop {
             let page: Page<String> = self.page(&call, &url, start, limit).await?;
             let last = page.is_last();

@@ -203,6 +203,24 @@ pub trait GitHost: Send + Sync {
         at: &CommitId,
     ) -> impl Future<Output = Result<Vec<String>, GitHostError>> + Send;
 
+    /// The file paths at a commit from the `start`-th of [`GitHost::list_files`]'s answer on
+    /// (all pages from there): the listing at a commit never changes, so the next slice of a full
+    /// sync lists only what the last one left. By default, the whole listing less its first
+    /// `start` paths.
+    fn list_files_from(
+        &self,
+        repo: &RepoRef,
+        at: &CommitId,
+        start: u64,
+    ) -> impl Future<Output = Result<Vec<String>, GitHostError>> + Send {
+        async move {
+            let mut files = self.list_files(repo, at).await?;
+            let skipped = usize::try_from(start).unwrap_or(usize::MAX).min(files.len());
+            files.drain(..skipped);
+            Ok(files)
+        }
+    }
+
     /// The raw bytes of a file at a commit, or [`RawFile::TooLarge`] when it holds more than
     /// `limit` bytes (then read no further than `limit`, nothing at all when its size is known
     /// first); `None` when the file does not exist there.
@@ -254,6 +272,15 @@ impl<T: GitHost> GitHost for std::sync::Arc<T> {
         at: &CommitId,
     ) -> impl Future<Output = Result<Vec<String>, GitHostError>> + Send {
         T::list_files(self, repo, at)
+    }
+
+    fn list_files_from(
+        &self,
+        repo: &RepoRef,
+        at: &CommitId,
+        start: u64,
+    ) -> impl Future<Output = Result<Vec<String>, GitHostError>> + Send {
+        T::list_files_from(self, repo, at, start)
     }
 
     fn raw_file(
@@ -431,6 +458,11 @@ pub struct SyncResume {
     /// as well as the cursor's, in every slice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<CommitId>,
+    /// A full sync: how many paths of `head`'s listing ([`GitHost::list_files`]) come up to
+    /// `after`, so that the next slice lists the rest only ([`GitHost::list_files_from`]).
+    /// Recorded only when that listing is in path order; otherwise the next slice lists it all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<u64>,
 }
 
 impl SyncResume {
@@ -586,6 +618,21 @@ pub trait ModelStore: Send + Sync {
 
     /// Every model of a repository, sorted by path, without content.
     fn list_models(&self, repo: &RepoRef) -> impl Future<Output = Result<Vec<ModelSummary>, StoreError>> + Send;
+
+    /// The models of a repository whose paths come after `after` (byte order), sorted by path,
+    /// without content: what the next slice of a full sync still compares. By default,
+    /// [`ModelStore::list_models`] less the paths up to `after`.
+    fn list_models_after(
+        &self,
+        repo: &RepoRef,
+        after: &str,
+    ) -> impl Future<Output = Result<Vec<ModelSummary>, StoreError>> + Send {
+        async move {
+            let mut models = self.list_models(repo).await?;
+            models.retain(|m| m.path.as_str() > after);
+            Ok(models)
+        }
+    }
 
     /// One model with its content, exactly as it was in the repository.
     fn get_model(

@@ -539,6 +539,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         let mut moved_once = false;
         let mut resume_gone = false;
         let mut first = true;
+        let mut done = None;
         loop {
             let record = self
                 .store
@@ -558,9 +559,18 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             // A `--from` other than the pending sync's own is applied once that is done.
             let since_left = since.is_some() && since != record.resume.as_ref().and_then(|r| r.since.as_ref());
             match self
-                .sync_once(leased, &branch, &record, forced, since, progress, deadline)
+                .sync_once(leased, &branch, &record, forced, since, progress, deadline, &mut done)
                 .await
             {
+                // A whole tree reconciled at the branch head holds every change of a `--from`.
+                Ok(outcome)
+                    if continuing
+                        && since_left
+                        && matches!(&outcome, SyncOutcome::Synced { to, mode: SyncMode::Full(FullSyncReason::Continued), .. } if *to == branch.head) =>
+                {
+                    info!(repository = %repo, head = %branch.head, "sliced full sync done at the branch head: the --from changes are in it");
+                    return Ok(outcome);
+                }
                 Ok(SyncOutcome::Synced { to, .. }) if continuing && (to != branch.head || since_left) => {
                     info!(repository = %repo, done = %to, head = %branch.head, "sliced sync done; going on to the branch head");
                 }
@@ -604,6 +614,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         Ok(ancestry == Ancestry::Unknown)
     }
 
+    /// One sync towards one head. `done`: what the sliced sync finished just before in the same
+    /// run replicates (a `--from` applied next skips it); set when this one finishes a sliced one.
     #[allow(clippy::too_many_arguments)]
     async fn sync_once(
         &self,
@@ -614,7 +626,9 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         since: Option<&CommitId>,
         progress: &dyn SyncProgress,
         deadline: Option<&Deadline>,
+        done: &mut Option<Done>,
     ) -> Result<SyncOutcome, SyncError> {
+        let done_before = done.take();
         let repo = &leased.lease.repo;
         let cursor = record.cursor.as_ref();
         let from = cursor.map(|c| c.commit.clone());
@@ -645,7 +659,13 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             && from.as_ref() != Some(since)
         {
             match self.plan_diff(repo, since, &head).await? {
-                Plan::Incremental(more) => changes.extend(more),
+                Plan::Incremental(more) => {
+                    let more: Vec<_> = match done_before.as_ref().filter(|d| from.as_ref() == Some(&d.head)) {
+                        Some(done) => more.into_iter().filter(|c| !done.covers(c, changes)).collect(),
+                        None => more,
+                    };
+                    changes.extend(more);
+                }
                 full => plan = full,
             }
         }
@@ -663,6 +683,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 slices: 0,
                 run: SyncResume::new_run(),
                 since: None,
+                listed: None,
             };
             self.store.record_resume(leased.lease, from.as_ref(), &restart).await?;
         }
@@ -686,9 +707,19 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             Plan::Full(reason) => SyncMode::Full(*reason),
             Plan::Incremental(_) => SyncMode::Incremental,
         };
-        let ops = match plan {
-            Plan::Full(_) => self.plan_tree(repo, &head, &ignore).await?,
-            Plan::Incremental(changes) => plan_changes(&changes, &ignore),
+        let (ops, listing) = match plan {
+            Plan::Full(_) => {
+                let (ops, listing) = self.plan_tree(repo, &head, &ignore, resume).await?;
+                (ops, Some(listing))
+            }
+            Plan::Incremental(changes) => (plan_changes(&changes, &ignore), None),
+        };
+        // What a sliced sync will have done when this slice ends it: every path (a full one), or
+        // its plan (an incremental one plans the same in every slice).
+        let planned = match (resume, &mode) {
+            (Some(r), SyncMode::Full(_)) if r.full => Some(None),
+            (Some(_), SyncMode::Incremental) => Some(Some(ops.keys().cloned().collect())),
+            _ => None,
         };
         let stats = Mutex::new(SyncStats::default());
         let after = resume.map(|r| r.after.as_str());
@@ -712,6 +743,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 slices,
                 run: run.clone(),
                 since: since.filter(|_| !full).cloned(),
+                listed: listing.and_then(|l| l.through(&after)),
             };
             self.store.record_resume(leased.lease, from.as_ref(), &point).await?;
             info!(
@@ -740,6 +772,12 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 },
             )
             .await?;
+        if let Some(paths) = planned {
+            *done = Some(Done {
+                head: head.clone(),
+                paths,
+            });
+        }
         match self.store.sweep(leased.lease, SWEEP_BUDGET).await {
             Ok(0) => {}
             Ok(swept) => info!(repository = %repo, swept, "unreferenced content swept"),
@@ -817,22 +855,33 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// Full sync: every candidate file at the head is fetched (what the store holds there is
     /// known, so an unchanged file is not written again); stored models that are not at the head
     /// (or now ignored, or no longer models) are removed.
+    ///
+    /// The next slice of a full sync (`resume`) plans only the paths after its resume point: the
+    /// head's listing from the entry after it on (when the slice before recorded where that is),
+    /// and the stored models after it.
     async fn plan_tree(
         &self,
         repo: &RepoRef,
         head: &CommitId,
         ignore: &HubIgnore,
-    ) -> Result<BTreeMap<String, Op>, SyncError> {
-        let files = self.host.list_files(repo, head).await?;
-        let mut stored: BTreeMap<String, (String, ModelStatus)> = self
-            .store
-            .list_models(repo)
-            .await?
+        resume: Option<&SyncResume>,
+    ) -> Result<(BTreeMap<String, Op>, Listing), SyncError> {
+        let after = resume.map(|r| r.after.as_str());
+        let listing = self.list_tree(repo, head, resume).await?;
+        let stored = match after {
+            Some(after) => self.store.list_models_after(repo, after).await?,
+            None => self.store.list_models(repo).await?,
+        };
+        let mut stored: BTreeMap<String, (String, ModelStatus)> = stored
             .into_iter()
             .map(|m| (m.path, (m.content_sha256, m.status)))
             .collect();
         let mut ops = BTreeMap::new();
-        for path in files.into_iter().filter(|p| is_candidate_path(p)) {
+        let left = listing
+            .paths
+            .iter()
+            .filter(|p| is_candidate_path(p) && after.is_none_or(|after| p.as_str() > after));
+        for path in left.cloned() {
             let known = stored.remove(&path);
             let op = if ignore.is_ignored(&path) {
                 Op::Ignore {
@@ -846,7 +895,28 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         for path in stored.into_keys() {
             ops.entry(path).or_insert(Op::Remove);
         }
-        Ok(ops)
+        Ok((ops, listing))
+    }
+
+    /// The head's listing, or for the next slice of a full sync that recorded where its resume
+    /// point is in it ([`SyncResume::listed`]), the rest of it. A rest that does not start after
+    /// the resume point (not the listing that was counted) is not trusted: the whole is listed.
+    async fn list_tree(
+        &self,
+        repo: &RepoRef,
+        head: &CommitId,
+        resume: Option<&SyncResume>,
+    ) -> Result<Listing, SyncError> {
+        if let Some((start, after)) = resume.and_then(|r| Some((r.listed?, r.after.as_str())))
+            && start > 0
+        {
+            let paths = self.host.list_files_from(repo, head, start).await?;
+            if paths.first().is_none_or(|first| first.as_str() > after) {
+                return Ok(Listing::new(start, paths));
+            }
+            warn!(repository = %repo, start, "the head's listing is not where the resume point says; listing it all");
+        }
+        Ok(Listing::new(0, self.host.list_files(repo, head).await?))
     }
 
     /// Runs `ops` after the path `after` (all of them without one), in path order, a few at a
@@ -1019,6 +1089,53 @@ async fn examine_off_task(path: &str, content: &Bytes) -> Option<(ModelStatus, S
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // The runtime is shutting down: do it here rather than lose the file.
         Err(_) => examine(path, content),
+    }
+}
+
+/// What a sliced sync finished in this run replicates: every path at `head` (a full one), or the
+/// paths of its plan.
+struct Done {
+    head: CommitId,
+    /// `None`: every path.
+    paths: Option<BTreeSet<String>>,
+}
+
+impl Done {
+    /// Whether `change` of a `--from` needs nothing more, the cursor being at `head`: every path
+    /// it writes or removes is done, and not changed again by `later` (the cursor's diff).
+    fn covers(&self, change: &crate::ports::FileChange, later: &[crate::ports::FileChange]) -> bool {
+        let moved_from = match &change.kind {
+            FileChangeKind::Move { from } => Some(from.as_str()),
+            _ => None,
+        };
+        std::iter::once(change.path.as_str()).chain(moved_from).all(|path| {
+            self.paths.as_ref().is_none_or(|paths| paths.contains(path))
+                && !later.iter().any(|c| touches_path(&c.kind, &c.path, path))
+        })
+    }
+}
+
+/// The paths of a head's listing that a full sync planned from: the listing's entries from the
+/// `start`-th on.
+struct Listing {
+    start: u64,
+    paths: Vec<String>,
+    /// The paths are in byte order (as Bitbucket lists a commit's tree), so an entry's position
+    /// says which paths come before it.
+    ordered: bool,
+}
+
+impl Listing {
+    fn new(start: u64, paths: Vec<String>) -> Self {
+        let ordered = paths.is_sorted();
+        Self { start, paths, ordered }
+    }
+
+    /// How many entries of the whole listing come up to `after` ([`SyncResume::listed`]), when
+    /// the listing is in path order.
+    fn through(&self, after: &str) -> Option<u64> {
+        let here = self.paths.partition_point(|p| p.as_str() <= after);
+        self.ordered.then(|| self.start + here as u64)
     }
 }
 

@@ -263,6 +263,36 @@ async fn a_first_sync_past_its_deadline_completes_in_slices_fetching_each_model_
 }
 
 #[tokio::test]
+async fn each_next_slice_of_a_full_sync_lists_the_head_only_from_its_resume_point_on() {
+    // Arrange: a first sync in slices, its first slice done.
+    let f = Fixture::registered().await;
+    let tree = many_models(200);
+    let head = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { after, .. } = f.handle(&push(&f.repo, &head)).await else {
+        panic!("the first slice stops before the end")
+    };
+    let resume = f.store.repo(&f.repo).await.unwrap().unwrap().resume.unwrap();
+    f.host.clear_calls();
+
+    // Act
+    f.drain(0).await;
+
+    // Assert
+    let done = tree.keys().filter(|p| **p <= after).count() as u64;
+    assert_eq!(resume.listed, Some(done), "where the resume point is in the listing");
+    let listings: Vec<String> = f.host.calls().into_iter().filter(|c| c.starts_with("files")).collect();
+    assert!(listings.len() >= 2, "{listings:?}");
+    assert_eq!(listings[0], format!("files from {done}"));
+    assert!(listings.iter().all(|c| c.starts_with("files from ")), "{listings:?}");
+    assert_eq!(f.stored().await, tree);
+    assert!(
+        f.fetches().values().all(|&n| n == 1),
+        "fetched twice: {:?}",
+        f.fetches()
+    );
+}
+
+#[tokio::test]
 async fn a_push_between_slices_is_replicated_after_the_sliced_head() {
     // Arrange
     let f = Fixture::registered().await;
@@ -486,7 +516,8 @@ async fn a_sync_from_a_commit_cut_into_slices_applies_that_commits_changes_in_ev
 }
 
 #[tokio::test]
-async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_that_commits_changes_too() {
+async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_that_commits_changes_too_fetching_nothing_twice()
+ {
     // Arrange: m/0140.json changed after the commit; a push of many models cut into slices.
     let f = Fixture::registered().await;
     let (since, head, tree) = f.changed_after_a_commit_then_many().await;
@@ -505,6 +536,49 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_t
     // Assert
     assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
     assert_eq!(f.fetches().get("m/0140.json"), Some(&1), "{:?}", f.fetches());
+    assert!(
+        f.fetches().values().all(|&n| n == 1),
+        "the paths in both diffs are fetched once: {:?}",
+        f.fetches()
+    );
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
+    assert_eq!(f.stored().await, tree);
+}
+
+#[tokio::test]
+async fn a_sync_from_a_commit_asked_for_while_a_sliced_first_sync_is_pending_fetches_nothing_twice() {
+    // Arrange: a commit, then a change, and a first sync of the head cut into slices.
+    let f = Fixture::registered().await;
+    let mut tree = many_models(120);
+    let since = f.host.commit(&f.repo, tree.clone());
+    tree.insert("m/0000.json".into(), model("Changed after the commit"));
+    let head = f.host.commit(&f.repo, tree.clone());
+    let SyncOutcome::Sliced { .. } = f.handle(&push(&f.repo, &head)).await else {
+        panic!("the first slice stops before the end")
+    };
+    f.host.clear_calls();
+
+    // Act: `hubsync sync --from` (no deadline) before the continuation arrives.
+    let outcome = f
+        .engine()
+        .sync_request(&f.repo, &hubsync_core::push::SyncRequest::From(since), &NoProgress)
+        .await
+        .unwrap();
+
+    // Assert: the whole tree reconciled at the head holds the commit's changes.
+    assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
+    assert_eq!(
+        f.fetches().get("m/0000.json"),
+        None,
+        "done by the first slice: {:?}",
+        f.fetches()
+    );
+    assert!(
+        f.fetches().values().all(|&n| n == 1),
+        "fetched twice: {:?}",
+        f.fetches()
+    );
     let record = f.store.repo(&f.repo).await.unwrap().unwrap();
     assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
     assert_eq!(f.stored().await, tree);

@@ -501,6 +501,26 @@ impl ModelStore for SqliteHub {
             .await?)
     }
 
+    async fn list_models_after(&self, repo: &RepoRef, after: &str) -> Result<Vec<ModelSummary>, StoreError> {
+        let (key, after) = (repo.to_string(), after.to_owned());
+        Ok(self
+            .blocking(move |inner| {
+                let conn = inner.conn();
+                // A range of the primary key (repo, path): the rows up to `after` are not read.
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM models WHERE repo = ?1 AND path > ?2 COLLATE BINARY
+                     ORDER BY path COLLATE BINARY"
+                ))?;
+                let rows = stmt
+                    .query_map(params![key, after], SummaryRow::read)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                drop(stmt);
+                drop(conn);
+                rows.into_iter().map(SummaryRow::into_summary).collect()
+            })
+            .await?)
+    }
+
     async fn get_model(&self, repo: &RepoRef, path: &str) -> Result<Option<ModelRecord>, StoreError> {
         let (key, path) = (repo.to_string(), path.to_owned());
         Ok(self

@@ -88,6 +88,7 @@ pub fn resume(n: u64, after: &str) -> SyncResume {
         slices: 2,
         run: format!("run-{n}"),
         since: (n > 1).then(|| commit(n - 1)),
+        listed: n.is_multiple_of(2).then_some(5 * n),
     }
 }
 
@@ -380,7 +381,8 @@ pub async fn a_malformed_model_is_stored_with_its_error(store: &impl Store) {
 }
 
 /// Models are listed sorted by path in byte order (as `str` sorts), with their summaries, for
-/// paths with spaces, `#`, `%`, non-ASCII letters and case differences.
+/// paths with spaces, `#`, `%`, non-ASCII letters and case differences; listed after a path, only
+/// those that come after it in that order.
 pub async fn models_are_listed_by_path_in_byte_order_with_their_summaries(store: &impl Store) {
     let r = repo("DATA/models");
     let paths = [
@@ -404,8 +406,18 @@ pub async fn models_are_listed_by_path_in_byte_order_with_their_summaries(store:
     expected.sort_by(|a, b| a.path.cmp(&b.path));
 
     let listed = store.list_models(&r).await.unwrap();
+    let after_a = store.list_models_after(&r, "a.json").await.unwrap();
+    let after_all = store.list_models_after(&r, "日本/モデル.hck.json").await.unwrap();
 
     assert_eq!(listed, expected);
+    let expected_after_a: Vec<_> = expected
+        .iter()
+        .filter(|m| m.path.as_str() > "a.json")
+        .cloned()
+        .collect();
+    assert_eq!(after_a, expected_after_a);
+    assert_eq!(after_a.first().map(|m| m.path.as_str()), Some("a/b.json"));
+    assert_eq!(after_all, []);
     for path in paths {
         let back = store.get_model(&r, path).await.unwrap();
         assert_eq!(

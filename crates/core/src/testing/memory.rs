@@ -506,6 +506,14 @@ impl GitHost for MemoryGitHost {
         Ok(self.tree(repo, at, "files")?.into_keys().collect())
     }
 
+    /// Recorded as `files from {start}`.
+    async fn list_files_from(&self, repo: &RepoRef, at: &CommitId, start: u64) -> Result<Vec<String>, GitHostError> {
+        let operation = format!("files from {start}");
+        self.check(repo, &operation)?;
+        let skipped = usize::try_from(start).unwrap_or(usize::MAX);
+        Ok(self.tree(repo, at, &operation)?.into_keys().skip(skipped).collect())
+    }
+
     async fn raw_file(
         &self,
         repo: &RepoRef,
