@@ -11,7 +11,8 @@ use hubsync_core::deadline::{Clock, Slicing};
 use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::ModelStatus;
 use hubsync_core::ports::{
-    Ancestry, Enqueued, GitHost, GitHostConnector, ModelStore, PushQueue, RepoRegistry, SecretSource, StoreError,
+    Ancestry, Enqueued, GitHost, GitHostConnector, ModelStore, PushQueue, QueueError, RepoRegistry, SecretSource,
+    StoreError,
 };
 use hubsync_core::push::{PushMessage, SyncRequest};
 use hubsync_core::secrets::StaticSecret;
@@ -71,10 +72,10 @@ pub struct SyncArgs {
     #[arg(long)]
     pub queue: bool,
     /// Run the sync in slices of PERIOD (e.g. 30s, 5m; local backend): at 80 % of a slice the sync
-    /// stops between files, records how far it got and queues its continuation for `hubsync
-    /// serve`, as `serve --slice` does; this command then reports the slice and runs the next
-    /// one itself, until the head is reached. Interrupted after a slice, it leaves the rest to
-    /// `hubsync serve` (or to `hubsync sync --recent`). 0 or off (the default): one piece.
+    /// stops between files and records how far it got, as `serve --slice` does; this command
+    /// then reports the slice and runs the next one itself, until the head is reached. Stopped
+    /// before (Ctrl-C, an error), it queues the continuation for `hubsync serve` (or `hubsync
+    /// sync --recent`). 0 or off (the default): one piece.
     #[arg(long, value_name = "PERIOD", env = "HUB_SLICE", default_value_t = SliceLength::default())]
     pub slice: SliceLength,
     /// With --slice: run the first slice only and leave its continuation on the queue for
@@ -464,9 +465,11 @@ pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
     Ok(())
 }
 
-/// `hubsync sync --slice`: each slice within its deadline, its continuation queued on `queue`;
-/// then, unless `--one-slice`, the next slice here, until the head is reached. A continuation
-/// taken meanwhile by `hubsync serve` is left to it.
+/// `hubsync sync --slice`: each slice within its deadline; then, unless `--one-slice`, the next
+/// slice here, until the head is reached. A slice's continuation is held here for the next
+/// slice, and put on `queue` (for `hubsync serve`) only when this command stops with work left:
+/// `--one-slice`, an error, Ctrl-C, another sync holding the repository. A completed sync leaves
+/// nothing queued; a crash leaves the resume point, which the reconcile queues again.
 async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueue>(
     store: S,
     secrets: Src,
@@ -476,35 +479,57 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
 ) -> anyhow::Result<()> {
     let worker = worker(store, secrets, &args)?;
     let repo = &args.repo;
+    let held = HeldContinuation::default();
     let mut request = args.request();
     for slice in 1.. {
         let bar = progress_bar();
-        let outcome = worker
-            .sync_request_within(repo, &request, &Bar(bar.clone()), &slicing.deadline(), queue)
-            .await;
+        let (progress, deadline) = (Bar(bar.clone()), slicing.deadline());
+        let outcome = tokio::select! {
+            outcome = worker.sync_request_within(repo, &request, &progress, &deadline, &held) => outcome,
+            () = interrupted() => {
+                bar.finish_and_clear();
+                if held.hand_over(queue).await? {
+                    bail!("interrupted in slice {slice}: the rest of {repo}'s sync is queued for `hubsync serve`");
+                }
+                bail!("interrupted in slice {slice}");
+            }
+        };
         bar.finish_and_clear();
         let outcome = match outcome {
-            // The queued continuation was taken by `hubsync serve` in between: it goes on there.
+            // Another sync (`hubsync serve`) holds the repository: it finishes the sliced sync
+            // first, and the continuation makes sure the rest is done.
             Err(SyncError::Store(StoreError::LeaseHeld { owner, .. })) if slice > 1 => {
-                println!("{repo}: slice {slice} is being run by {owner} (the queued continuation); it goes on there");
+                held.hand_over(queue).await?;
+                println!("{repo}: slice {slice} waits for {owner}; the rest is queued for `hubsync serve`");
                 return Ok(());
             }
-            outcome => outcome.with_context(|| format!("syncing {repo} (slice {slice})"))?,
+            Err(error) => {
+                let rest = match held.hand_over(queue).await {
+                    Ok(true) => "; the rest is queued for `hubsync serve`".to_owned(),
+                    Ok(false) => String::new(),
+                    Err(lost) => format!("; {lost:#}"),
+                };
+                return Err(anyhow::Error::new(error).context(format!("syncing {repo} (slice {slice}){rest}")));
+            }
+            Ok(outcome) => outcome,
         };
         let SyncOutcome::Sliced { to, after, stats, .. } = outcome else {
             report(repo, outcome, slice);
             return Ok(());
         };
-        println!(
-            "{repo}: slice {slice} ({}) stopped after {after} at {}, {} models written so far; its continuation is queued",
+        print!(
+            "{repo}: slice {slice} ({}) stopped after {after} at {}, {} models written so far",
             SliceLength(Some(slicing.length)),
             to.short(),
             stats.written + stats.malformed,
         );
         if args.one_slice {
+            held.hand_over(queue).await?;
+            println!("; its continuation is queued");
             println!("{repo}: `hubsync serve` runs the next slices (or `hubsync sync {repo} --recent` here)");
             return Ok(());
         }
+        println!();
         if slice == 1 {
             println!("{repo}: continuing here, slice after slice (interrupted, `hubsync serve` takes over)");
         }
@@ -512,6 +537,40 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
         request = SyncRequest::Recent;
     }
     Ok(())
+}
+
+/// Where `hubsync sync --slice` has the engine queue a slice's continuation: held for the next
+/// slice, which this command runs itself, and handed over to the pipeline's queue only if it
+/// stops first.
+#[derive(Default)]
+struct HeldContinuation(std::sync::Mutex<Option<PushMessage>>);
+
+impl PushQueue for HeldContinuation {
+    async fn enqueue(&self, push: &PushMessage) -> Result<Enqueued, QueueError> {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *held = Some(push.clone());
+        Ok(Enqueued::Queued)
+    }
+}
+
+impl HeldContinuation {
+    /// Puts the continuation held, if any, on `queue`; whether there was one.
+    async fn hand_over<Q: PushQueue>(&self, queue: &Q) -> anyhow::Result<bool> {
+        let held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let Some(next) = held else { return Ok(false) };
+        queue
+            .enqueue(&next)
+            .await
+            .context("the continuation could not be queued (the resume point is recorded: the reconcile queues it)")?;
+        Ok(true)
+    }
+}
+
+/// Completes on Ctrl-C (never, if no handler can be installed).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// What a sync did, in one line (after `slices` slices).

@@ -133,7 +133,8 @@ const NOWHERE: &str = "http://127.0.0.1:9/gateway/public/sync";
 const ONE_FILE_PER_SLICE: [(&str, &str); 1] = [("HUB_SLICE_TEST_STEP", "1000")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_with_a_slice_reports_each_slice_and_runs_them_until_the_head_fetching_each_file_once() {
+async fn sync_with_a_slice_reports_each_slice_and_runs_them_until_the_head_fetching_each_file_once_leaving_nothing_queued()
+ {
     // Arrange
     let a = Admin::new().await;
     let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
@@ -149,14 +150,16 @@ async fn sync_with_a_slice_reports_each_slice_and_runs_them_until_the_head_fetch
             &ONE_FILE_PER_SLICE,
         )
         .await;
+    let status = a.hubsync(&["queue", "status"], NOWHERE).await;
 
     // Assert
     assert!(synced.ok, "{}", synced.text());
-    let slices = synced
-        .out
-        .lines()
-        .filter(|l| l.contains("continuation is queued"))
-        .count();
+    assert!(
+        status.out.contains("pending 0"),
+        "no continuation is left queued: {}",
+        status.text()
+    );
+    let slices = synced.out.lines().filter(|l| l.contains(") stopped after ")).count();
     assert!(slices >= 3, "several slices, each reported as it ends:\n{}", synced.out);
     assert!(
         synced.out.contains("slice 1 (1s) stopped after") && synced.out.contains("continuing here"),
@@ -192,13 +195,14 @@ async fn sync_with_a_slice_reports_each_slice_and_runs_them_until_the_head_fetch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_with_one_slice_leaves_the_rest_to_the_queue() {
+async fn sync_with_one_slice_leaves_the_rest_to_the_queue_and_serve_completes_it_fetching_each_file_once() {
     // Arrange
     let a = Admin::new().await;
     let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
     assert!(registered.ok, "{}", registered.text());
+    a.sim.clear_requests();
 
-    // Act
+    // Act 1: the first slice only.
     let synced = a
         .hubsync_env(
             &["sync", "DATA/models", "--one-slice"],
@@ -208,6 +212,22 @@ async fn sync_with_one_slice_leaves_the_rest_to_the_queue() {
         )
         .await;
     let status = a.hubsync(&["queue", "status"], NOWHERE).await;
+    let between = a.hub().repo(&id()).await.expect("record").expect("registered");
+
+    // Act 2: `hubsync serve` takes the continuation from the queue.
+    let (mut serve, base) = common::spawn_serve(&a.db(), a.sim.base_url(), &a.token(), SECRET, &[]).await;
+    let hub = a.hub();
+    let deadline = tokio::time::Instant::now() + common::BOUND;
+    while hub.repo(&id()).await.expect("record").and_then(|r| r.cursor).is_none()
+        || !hub.queue_stats().await.expect("queue").is_drained()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve did not complete the sync ({base})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    serve.kill().await.expect("serve stops");
 
     // Assert
     assert!(synced.ok, "{}", synced.text());
@@ -217,8 +237,26 @@ async fn sync_with_one_slice_leaves_the_rest_to_the_queue() {
         synced.out
     );
     assert!(status.out.contains("pending 1"), "{}", status.text());
-    let record = a.hub().repo(&id()).await.expect("record").expect("registered");
-    assert!(record.cursor.is_none() && record.resume.is_some(), "{record:?}");
+    assert!(between.cursor.is_none() && between.resume.is_some(), "{between:?}");
+    let record = hub.repo(&id()).await.expect("record").expect("registered");
+    assert!(record.resume.is_none(), "{record:?}");
+    let files: std::collections::BTreeMap<String, Vec<u8>> = models::sample_repository().into_iter().collect();
+    let stored = hub.list_models(&id()).await.expect("models");
+    assert_eq!(stored.len(), 6, "every model of the sample repository: {stored:?}");
+    for summary in stored {
+        let model = hub
+            .get_model(&id(), &summary.path)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert!(files[&summary.path] == model.content, "{} is byte-equal", summary.path);
+    }
+    let mut fetches = std::collections::BTreeMap::<String, usize>::new();
+    for r in a.sim.requests().iter().filter(|r| r.path_and_query.contains("/raw/")) {
+        *fetches.entry(r.path_and_query.clone()).or_default() += 1;
+    }
+    assert!(fetches.len() >= 9, "every JSON file: {fetches:?}");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
