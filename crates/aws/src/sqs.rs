@@ -28,10 +28,7 @@ impl SqsPushQueue {
 
 impl PushQueue for SqsPushQueue {
     async fn enqueue(&self, push: &PushMessage) -> Result<Enqueued, QueueError> {
-        let body = serde_json::to_string(push).map_err(|e| QueueError {
-            message: format!("the push could not be serialized: {e}"),
-            source: Some(Box::new(e)),
-        })?;
+        let body = push.to_json();
         self.client
             .send_message()
             .queue_url(&self.queue_url)

@@ -13,6 +13,8 @@
 //! ([`MessageKind::FullSync`]), from the cursor ([`MessageKind::Recent`]) or the changes since a
 //! commit ([`MessageKind::SyncFrom`], with [`PushMessage::from_commit`]).
 
+use std::fmt::Write as _;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,17 @@ pub enum RefChangeType {
     Add,
     Update,
     Delete,
+}
+
+impl RefChangeType {
+    /// The type as written in the JSON.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "ADD",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
 }
 
 /// One ref moved by the push.
@@ -86,6 +99,18 @@ impl MessageKind {
     /// Whether this is a push (the kind left out of the JSON, so pushes serialize as before).
     pub fn is_push(&self) -> bool {
         *self == Self::Push
+    }
+
+    /// The kind as written in the JSON.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::FullSync => "full-sync",
+            Self::Reconcile => "reconcile",
+            Self::Continuation => "continuation",
+            Self::Recent => "recent",
+            Self::SyncFrom => "sync-from",
+        }
     }
 }
 
@@ -251,6 +276,93 @@ impl PushMessage {
     /// Whether any change of this push moved `ref_id`.
     pub fn touches(&self, ref_id: &str) -> bool {
         self.changes.iter().any(|c| c.ref_id == ref_id)
+    }
+
+    /// The message as queued: exactly the text `serde_json::to_string` gives (and
+    /// `Deserialize` reads), written by hand into a buffer sized once, since the webhook builds
+    /// it on its hot path for up to 1,000 changes. Commit ids need no escaping; every other
+    /// string is escaped as serde_json escapes it. Both queues (SQS, SQLite) send this.
+    pub fn to_json(&self) -> String {
+        use crate::json_text::{push_repo, push_str, push_u64};
+
+        let optional_len = |s: &Option<String>| s.as_ref().map_or(4, |s| s.len() + 2);
+        let changes_len: usize = self
+            .changes
+            .iter()
+            .map(|c| {
+                49 + c.change_type.as_str().len()
+                    + c.ref_id.len()
+                    + c.from_hash.as_str().len()
+                    + c.to_hash.as_str().len()
+            })
+            .sum();
+        let capacity = 240
+            + self.delivery_id.as_str().len()
+            + self.repo.project().len()
+            + self.repo.slug().len()
+            + changes_len
+            + optional_len(&self.actor.name)
+            + optional_len(&self.actor.display_name)
+            + optional_len(&self.actor.email_address)
+            + self.from_commit.as_ref().map_or(0, |c| c.as_str().len());
+        let mut out = String::with_capacity(capacity);
+        let optional = |out: &mut String, s: &Option<String>| match s {
+            Some(s) => push_str(out, s),
+            None => out.push_str("null"),
+        };
+
+        out.push('{');
+        if !self.kind.is_push() {
+            out.push_str("\"kind\":\"");
+            out.push_str(self.kind.as_str());
+            out.push_str("\",");
+        }
+        out.push_str("\"provider\":\"");
+        out.push_str(match self.provider {
+            Provider::BitbucketDataCenter => "bitbucket-data-center",
+        });
+        out.push_str("\",\"deliveryId\":");
+        push_str(&mut out, self.delivery_id.as_str());
+        out.push_str(",\"repo\":");
+        push_repo(&mut out, &self.repo);
+        out.push_str(",\"repositoryId\":");
+        match self.repository_id {
+            Some(id) => push_u64(&mut out, id),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"changes\":[");
+        for (i, change) in self.changes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"refId\":");
+            push_str(&mut out, &change.ref_id);
+            out.push_str(",\"type\":\"");
+            out.push_str(change.change_type.as_str());
+            out.push_str("\",\"fromHash\":\"");
+            out.push_str(change.from_hash.as_str());
+            out.push_str("\",\"toHash\":\"");
+            out.push_str(change.to_hash.as_str());
+            out.push_str("\"}");
+        }
+        out.push_str("],\"actor\":{\"name\":");
+        optional(&mut out, &self.actor.name);
+        out.push_str(",\"displayName\":");
+        optional(&mut out, &self.actor.display_name);
+        out.push_str(",\"emailAddress\":");
+        optional(&mut out, &self.actor.email_address);
+        out.push_str("},\"receivedAt\":\"");
+        // chrono serializes a `DateTime<Utc>` as its `Debug` text (RFC 3339, `Z`, the fraction
+        // only as long as needed); the test below holds the two together.
+        let _ = write!(out, "{:?}", self.received_at);
+        out.push('"');
+        if let Some(commit) = &self.from_commit {
+            out.push_str(",\"fromCommit\":\"");
+            out.push_str(commit.as_str());
+            out.push('"');
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -444,6 +556,133 @@ mod on_demand_tests {
         assert_ne!(
             id(&from, 0),
             PushMessage::on_demand(RepoRef::parse("DATA/other").unwrap(), &from, at(0)).delivery_id
+        );
+    }
+}
+
+#[cfg(test)]
+mod to_json_tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const HASHES: [&str; 3] = [
+        "ecddabb624f6f5ba43816f5926e580a5f680a932",
+        "0000000000000000000000000000000000000000",
+        "178864a7d521b6f5e720b386b2c2b0ef8563e0dc178864a7d521b6f5e720b386",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        "(\\PC|[\\x00-\\x1f\\x7f\"\\\\/]){0,12}"
+    }
+
+    fn commit() -> impl Strategy<Value = CommitId> {
+        prop::sample::select(HASHES.to_vec()).prop_map(|h| CommitId::parse(h).unwrap())
+    }
+
+    fn kind() -> impl Strategy<Value = MessageKind> {
+        prop::sample::select(vec![
+            MessageKind::Push,
+            MessageKind::FullSync,
+            MessageKind::Reconcile,
+            MessageKind::Continuation,
+            MessageKind::Recent,
+            MessageKind::SyncFrom,
+        ])
+    }
+
+    fn change() -> impl Strategy<Value = RefChange> {
+        let ty = prop::sample::select(vec![RefChangeType::Add, RefChangeType::Update, RefChangeType::Delete]);
+        (text(), ty, commit(), commit()).prop_map(|(ref_id, change_type, from_hash, to_hash)| RefChange {
+            ref_id,
+            change_type,
+            from_hash,
+            to_hash,
+        })
+    }
+
+    fn message() -> impl Strategy<Value = PushMessage> {
+        let segment = "[a-zA-Z0-9~\"\\\\é日._-]{1,12}";
+        let actor = (
+            prop::option::of(text()),
+            prop::option::of(text()),
+            prop::option::of(text()),
+        );
+        // Any instant chrono can write, nanoseconds and leap seconds included.
+        let at = (-200_000_000_000i64..200_000_000_000, 0u32..2_000_000_000)
+            .prop_filter_map("not an instant", |(s, n)| Utc.timestamp_opt(s, n).single());
+        (
+            (kind(), "[!-~]{1,40}", segment, segment, prop::option::of(any::<u64>())),
+            (
+                prop::collection::vec(change(), 0..4),
+                actor,
+                at,
+                prop::option::of(commit()),
+            ),
+        )
+            .prop_filter_map(
+                "not a repository",
+                |(
+                    (kind, id, project, slug, repository_id),
+                    (changes, (name, display_name, email_address), at, from),
+                )| {
+                    Some(PushMessage {
+                        kind,
+                        provider: Provider::BitbucketDataCenter,
+                        delivery_id: DeliveryId::parse(&id).ok()?,
+                        repo: RepoRef::new(&project, &slug).ok()?,
+                        repository_id,
+                        changes,
+                        actor: Actor {
+                            name,
+                            display_name,
+                            email_address,
+                        },
+                        received_at: at,
+                        from_commit: from,
+                    })
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn the_written_message_is_what_serde_json_writes_and_reads_back_the_same(message in message()) {
+            let written = message.to_json();
+
+            prop_assert_eq!(&written, &serde_json::to_string(&message).unwrap());
+            prop_assert_eq!(serde_json::from_str::<PushMessage>(&written).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn a_thousand_change_push_fits_the_buffer_sized_for_it() {
+        let hash = CommitId::parse(HASHES[0]).unwrap();
+        let mut push = PushMessage::full_sync(
+            RepoRef::parse("DATA/models").unwrap(),
+            DeliveryId::parse("8d2f6f3c").unwrap(),
+            Utc.timestamp_opt(1_764_324_930, 123_456_789).unwrap(),
+        );
+        push.kind = MessageKind::Push;
+        push.actor.name = Some("jdoe".into());
+        push.changes = (0..1000)
+            .map(|i| RefChange {
+                ref_id: format!("refs/heads/b{i}"),
+                change_type: RefChangeType::Update,
+                from_hash: hash.clone(),
+                to_hash: hash.clone(),
+            })
+            .collect();
+
+        let written = push.to_json();
+
+        assert_eq!(written, serde_json::to_string(&push).unwrap());
+        assert!(
+            written.capacity() - written.len() < 512,
+            "{} of {}",
+            written.len(),
+            written.capacity()
         );
     }
 }

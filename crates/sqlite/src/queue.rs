@@ -142,7 +142,7 @@ impl PushQueue for SqliteHub {
         let push = push.clone();
         let outcome = self
             .blocking(move |inner| {
-                let body = serde_json::to_string(&push).map_err(|e| SqliteError::Corrupt(format!("push not serializable: {e}")))?;
+                let body = push.to_json();
                 let now = millis(inner.now());
                 let mut conn = inner.conn();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
