@@ -114,17 +114,27 @@ pub struct CommitId {
 
 impl CommitId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !ok {
-            return Err(IdError::Commit(s.into()));
+        Self::from_hex(s.as_bytes()).ok_or_else(|| IdError::Commit(s.into()))
+    }
+
+    /// The id written as `hex` (40 or 64 hex digits, either case), checked and lower-cased in
+    /// one pass without building a string: what the webhook's reader calls for the 2,000 ids of
+    /// a 1,000-change push. `None` for anything [`CommitId::parse`] refuses.
+    pub fn from_hex(hex: &[u8]) -> Option<Self> {
+        if hex.len() != 40 && hex.len() != 64 {
+            return None;
         }
         let mut digits = [0u8; 64];
-        for (digit, b) in digits.iter_mut().zip(s.bytes()) {
-            *digit = b.to_ascii_lowercase();
+        let mut ok = true;
+        for (digit, &b) in digits.iter_mut().zip(hex) {
+            // Setting bit 5 lower-cases A-F and leaves 0-9 as they are.
+            let lower = b | 0x20;
+            ok &= b.is_ascii_digit() | matches!(lower, b'a'..=b'f');
+            *digit = lower;
         }
-        Ok(Self {
+        ok.then_some(Self {
             digits,
-            len: s.len() as u8,
+            len: hex.len() as u8,
         })
     }
 
@@ -262,6 +272,20 @@ mod tests {
         assert!(CommitId::parse(&"a".repeat(39)).is_err());
         assert!(CommitId::parse(&"g".repeat(40)).is_err());
         assert!(CommitId::parse(&"0".repeat(40)).unwrap().is_zero());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn commit_ids_read_from_bytes_are_the_ones_parsed_from_text(text in "[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[ -~]{0,66}") {
+            let parsed = (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit());
+
+            let read = CommitId::from_hex(text.as_bytes());
+
+            proptest::prop_assert_eq!(read.is_some(), parsed, "{}", text);
+            if let Some(id) = read {
+                proptest::prop_assert_eq!(id.as_str(), text.to_ascii_lowercase());
+            }
+        }
     }
 
     #[test]

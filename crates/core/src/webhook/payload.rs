@@ -171,64 +171,123 @@ fn bitbucket_date(text: &str) -> Option<DateTime<Utc>> {
     Some(utc.and_utc())
 }
 
-/// Parses a `repo:refs_changed` body into the push to queue and the date it was sent.
+/// Parses a `repo:refs_changed` body into the push to queue and the date it was sent: with the
+/// fast reader ([`scan`]) when it is sure, else with serde_json, whose errors are the answer.
 pub fn parse_refs_changed_delivery(
     body: &[u8],
     delivery_id: DeliveryId,
     received_at: DateTime<Utc>,
 ) -> Result<RefsChangedDelivery, PayloadError> {
-    let payload = match scan::scan(body) {
-        Some(payload) => payload,
-        None => serde_json::from_slice::<RefsChanged<'_>>(body)?,
+    match scan::scan(body) {
+        Some(scanned) => from_scanned(scanned, delivery_id, received_at),
+        None => from_serde(body, delivery_id, received_at),
+    }
+}
+
+/// The delivery the fast reader read: its changes are already checked and built.
+pub(super) fn from_scanned(
+    scanned: scan::Scanned<'_>,
+    delivery_id: DeliveryId,
+    received_at: DateTime<Utc>,
+) -> Result<RefsChangedDelivery, PayloadError> {
+    let [name, display_name, email_address] = scanned.actor;
+    let actor = Actor {
+        name: name.map(str::to_owned),
+        display_name: display_name.map(str::to_owned),
+        email_address: email_address.map(str::to_owned),
     };
-    let sent_at = payload.date.map(|d| parse_date(&d.0)).transpose()?;
-    let repo =
-        RepoRef::new(&payload.repository.project.key, &payload.repository.slug).map_err(PayloadError::Repository)?;
-    if payload.changes.is_empty() {
-        return Err(PayloadError::NoChanges);
-    }
-    // Sized once: a delivery may list 1,000 changes.
-    let mut changes = Vec::with_capacity(payload.changes.len());
-    for (index, c) in payload.changes.into_iter().enumerate() {
-        let change_type = match &*c.change_type {
-            "ADD" => RefChangeType::Add,
-            "UPDATE" => RefChangeType::Update,
-            "DELETE" => RefChangeType::Delete,
-            other => {
-                return Err(PayloadError::ChangeType {
-                    index,
-                    value: other.chars().take(32).collect(),
-                });
-            }
-        };
-        let commit = |field: &'static str, value: &str| {
-            CommitId::parse(value).map_err(|source| PayloadError::Commit { index, field, source })
-        };
-        let ref_id = c
-            .ref_id
-            .map(Text::into_owned)
-            .or_else(|| c.reference.map(|r| r.id.into_owned()))
-            .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
-            .map_err(PayloadError::Json)?;
-        changes.push(RefChange {
-            ref_id,
-            change_type,
-            from_hash: commit("fromHash", &c.from_hash)?,
-            to_hash: commit("toHash", &c.to_hash)?,
-        });
-    }
+    let changes = scanned.changes;
+    let repository = (scanned.project, scanned.slug, scanned.repository_id);
+    assemble(
+        scanned.date,
+        repository,
+        changes.is_empty(),
+        || Ok(changes),
+        actor,
+        delivery_id,
+        received_at,
+    )
+}
+
+/// The delivery as serde_json reads it (every body the fast reader leaves, and the reference the
+/// property tests hold the fast reader to).
+pub(super) fn from_serde(
+    body: &[u8],
+    delivery_id: DeliveryId,
+    received_at: DateTime<Utc>,
+) -> Result<RefsChangedDelivery, PayloadError> {
+    let payload = serde_json::from_slice::<RefsChanged<'_>>(body)?;
     let actor = payload.actor.map_or_else(Actor::default, |u| Actor {
         name: u.name.map(Text::into_owned),
         display_name: u.display_name.map(Text::into_owned),
         email_address: u.email_address.map(Text::into_owned),
     });
+    let no_changes = payload.changes.is_empty();
+    let changes = || {
+        // Sized once: a delivery may list 1,000 changes.
+        let mut changes = Vec::with_capacity(payload.changes.len());
+        for (index, c) in payload.changes.into_iter().enumerate() {
+            let change_type = match &*c.change_type {
+                "ADD" => RefChangeType::Add,
+                "UPDATE" => RefChangeType::Update,
+                "DELETE" => RefChangeType::Delete,
+                other => {
+                    return Err(PayloadError::ChangeType {
+                        index,
+                        value: other.chars().take(32).collect(),
+                    });
+                }
+            };
+            let commit = |field: &'static str, value: &str| {
+                CommitId::parse(value).map_err(|source| PayloadError::Commit { index, field, source })
+            };
+            let ref_id = c
+                .ref_id
+                .map(Text::into_owned)
+                .or_else(|| c.reference.map(|r| r.id.into_owned()))
+                .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
+                .map_err(PayloadError::Json)?;
+            changes.push(RefChange {
+                ref_id,
+                change_type,
+                from_hash: commit("fromHash", &c.from_hash)?,
+                to_hash: commit("toHash", &c.to_hash)?,
+            });
+        }
+        Ok(changes)
+    };
+    let repository = (
+        &*payload.repository.project.key,
+        &*payload.repository.slug,
+        payload.repository.id,
+    );
+    let date = payload.date.as_ref().map(|d| &*d.0);
+    assemble(date, repository, no_changes, changes, actor, delivery_id, received_at)
+}
+
+/// The push from what either reader read, checked in one order (the date, the repository, that
+/// there are changes, then each change), so both report the same first error.
+fn assemble(
+    date: Option<&str>,
+    (project, slug, repository_id): (&str, &str, Option<u64>),
+    no_changes: bool,
+    changes: impl FnOnce() -> Result<Vec<RefChange>, PayloadError>,
+    actor: Actor,
+    delivery_id: DeliveryId,
+    received_at: DateTime<Utc>,
+) -> Result<RefsChangedDelivery, PayloadError> {
+    let sent_at = date.map(parse_date).transpose()?;
+    let repo = RepoRef::new(project, slug).map_err(PayloadError::Repository)?;
+    if no_changes {
+        return Err(PayloadError::NoChanges);
+    }
     let push = PushMessage {
         kind: MessageKind::Push,
         provider: Provider::BitbucketDataCenter,
         delivery_id,
         repo,
-        repository_id: payload.repository.id,
-        changes,
+        repository_id,
+        changes: changes()?,
         actor,
         received_at,
         from_commit: None,
