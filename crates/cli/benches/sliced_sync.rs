@@ -8,8 +8,9 @@
 //!
 //! Prints its results as `hubsync-bench {json}` lines (the table `cargo xtask bench` prints).
 //! `cargo bench -p hubsync-cli --bench sliced_sync`; `-- --models N --slice SECONDS` for another
-//! size. Without `--bench` (as `cargo test --all-targets` runs it), one tiny iteration: 60 models
-//! in 0.3-second slices.
+//! size, `--rounds N` for another count of rounds (3 by default: each figure is the median, and the
+//! spread of the ratio over the rounds is reported too). Without `--bench` (as `cargo test
+//! --all-targets` runs it), one tiny iteration: 60 models in 0.3-second slices, one round.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ use secrecy::ExposeSecret;
 struct Scenario {
     models: usize,
     slice: Duration,
+    /// How many times each sync is timed.
+    rounds: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +49,11 @@ fn main() -> anyhow::Result<()> {
             Some(s) => Duration::from_secs_f64(s.parse().context("--slice SECONDS")?),
             None if full => Duration::from_secs(10),
             None => Duration::from_millis(300),
+        },
+        rounds: match value("--rounds") {
+            Some(n) => n.parse::<usize>().context("--rounds N")?.max(1),
+            None if full => 3,
+            None => 1,
         },
     };
     tokio::runtime::Builder::new_multi_thread()
@@ -91,55 +99,60 @@ async fn run(scenario: &Scenario) -> anyhow::Result<()> {
     )?;
     let id = RepoRef::parse("DATA/models")?;
 
-    // The floor: the same first sync in one piece.
-    let (dir, hub) = fresh_hub(&id).await?;
-    let worker = make_worker(&hub, &secret)?;
-    let started = Instant::now();
-    worker.sync_repo(&id, true, &NoProgress).await?;
-    let whole = started.elapsed();
-    check(&hub, &id, scenario.models).await?;
-    drop((hub, dir));
-
-    // The first sync in slices: each message (the request, then each continuation) gets a slice.
-    let (_dir, hub) = fresh_hub(&id).await?;
-    let worker = make_worker(&hub, &secret)?;
-    sim.clear_requests();
-    let request = PushMessage::full_sync(id.clone(), DeliveryId::parse("bench-first-sync")?, chrono::Utc::now());
-    let started = Instant::now();
-    let mut slices = 0u32;
-    let mut outcome = worker
-        .handle_push_within(&request, &Deadline::after(scenario.slice, Clock::system()), &hub)
-        .await?;
-    slices += 1;
-    while let Some(message) = hub.receive(Duration::from_secs(3600)).await? {
-        outcome = worker
-            .handle_push_within(&message.push, &Deadline::after(scenario.slice, Clock::system()), &hub)
-            .await?;
-        hub.ack(&message.receipt).await?;
-        slices += 1;
+    // Each round times the same first sync in one piece (the floor) and in slices, in turns that
+    // alternate which goes first, so that neither always has the warmer simulator.
+    let mut rounds = Vec::new();
+    let (mut measured, mut whole_requests) = (None, 0);
+    for round in 0..scenario.rounds {
+        let mut times = [Duration::ZERO; 2];
+        for which in [round % 2, 1 - round % 2] {
+            if which == 0 {
+                (times[0], whole_requests) = one_piece(&sim, &secret, &id, scenario).await?;
+            } else {
+                let (time, counts) = in_slices(&sim, &secret, &id, scenario).await?;
+                times[1] = time;
+                measured = Some(counts);
+            }
+        }
+        rounds.push(times);
     }
-    let sliced = started.elapsed();
-    if !matches!(outcome, SyncOutcome::Synced { .. }) {
-        bail!("the last slice did not finish the sync: {outcome:?}");
-    }
-    check(&hub, &id, scenario.models).await?;
-    let fetched = sim
-        .requests()
-        .iter()
-        .filter(|r| r.path_and_query.contains("/raw/models/"))
-        .count();
+    let (slices, fetched, requests) = measured.context("at least one round")?;
+    let median = |which: usize| {
+        let mut times: Vec<f64> = rounds.iter().map(|r| r[which].as_secs_f64()).collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let (whole, sliced) = (median(0), median(1));
+    let ratios: Vec<f64> = rounds.iter().map(|r| r[1].as_secs_f64() / r[0].as_secs_f64()).collect();
+    let spread =
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max) - ratios.iter().copied().fold(f64::INFINITY, f64::min);
 
     let models = scenario.models;
     let slice = scenario.slice.as_secs_f64();
+    let n = scenario.rounds;
     report(
-        &format!("first sync of {models} models in {slice} s slices"),
-        sliced.as_secs_f64(),
+        &format!("first sync of {models} models in {slice} s slices (median of {n})"),
+        sliced,
         "s",
         Some((
-            &format!("the same sync in one piece ({models} models)"),
-            whole.as_secs_f64(),
+            &format!("the same sync in one piece ({models} models, median of {n})"),
+            whole,
         )),
         Some("<= 1.1x one piece"),
+    );
+    report(
+        &format!("spread of that ratio over the {n} rounds (largest - smallest)"),
+        spread,
+        "x",
+        None,
+        None,
+    );
+    report(
+        "Bitbucket requests other than model files, the sync in slices",
+        requests as f64,
+        "requests",
+        Some(("the same sync in one piece", whole_requests as f64)),
+        None,
     );
     report(
         &format!("slices (invocations) of that first sync, {slice} s each"),
@@ -156,6 +169,68 @@ async fn run(scenario: &Scenario) -> anyhow::Result<()> {
         Some("1.0: no model fetched twice"),
     );
     Ok(())
+}
+
+/// The first sync in one piece: its time, and the Bitbucket requests other than model files.
+async fn one_piece(
+    sim: &Simulator,
+    secret: &HubSecret,
+    id: &RepoRef,
+    scenario: &Scenario,
+) -> anyhow::Result<(Duration, usize)> {
+    let (_dir, hub) = fresh_hub(id).await?;
+    let worker = make_worker(&hub, secret)?;
+    sim.clear_requests();
+    let started = Instant::now();
+    worker.sync_repo(id, true, &NoProgress).await?;
+    let time = started.elapsed();
+    check(&hub, id, scenario.models).await?;
+    Ok((time, not_models(sim)))
+}
+
+/// The first sync in slices, each message (the request, then each continuation) given a slice:
+/// its time, and the slices, model fetches and other Bitbucket requests it took.
+async fn in_slices(
+    sim: &Simulator,
+    secret: &HubSecret,
+    id: &RepoRef,
+    scenario: &Scenario,
+) -> anyhow::Result<(Duration, (u32, usize, usize))> {
+    let (_dir, hub) = fresh_hub(id).await?;
+    let worker = make_worker(&hub, secret)?;
+    sim.clear_requests();
+    let request = PushMessage::full_sync(id.clone(), DeliveryId::parse("bench-first-sync")?, chrono::Utc::now());
+    let started = Instant::now();
+    let mut slices = 1u32;
+    let mut outcome = worker
+        .handle_push_within(&request, &Deadline::after(scenario.slice, Clock::system()), &hub)
+        .await?;
+    while let Some(message) = hub.receive(Duration::from_secs(3600)).await? {
+        outcome = worker
+            .handle_push_within(&message.push, &Deadline::after(scenario.slice, Clock::system()), &hub)
+            .await?;
+        hub.ack(&message.receipt).await?;
+        slices += 1;
+    }
+    let time = started.elapsed();
+    if !matches!(outcome, SyncOutcome::Synced { .. }) {
+        bail!("the last slice did not finish the sync: {outcome:?}");
+    }
+    check(&hub, id, scenario.models).await?;
+    let fetched = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains("/raw/models/"))
+        .count();
+    Ok((time, (slices, fetched, not_models(sim))))
+}
+
+/// The requests made since the last clear other than model files.
+fn not_models(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| !r.path_and_query.contains("/raw/models/"))
+        .count()
 }
 
 async fn fresh_hub(id: &RepoRef) -> anyhow::Result<(tempfile::TempDir, SqliteHub)> {
