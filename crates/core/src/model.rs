@@ -13,7 +13,7 @@
 //! recorded with its error rather than dropped, so users see it in the hub.
 //!
 //! Models run to tens of megabytes, so recognition reads a file in one pass without building a
-//! JSON tree of it: the top-level keys it needs are kept (strings borrowed from the file where
+//! JSON tree of it (with the fast reader of [`scan`], or serde_json when that one is not sure): the top-level keys it needs are kept (strings borrowed from the file where
 //! they hold no escapes), arrays are only counted, and everything else is checked for validity
 //! and skipped. Text facts are capped at [`MAX_FACT_BYTES`] (a store keeps them beside the
 //! content, and DynamoDB limits an item to 400 KB), ending with [`TRUNCATION_MARKER`] when cut.
@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::CommitId;
+
+mod scan;
 
 /// Keys every Hackolade model has, with the JSON type each must have.
 const REQUIRED_KEYS: &[(&str, JsonType)] = &[
@@ -233,7 +235,12 @@ fn claims_model_by_name(path: &str) -> bool {
 /// Decides what a candidate file is, from its path and bytes.
 pub fn classify(path: &str, content: &[u8]) -> Classification {
     let content = content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content);
-    let top: TopLevel<'_> = match serde_json::from_slice(content) {
+    // The fast reader first; serde_json decides whenever it is not sure (and words the errors).
+    let parsed = match scan::top_level(content) {
+        Some(top) => Ok(top),
+        None => serde_json::from_slice(content),
+    };
+    let top: TopLevel<'_> = match parsed {
         Ok(v) => v,
         Err(e) => {
             return if claims_model_by_name(path) || mentions_model_keys(content) {
