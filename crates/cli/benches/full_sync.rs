@@ -8,7 +8,8 @@
 //! `git cat-file --batch` processes. After one warm-up download, floor and sync alternate for a
 //! few rounds and the best of each is kept. The note beside the figure gives the CPU seconds of
 //! each (this process's and the simulator's with its `git` processes): on a machine of few cores
-//! the two share them, so the CPU the sync adds to the simulator's bounds the ratio.
+//! the two share them, so the CPU the sync adds to the simulator's bounds the ratio: the note
+//! gives the least wall time that CPU allows (all of it spread over every core) against the floor.
 //!
 //! `cargo bench -p hubsync-cli --bench full_sync` (`-- --models N`); under `cargo test` it syncs
 //! three small models once.
@@ -181,13 +182,22 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
     }
     child.stop()?;
     let (floor, sync) = (floor.context("a floor round")?, sync.context("a sync round")?);
-    // What bounds the ratio on a machine of few cores: both runs share them with the simulator.
-    let cpu = |t: &Timed| format!("{:.2} s CPU (simulator {:.2} s)", t.own_cpu + t.sim_cpu, t.sim_cpu);
+    // What bounds the ratio on a machine of few cores: both runs share them with the simulator,
+    // so a sync cannot take less wall time than all the CPU time it and the simulator need,
+    // spread over every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total = |t: &Timed| t.own_cpu + t.sim_cpu;
+    let bound = total(&sync) / cores as f64;
     let note = format!(
-        "{} cores; sync {}, floor {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu(&sync),
-        cpu(&floor)
+        "CPU-bound on {cores} cores: the sync needs {:.2} CPU-s (its own {:.2}: recognising, hashing, \
+         compressing, writing, HTTP; the simulator's {:.2}), so at least {bound:.2} s = {:.2}x the floor \
+         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2})",
+        total(&sync),
+        sync.own_cpu,
+        sync.sim_cpu,
+        bound / floor.wall.as_secs_f64(),
+        total(&floor),
+        floor.sim_cpu,
     );
 
     let mb = bytes as f64 / 1e6;
