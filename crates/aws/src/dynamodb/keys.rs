@@ -23,6 +23,35 @@ pub const MAX_SORT_KEY_BYTES: usize = 1024;
 /// After [`MODEL_PREFIX`], marks a model key made of the digest of a path too long to be a key.
 const HASHED_PATH: &str = "//sha256/";
 
+/// The model head items whose paths may come after a path, in sort-key ranges: `from`..=`to`
+/// (the models keyed by their path from that path on), and apart, the models keyed by the digest
+/// of their long path when those sort before `from`. The caller drops the paths not after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelsAfter {
+    pub from: String,
+    pub to: String,
+    pub hashed_apart: Option<String>,
+}
+
+impl ModelsAfter {
+    pub fn new(after: &str) -> Self {
+        let mut from = format!("{MODEL_PREFIX}{after}");
+        // A longer key cannot be a condition's value; a prefix of it sorts no later.
+        let mut end = from.len().min(MAX_SORT_KEY_BYTES);
+        while !from.is_char_boundary(end) {
+            end -= 1;
+        }
+        from.truncate(end);
+        let hashed = format!("{MODEL_PREFIX}{HASHED_PATH}");
+        Self {
+            // Every model key starts with `MODEL#`, and sorts before `MODEL$`.
+            to: "MODEL$".to_owned(),
+            hashed_apart: (from > hashed).then_some(hashed),
+            from,
+        }
+    }
+}
+
 /// The primary key of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
@@ -93,6 +122,32 @@ pub fn chunk_prefix(path: &str, version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_models_after_a_path_are_its_key_onwards_and_the_hashed_keys_apart_when_they_sort_before() {
+        let after = ModelsAfter::new("m/0001.json");
+        let early = ModelsAfter::new("!early.json");
+        let long = ModelsAfter::new(&"x".repeat(2000));
+
+        assert_eq!(
+            after,
+            ModelsAfter {
+                from: "MODEL#m/0001.json".into(),
+                to: "MODEL$".into(),
+                hashed_apart: Some("MODEL#//sha256/".into()),
+            }
+        );
+        assert_eq!(early.hashed_apart, None, "the hashed keys are in the range");
+        assert_eq!(long.from.len(), MAX_SORT_KEY_BYTES);
+        for key in [
+            Key::model(&repo(), "m/0002.json").sk,
+            Key::model(&repo(), &"y".repeat(2000)).sk,
+        ] {
+            let in_range = after.from <= key && key <= after.to;
+            let apart = after.hashed_apart.as_ref().is_some_and(|p| key.starts_with(p.as_str()));
+            assert!(in_range != apart, "{key} is read once");
+        }
+    }
 
     fn repo() -> RepoRef {
         RepoRef::parse("PRJ/models").unwrap()

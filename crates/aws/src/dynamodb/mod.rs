@@ -142,6 +142,17 @@ impl DynamoStore {
         sk_prefix: &str,
         projection: Option<(&str, &[(&str, &str)])>,
     ) -> Result<Vec<Item>, StoreError> {
+        self.query_keys(pk, SortKeys::Prefix(sk_prefix), projection).await
+    }
+
+    /// Every item of partition `pk` whose sort key is in `keys` (all pages), projected to
+    /// `projection` (with its `#name` placeholders) when given.
+    async fn query_keys(
+        &self,
+        pk: String,
+        keys: SortKeys<'_>,
+        projection: Option<(&str, &[(&str, &str)])>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -152,12 +163,16 @@ impl DynamoStore {
                 .consistent_read(true)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .set_exclusive_start_key(start);
-            // DynamoDB refuses an empty begins_with prefix: no prefix means the whole partition.
-            q = if sk_prefix.is_empty() {
-                q.key_condition_expression("pk = :pk")
-            } else {
-                q.key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", s(sk_prefix))
+            q = match keys {
+                // DynamoDB refuses an empty begins_with prefix: no prefix means the whole partition.
+                SortKeys::Prefix("") => q.key_condition_expression("pk = :pk"),
+                SortKeys::Prefix(prefix) => q
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix)),
+                SortKeys::Between(low, high) => q
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                    .expression_attribute_values(":low", s(low))
+                    .expression_attribute_values(":high", s(high)),
             };
             if let Some((expression, names)) = projection {
                 q = q.projection_expression(expression);
@@ -173,4 +188,13 @@ impl DynamoStore {
             }
         }
     }
+}
+
+/// Which sort keys of a partition a query reads.
+#[derive(Debug, Clone, Copy)]
+enum SortKeys<'a> {
+    /// Those that start with this.
+    Prefix(&'a str),
+    /// Those from the first to the second, both included.
+    Between(&'a str, &'a str),
 }

@@ -6,11 +6,11 @@ use hubsync_core::ids::RepoRef;
 use hubsync_core::model::ModelRecord;
 use hubsync_core::ports::{ModelStore, ModelSummary, StoreError, SyncLease};
 
-use super::DynamoStore;
 use super::chunks::{self, StoredContent};
 use super::items::Item;
 use super::items::{self, SUMMARY_NAMES, SUMMARY_PROJECTION, corrupt};
-use super::keys::{Key, MODEL_PREFIX, chunk_prefix, repo_pk};
+use super::keys::{Key, MODEL_PREFIX, ModelsAfter, chunk_prefix, repo_pk};
+use super::{DynamoStore, SortKeys};
 use crate::errors::store_error;
 
 impl DynamoStore {
@@ -92,6 +92,23 @@ impl ModelStore for DynamoStore {
             .query_all(repo_pk(repo), MODEL_PREFIX, Some((SUMMARY_PROJECTION, SUMMARY_NAMES)))
             .await?;
         let mut models: Vec<ModelSummary> = items.iter().map(items::model_summary).collect::<Result<_, _>>()?;
+        models.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(models)
+    }
+
+    /// A range of the partition's model keys (and the long paths' hashed keys apart, when they
+    /// sort before it): the models up to `after` are not read.
+    async fn list_models_after(&self, repo: &RepoRef, after: &str) -> Result<Vec<ModelSummary>, StoreError> {
+        let range = ModelsAfter::new(after);
+        let projection = Some((SUMMARY_PROJECTION, SUMMARY_NAMES));
+        let mut items = self
+            .query_keys(repo_pk(repo), SortKeys::Between(&range.from, &range.to), projection)
+            .await?;
+        if let Some(hashed) = &range.hashed_apart {
+            items.extend(self.query_all(repo_pk(repo), hashed, projection).await?);
+        }
+        let mut models: Vec<ModelSummary> = items.iter().map(items::model_summary).collect::<Result<_, _>>()?;
+        models.retain(|m| m.path.as_str() > after);
         models.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(models)
     }

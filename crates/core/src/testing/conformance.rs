@@ -574,11 +574,16 @@ pub async fn a_model_at_a_very_long_path_is_kept_under_that_path(store: &impl St
         .into_iter()
         .map(|m| m.path)
         .collect();
+    let paths = |models: Vec<crate::model::ModelSummary>| models.into_iter().map(|m| m.path).collect::<Vec<_>>();
+    let after_short = paths(store.list_models_after(&r, &short).await.unwrap());
+    let after_long = paths(store.list_models_after(&r, &long).await.unwrap());
     let deleted = store.delete_model(&held(store, &r).await, &long).await.unwrap();
 
     assert!(long.len() > 2 * 1_024, "{} bytes", long.len());
     assert_eq!(back, Some(replaced));
     assert_eq!(listed, [short.clone(), long.clone(), twin.clone()]);
+    assert_eq!(after_short, [long.clone(), twin.clone()], "listed after a short path");
+    assert_eq!(after_long, std::slice::from_ref(&twin), "listed after a long path");
     assert!(deleted);
     assert_eq!(store.get_model(&r, &long).await.unwrap(), None);
     assert_eq!(
