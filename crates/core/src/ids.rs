@@ -156,6 +156,11 @@ impl CommitId {
         std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
     }
 
+    /// The digits as bytes (ASCII), for writers that need no text check.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[..usize::from(self.len)]
+    }
+
     /// The first 12 digits, for logs.
     pub fn short(&self) -> &str {
         &self.as_str()[..12]

@@ -76,12 +76,12 @@ pub struct WebhookResponse {
 impl WebhookResponse {
     /// A successful answer: `{"message": ..., "status": ...}`.
     fn status(status: StatusCode, word: &'static str, message: &str) -> Self {
-        let mut body = String::with_capacity(32 + message.len());
-        body.push_str("{\"message\":");
+        let mut body = Vec::with_capacity(32 + message.len());
+        body.extend_from_slice(b"{\"message\":");
         json_text::push_str(&mut body, message);
-        body.push_str(",\"status\":");
+        body.extend_from_slice(b",\"status\":");
         json_text::push_str(&mut body, word);
-        body.push('}');
+        body.push(b'}');
         let verdict = match word {
             "queued" => "queued",
             "duplicate" => "duplicate",
@@ -90,7 +90,7 @@ impl WebhookResponse {
         };
         Self {
             status,
-            body,
+            body: json_text::into_text(body),
             headers: Vec::new(),
             verdict,
         }
@@ -99,15 +99,15 @@ impl WebhookResponse {
     /// A refusal: `{"error": code, "message": ...}`.
     fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Self {
         let message = message.as_ref();
-        let mut body = String::with_capacity(32 + code.len() + message.len());
-        body.push_str("{\"error\":");
+        let mut body = Vec::with_capacity(32 + code.len() + message.len());
+        body.extend_from_slice(b"{\"error\":");
         json_text::push_str(&mut body, code);
-        body.push_str(",\"message\":");
+        body.extend_from_slice(b",\"message\":");
         json_text::push_str(&mut body, message);
-        body.push('}');
+        body.push(b'}');
         Self {
             status,
-            body,
+            body: json_text::into_text(body),
             headers: Vec::new(),
             verdict: "rejected",
         }
@@ -123,21 +123,21 @@ impl WebhookResponse {
         };
         let (project, slug) = (push.repo.project(), push.repo.slug());
         let mut body =
-            String::with_capacity(120 + push.delivery_id.as_str().len() + message.len() + project.len() + slug.len());
-        body.push_str("{\"changes\":");
+            Vec::with_capacity(120 + push.delivery_id.as_str().len() + message.len() + project.len() + slug.len());
+        body.extend_from_slice(b"{\"changes\":");
         json_text::push_u64(&mut body, push.changes.len() as u64);
-        body.push_str(",\"deliveryId\":");
+        body.extend_from_slice(b",\"deliveryId\":");
         json_text::push_str(&mut body, push.delivery_id.as_str());
-        body.push_str(",\"message\":");
+        body.extend_from_slice(b",\"message\":");
         json_text::push_str(&mut body, message);
-        body.push_str(",\"repository\":");
+        body.extend_from_slice(b",\"repository\":");
         json_text::push_repo(&mut body, &push.repo);
-        body.push_str(",\"status\":");
+        body.extend_from_slice(b",\"status\":");
         json_text::push_str(&mut body, word);
-        body.push('}');
+        body.push(b'}');
         Self {
             status: StatusCode::ACCEPTED,
-            body,
+            body: json_text::into_text(body),
             headers: Vec::new(),
             verdict: word,
         }

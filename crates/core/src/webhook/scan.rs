@@ -153,13 +153,28 @@ impl<'a> Scanner<'a> {
     /// A string that is read: without escapes (left to serde_json) and valid UTF-8.
     #[inline]
     fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.text_bytes()?).ok()
+    }
+
+    /// The bytes of a string that is read, without escapes (left to serde_json); valid UTF-8
+    /// is for the caller to check.
+    #[inline]
+    fn text_bytes(&mut self) -> Option<&'a [u8]> {
         match self.next_token()? {
             b'"' => match self.string()? {
-                (content, false) => std::str::from_utf8(content).ok(),
+                (content, false) => Some(content),
                 (_, true) => None,
             },
             _ => None,
         }
+    }
+
+    /// A string that is read and checked as UTF-8 (ASCII at once, without a call), kept as bytes
+    /// until it is needed as text.
+    #[inline]
+    fn utf8_bytes(&mut self) -> Option<&'a [u8]> {
+        let content = self.text_bytes()?;
+        (content.is_ascii() || std::str::from_utf8(content).is_ok()).then_some(content)
     }
 
     /// `null`, or a string that is read.
@@ -439,28 +454,38 @@ impl<'a> Scanner<'a> {
                 } else {
                     let mut id = None;
                     s.object(|s, name| match name {
-                        b"id" => once(&mut id, s.text()?),
+                        b"id" => once(&mut id, s.utf8_bytes()?),
                         _ => s.skip(MAX_DEPTH - 4),
                     })?;
                     Some(id?)
                 };
                 once(&mut reference, value)
             }
-            b"refId" => once(&mut ref_id, s.optional_text()?),
+            b"refId" => {
+                s.ws();
+                let value = if s.peek()? == b'n' {
+                    s.literal(b"null")?;
+                    None
+                } else {
+                    Some(s.text_bytes()?)
+                };
+                once(&mut ref_id, value)
+            }
             b"fromHash" => once(&mut from_hash, s.commit()?),
             b"toHash" => once(&mut to_hash, s.commit()?),
             b"type" => {
-                let value = match s.text()? {
-                    "ADD" => RefChangeType::Add,
-                    "UPDATE" => RefChangeType::Update,
-                    "DELETE" => RefChangeType::Delete,
+                let value = match s.text_bytes()? {
+                    b"ADD" => RefChangeType::Add,
+                    b"UPDATE" => RefChangeType::Update,
+                    b"DELETE" => RefChangeType::Delete,
                     _ => return None,
                 };
                 once(&mut change_type, value)
             }
             _ => s.skip(MAX_DEPTH - 3),
         })?;
-        let ref_id = ref_id.flatten().or(reference.flatten())?;
+        // `ref.id` is already checked; `refId` is checked here, as it is built.
+        let ref_id = std::str::from_utf8(ref_id.flatten().or(reference.flatten())?).ok()?;
         Some(RefChange {
             ref_id: ref_id.to_owned(),
             change_type: change_type?,
