@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::deliveries::{DeliveryEntry, DeliveryKind, DeliveryLog, NoDeliveryLog, Verdict};
@@ -47,6 +47,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const HEADER_EVENT_KEY: &str = "x-event-key";
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 pub const HEADER_SIGNATURE: &str = "x-hub-signature";
+
+// The same names as `HeaderName`s, so looking a header up does not parse its name again.
+const EVENT_KEY: HeaderName = HeaderName::from_static(HEADER_EVENT_KEY);
+const REQUEST_ID: HeaderName = HeaderName::from_static(HEADER_REQUEST_ID);
+const SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
 
 pub const EVENT_PUSH: &str = "repo:refs_changed";
 pub const EVENT_PING: &str = "diagnostics:ping";
@@ -260,11 +265,11 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
 
     /// Handles one request. Every outcome is logged once, inside a span carrying the delivery id.
     pub async fn handle(&self, req: WebhookRequest<'_>) -> WebhookResponse {
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let delivery_id = header(HEADER_REQUEST_ID)
+        let header = |name: &HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let delivery_id = header(&REQUEST_ID)
             .and_then(|id| DeliveryId::parse(id).ok())
             .unwrap_or_else(|| DeliveryId::from_body(req.body));
-        let event_key = header(HEADER_EVENT_KEY).unwrap_or_default();
+        let event_key = header(&EVENT_KEY).unwrap_or_default();
         let span = info_span!(
             "webhook",
             delivery_id = %delivery_id,
@@ -326,10 +331,7 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
             }
         };
 
-        let signature = req
-            .headers
-            .get(HEADER_SIGNATURE)
-            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let signature = req.headers.get(&SIGNATURE).map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let verified = match signature {
             None => Err(SignatureError::Missing),
             Some(value) => Signature::parse(value).and_then(|sig| sig.verify_keyed(req.body, secret.webhook_keys())),
