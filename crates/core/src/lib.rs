@@ -11,7 +11,6 @@ mod error_chain;
 pub mod fetch_budget;
 pub mod hubignore;
 pub mod ids;
-mod json_scan;
 mod json_text;
 pub mod model;
 pub mod ports;

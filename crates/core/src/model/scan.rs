@@ -1,9 +1,8 @@
 //! The fast reader of a candidate file's top level, tried before serde_json (issue 11: reading
 //! the models with serde_json's visitor was a fifth of a full sync's own CPU time).
 //!
-//! It reads the bytes once, with the lexer it shares with the webhook's reader
-//! ([`json_scan`](crate::json_scan), UTF-8 checked only where a string holds a byte past ASCII),
-//! nothing decoded but the kept top-level values. It
+//! It reads the bytes once, by hand: whitespace and strings with a byte table, UTF-8 checked only
+//! where a string holds a byte past ASCII, nothing decoded but the kept top-level values. It
 //! answers `None` whenever it is not sure that serde_json would read the file exactly the same
 //! way: invalid JSON of any kind, but also an escape in a key, a `\u` surrogate, a number that
 //! might be out of `f64`'s range, nesting deeper than [`MAX_DEPTH`]. The caller then reads the
@@ -14,32 +13,70 @@
 use std::borrow::Cow;
 
 use super::{Fields, HACKOLADE_ONLY_KEYS, KEPT_KEYS, Seen, TopLevel};
-use crate::json_scan::{Checks, Lexer};
 
 /// Nesting this reader follows; serde_json refuses past 128, so deeper files are left to it.
-const MAX_DEPTH: u32 = 100;
+const MAX_DEPTH: usize = 100;
+
+/// The longest number token read here: shorter ones without an exponent are within `f64`'s range
+/// (10^300), so serde_json reads them without "number out of range".
+const MAX_NUMBER_BYTES: usize = 300;
+
+/// Bytes that end a run of plain string bytes: the closing quote, an escape, a control character
+/// (invalid in a JSON string) and every byte past ASCII (a UTF-8 sequence to check).
+static STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b >= 0x80;
+        b += 1;
+    }
+    table
+};
 
 /// The top level of `content` (a byte order mark already stripped), or `None` when serde_json
 /// must decide.
 pub(super) fn top_level(content: &[u8]) -> Option<TopLevel<'_>> {
-    let mut s = Scanner {
-        lx: Lexer::new(content, Checks::AsRead),
-    };
-    s.lx.ws();
-    let top = if s.lx.peek()? == b'{' {
+    let mut s = Scanner { b: content, i: 0 };
+    s.whitespace();
+    let top = if s.peek()? == b'{' {
         TopLevel::Object(s.top_object()?)
     } else {
-        s.lx.skip(MAX_DEPTH)?;
+        s.value(0)?;
         TopLevel::NotAnObject
     };
-    s.lx.at_end().then_some(top)
+    s.whitespace();
+    (s.i == s.b.len()).then_some(top)
+}
+
+/// A string token: where it is (quotes included) and whether it holds an escape.
+struct Str {
+    start: usize,
+    end: usize,
+    escaped: bool,
 }
 
 struct Scanner<'a> {
-    lx: Lexer<'a>,
+    b: &'a [u8],
+    i: usize,
 }
 
 impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// Consumes `byte` (after whitespace).
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.whitespace();
+        (self.peek()? == byte).then(|| self.i += 1)
+    }
+
     /// The top-level object: its kept keys and how many distinct Hackolade-only keys it has,
     /// as `TopLevelVisitor::visit_map` makes them.
     fn top_object(&mut self) -> Option<Fields<'a>> {
@@ -48,30 +85,35 @@ impl<'a> Scanner<'a> {
             hackolade_only_keys: 0,
         };
         let mut hackolade_only_seen = [false; HACKOLADE_ONLY_KEYS.len()];
-        self.lx.eat(b'{')?;
-        self.lx.ws();
-        if self.lx.peek()? == b'}' {
-            self.lx.i += 1;
+        self.i += 1; // `{`
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.i += 1;
             return Some(fields);
         }
         loop {
-            let key = self.lx.string()?;
+            self.whitespace();
+            let key = self.string()?;
             if key.escaped {
                 return None;
             }
-            let key = key.content();
+            let key = &self.b[key.start + 1..key.end - 1];
             if let Some(i) = HACKOLADE_ONLY_KEYS.iter().position(|k| k.as_bytes() == key) {
                 hackolade_only_seen[i] = true;
             }
-            self.lx.eat(b':')?;
-            self.lx.ws();
+            self.expect(b':')?;
+            self.whitespace();
             match KEPT_KEYS.iter().position(|k| k.as_bytes() == key) {
                 Some(i) => fields.kept[i] = Some(self.seen()?),
-                None => self.lx.skip(MAX_DEPTH - 1)?,
+                None => self.value(1)?,
             }
-            match self.lx.next_token()? {
-                b',' => {}
-                b'}' => break,
+            self.whitespace();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    break;
+                }
                 _ => return None,
             }
         }
@@ -81,32 +123,220 @@ impl<'a> Scanner<'a> {
 
     /// A kept top-level value, as `SeenVisitor` makes it.
     fn seen(&mut self) -> Option<Seen<'a>> {
-        Some(match self.lx.peek()? {
+        Some(match self.peek()? {
             b'"' => {
-                let s = self.lx.string()?;
+                let s = self.string()?;
+                let token = &self.b[s.start..s.end];
                 if s.escaped {
-                    Seen::Text(Cow::Owned(serde_json::from_slice::<String>(s.raw).ok()?))
+                    Seen::Text(Cow::Owned(serde_json::from_slice::<String>(token).ok()?))
                 } else {
-                    Seen::Text(Cow::Borrowed(std::str::from_utf8(s.content()).ok()?))
+                    Seen::Text(Cow::Borrowed(std::str::from_utf8(&token[1..token.len() - 1]).ok()?))
                 }
             }
             b'-' | b'0'..=b'9' => {
-                let token = self.lx.number()?;
+                let (start, end) = self.number()?;
                 // serde_json's own reading and printing of it, as `SeenVisitor` gets it.
-                let number: serde_json::Number = serde_json::from_slice(token).ok()?;
+                let number: serde_json::Number = serde_json::from_slice(&self.b[start..end]).ok()?;
                 Seen::Number(number.to_string())
             }
-            b'[' => Seen::Array(self.lx.skip_array(MAX_DEPTH - 1)?),
+            b'[' => Seen::Array(self.array(1)?),
             b'{' => {
-                self.lx.skip_object(MAX_DEPTH - 1)?;
+                self.object(1)?;
                 Seen::Object
             }
             _ => {
-                self.lx.skip(0)?;
+                self.literal()?;
                 Seen::Other
             }
         })
     }
+
+    /// Any value at nesting `depth`, checked and skipped.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => self.number().map(drop),
+            b'[' => self.array(depth + 1).map(drop),
+            b'{' => self.object(depth + 1),
+            _ => self.literal(),
+        }
+    }
+
+    fn literal(&mut self) -> Option<()> {
+        let rest = &self.b[self.i..];
+        let len = [&b"true"[..], b"false", b"null"]
+            .into_iter()
+            .find(|word| rest.starts_with(word))?
+            .len();
+        self.i += len;
+        Some(())
+    }
+
+    /// An array (at `[`) and how many elements it has.
+    fn array(&mut self, depth: usize) -> Option<u64> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.i += 1; // `[`
+        self.whitespace();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(0);
+        }
+        let mut n = 0;
+        loop {
+            self.whitespace();
+            self.value(depth)?;
+            n += 1;
+            self.whitespace();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(n);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An object (at `{`), checked and skipped.
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.i += 1; // `{`
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.whitespace();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            self.string()?;
+            self.expect(b':')?;
+            self.whitespace();
+            self.value(depth)?;
+            self.whitespace();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string (at `"`), its escapes and UTF-8 checked.
+    fn string(&mut self) -> Option<Str> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i;
+        let mut i = start + 1;
+        let mut escaped = false;
+        loop {
+            while i < b.len() && !STRING_STOP[usize::from(b[i])] {
+                i += 1;
+            }
+            match *b.get(i)? {
+                b'"' => {
+                    self.i = i + 1;
+                    return Some(Str {
+                        start,
+                        end: i + 1,
+                        escaped,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    i += match *b.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                        b'u' => {
+                            let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+                            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                                return None;
+                            }
+                            // Surrogates (paired or not) are left to serde_json.
+                            let unit = u16::from_str_radix(hex, 16).ok()?;
+                            if (0xD800..=0xDFFF).contains(&unit) {
+                                return None;
+                            }
+                            6
+                        }
+                        _ => return None,
+                    };
+                }
+                byte if byte >= 0x80 => i += utf8_char(&b[i..])?,
+                // A control character.
+                _ => return None,
+            }
+        }
+    }
+
+    /// A number token: where it is. `None` when it is not one or might be out of range.
+    fn number(&mut self) -> Option<(usize, usize)> {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let digits = |i: &mut usize| {
+            let from = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - from
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let integer = match b.get(i)? {
+            b'0' => {
+                i += 1;
+                1
+            }
+            b'1'..=b'9' => digits(&mut i),
+            _ => return None,
+        };
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            // At most 10^100 * 10^99: within range.
+            let exponent = digits(&mut i);
+            if exponent == 0 || exponent > 2 || integer > 100 {
+                return None;
+            }
+        }
+        if i - start > MAX_NUMBER_BYTES {
+            return None;
+        }
+        self.i = i;
+        Some((start, i))
+    }
+}
+
+/// The length of the UTF-8 character `rest` starts with, if it is a valid one.
+fn utf8_char(rest: &[u8]) -> Option<usize> {
+    let len = match rest.first()? {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    std::str::from_utf8(rest.get(..len)?).ok().map(|_| len)
 }
 
 #[cfg(test)]
@@ -151,11 +381,7 @@ mod tests {
         ] {
             assert!(!accepts(text), "{:?}", String::from_utf8_lossy(text));
         }
-        let deep = format!(
-            "{}{}",
-            "[".repeat(MAX_DEPTH as usize + 1),
-            "]".repeat(MAX_DEPTH as usize + 1)
-        );
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert!(!accepts(deep.as_bytes()));
     }
 

@@ -4,8 +4,7 @@
 //! same body (issue 11), and serde_json cannot: merely validating and skipping a 1,000-change
 //! delivery with `IgnoredAny` costs about twice the HMAC on its own. This reader walks the body
 //! once, reads only the members [`RefsChanged`](super::payload::RefsChanged) holds (borrowing them from the body) and skips
-//! every other value without building anything, with the lexer it shares with the model reader
-//! ([`json_scan`](crate::json_scan), eight bytes at a time inside strings).
+//! every other value without building anything, eight bytes at a time inside strings.
 //!
 //! It never decides alone. [`scan`] answers `Some` only when serde_json would deserialize the body
 //! into the same value; anything it is not sure of (a syntax error, an escape in a string it must
@@ -24,7 +23,6 @@
 //! - numbers follow JSON's grammar (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
 
 use crate::ids::CommitId;
-use crate::json_scan::{Checks, Lexer};
 use crate::push::{RefChange, RefChangeType};
 
 /// Nesting deeper than this is left to serde_json (which allows 128 levels).
@@ -46,18 +44,112 @@ pub(super) struct Scanned<'a> {
 /// Reads `body` as serde_json would read [`RefsChanged`](super::payload::RefsChanged) and the handler would convert its
 /// changes, or `None` when serde_json must decide (including every change it would refuse).
 pub(super) fn scan(body: &[u8]) -> Option<Scanned<'_>> {
-    let mut s = Scanner {
-        lx: Lexer::new(body, Checks::AsSkipped),
-    };
+    let mut s = Scanner { b: body, i: 0 };
     let payload = s.refs_changed()?;
-    s.lx.at_end().then_some(payload)
+    s.ws();
+    (s.i == body.len()).then_some(payload)
 }
 
 struct Scanner<'a> {
-    lx: Lexer<'a>,
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Whether any byte of `chunk` is `"`, `\` or below 0x20 (Mycroft's zero-byte test, as serde_json
+/// does for the same search).
+#[inline]
+fn special_in(chunk: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    let ctrl = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    let quote = chunk ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = chunk ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (ctrl | quote | backslash) & (ONES << 7)
 }
 
 impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// The next byte after whitespace, consumed.
+    #[inline]
+    fn next_token(&mut self) -> Option<u8> {
+        self.ws();
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next_token()? == c).then_some(())
+    }
+
+    /// Moves to the first `"`, `\` or control byte at or after the cursor (or the end).
+    #[inline]
+    fn skip_plain(&mut self) {
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let found = special_in(u64::from_le_bytes(word));
+            if found != 0 {
+                self.i += found.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.i += 8;
+        }
+        while let Some(c) = self.peek() {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                return;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// The content of the string whose opening quote was just consumed, and whether it holds an
+    /// escape. Escapes are checked as serde_json checks them when it skips a string.
+    #[inline]
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            self.skip_plain();
+            match self.peek()? {
+                b'"' => {
+                    let content = &self.b[start..self.i];
+                    self.i += 1;
+                    return Some((content, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            let hex = self.b.get(self.i + 1..self.i + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
     /// A string that is read: without escapes (left to serde_json) and valid UTF-8.
     #[inline]
     fn text(&mut self) -> Option<&'a str> {
@@ -68,8 +160,11 @@ impl<'a> Scanner<'a> {
     /// is for the caller to check.
     #[inline]
     fn text_bytes(&mut self) -> Option<&'a [u8]> {
-        match self.lx.string()? {
-            text if !text.escaped => Some(text.content()),
+        match self.next_token()? {
+            b'"' => match self.string()? {
+                (content, false) => Some(content),
+                (_, true) => None,
+            },
             _ => None,
         }
     }
@@ -84,41 +179,133 @@ impl<'a> Scanner<'a> {
 
     /// `null`, or a string that is read.
     fn optional_text(&mut self) -> Option<Option<&'a str>> {
-        self.lx.ws();
-        if self.lx.peek()? == b'n' {
-            self.lx.literal(b"null")?;
+        self.ws();
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
             return Some(None);
         }
         Some(Some(self.text()?))
     }
 
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(word.len())?;
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// Skips a number whose first byte (a digit or `-`) is at the cursor.
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek()? == b'-' {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            (self.digits() > 0).then_some(())?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            (self.digits() > 0).then_some(())?;
+        }
+        Some(())
+    }
+
     /// `null`, or a non-negative integer that fits a `u64` (a float, a sign or an overflow is left
     /// to serde_json, which refuses them).
     fn optional_u64(&mut self) -> Option<Option<u64>> {
-        self.lx.ws();
-        match self.lx.peek()? {
+        self.ws();
+        match self.peek()? {
             b'n' => {
-                self.lx.literal(b"null")?;
+                self.literal(b"null")?;
                 Some(None)
             }
             b'0' => {
-                self.lx.i += 1;
-                match self.lx.peek() {
+                self.i += 1;
+                match self.peek() {
                     Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
                     _ => Some(Some(0)),
                 }
             }
             b'1'..=b'9' => {
                 let mut n: u64 = 0;
-                while let Some(c @ b'0'..=b'9') = self.lx.peek() {
+                while let Some(c @ b'0'..=b'9') = self.peek() {
                     n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                    self.lx.i += 1;
+                    self.i += 1;
                 }
-                match self.lx.peek() {
+                match self.peek() {
                     Some(b'.' | b'e' | b'E') => None,
                     _ => Some(Some(n)),
                 }
             }
+            _ => None,
+        }
+    }
+
+    /// Skips any value.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        self.ws();
+        match self.peek()? {
+            b'"' => {
+                self.i += 1;
+                self.string().map(drop)
+            }
+            b'{' => {
+                let depth = depth.checked_sub(1)?;
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.eat(b'"')?;
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.skip(depth)?;
+                    match self.next_token()? {
+                        b',' => {}
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                let depth = depth.checked_sub(1)?;
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth)?;
+                    match self.next_token()? {
+                        b',' => {}
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.skip_number(),
             _ => None,
         }
     }
@@ -128,20 +315,21 @@ impl<'a> Scanner<'a> {
     /// or skips its value. A key with an escape or a byte outside ASCII is left to serde_json.
     #[inline]
     fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
-        self.lx.eat(b'{')?;
-        self.lx.ws();
-        if self.lx.peek()? == b'}' {
-            self.lx.i += 1;
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
             return Some(());
         }
         loop {
-            let key = match self.lx.string()? {
-                key if !key.escaped && key.content().is_ascii() => key.content(),
+            self.eat(b'"')?;
+            let key = match self.string()? {
+                (key, false) if key.is_ascii() => key,
                 _ => return None,
             };
-            self.lx.eat(b':')?;
+            self.eat(b':')?;
             member(self, key)?;
-            match self.lx.next_token()? {
+            match self.next_token()? {
                 b',' => {}
                 b'}' => return Some(()),
                 _ => return None,
@@ -154,9 +342,9 @@ impl<'a> Scanner<'a> {
         self.object(|s, key| match key {
             b"date" => once(&mut date, s.optional_text()?),
             b"actor" => {
-                s.lx.ws();
-                let user = if s.lx.peek()? == b'n' {
-                    s.lx.literal(b"null")?;
+                s.ws();
+                let user = if s.peek()? == b'n' {
+                    s.literal(b"null")?;
                     None
                 } else {
                     Some(s.user()?)
@@ -165,7 +353,7 @@ impl<'a> Scanner<'a> {
             }
             b"repository" => once(&mut repository, s.repository()?),
             b"changes" => once(&mut changes, s.changes()?),
-            _ => s.lx.skip(MAX_DEPTH - 1),
+            _ => s.skip(MAX_DEPTH - 1),
         })?;
         let (slug, repository_id, project) = repository?;
         Some(Scanned {
@@ -184,7 +372,7 @@ impl<'a> Scanner<'a> {
             b"name" => once(&mut name, s.optional_text()?),
             b"displayName" => once(&mut display_name, s.optional_text()?),
             b"emailAddress" => once(&mut email_address, s.optional_text()?),
-            _ => s.lx.skip(MAX_DEPTH - 2),
+            _ => s.skip(MAX_DEPTH - 2),
         })?;
         Some([name.flatten(), display_name.flatten(), email_address.flatten()])
     }
@@ -199,33 +387,33 @@ impl<'a> Scanner<'a> {
                 let mut key = None;
                 s.object(|s, name| match name {
                     b"key" => once(&mut key, s.text()?),
-                    _ => s.lx.skip(MAX_DEPTH - 3),
+                    _ => s.skip(MAX_DEPTH - 3),
                 })?;
                 once(&mut project, key?)
             }
-            _ => s.lx.skip(MAX_DEPTH - 2),
+            _ => s.skip(MAX_DEPTH - 2),
         })?;
         Some((slug?, id.flatten(), project?))
     }
 
     fn changes(&mut self) -> Option<Vec<RefChange>> {
-        self.lx.eat(b'[')?;
+        self.eat(b'[')?;
         let mut changes = Vec::new();
-        self.lx.ws();
-        if self.lx.peek()? == b']' {
-            self.lx.i += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
             return Some(changes);
         }
         loop {
-            let start = self.lx.i;
+            let start = self.i;
             changes.push(self.change()?);
             if changes.len() == 1 {
                 // Sized once from the first change: the others are about as long (a delivery
                 // may list 1,000), so the vector is not copied as it grows.
-                let each = (self.lx.i - start).max(64);
-                changes.reserve((self.lx.b.len() - self.lx.i) / each + 1);
+                let each = (self.i - start).max(64);
+                changes.reserve((self.b.len() - self.i) / each + 1);
             }
-            match self.lx.next_token()? {
+            match self.next_token()? {
                 b',' => {}
                 b']' => return Some(changes),
                 _ => return None,
@@ -236,10 +424,10 @@ impl<'a> Scanner<'a> {
     /// A commit id: 40 or 64 hex digits, read from the body without building a string.
     #[inline]
     fn commit(&mut self) -> Option<CommitId> {
-        if self.lx.next_token()? != b'"' {
+        if self.next_token()? != b'"' {
             return None;
         }
-        let rest = self.lx.b.get(self.lx.i..)?;
+        let rest = self.b.get(self.i..)?;
         let len = if rest.get(40) == Some(&b'"') {
             40
         } else if rest.get(64) == Some(&b'"') {
@@ -249,7 +437,7 @@ impl<'a> Scanner<'a> {
         };
         // Hex digits hold no quote, backslash or control byte: the string ends at the quote.
         let id = CommitId::from_hex(&rest[..len])?;
-        self.lx.i += len + 1;
+        self.i += len + 1;
         Some(id)
     }
 
@@ -259,24 +447,24 @@ impl<'a> Scanner<'a> {
         let (mut reference, mut ref_id, mut from_hash, mut to_hash, mut change_type) = (None, None, None, None, None);
         self.object(|s, key| match key {
             b"ref" => {
-                s.lx.ws();
-                let value = if s.lx.peek()? == b'n' {
-                    s.lx.literal(b"null")?;
+                s.ws();
+                let value = if s.peek()? == b'n' {
+                    s.literal(b"null")?;
                     None
                 } else {
                     let mut id = None;
                     s.object(|s, name| match name {
                         b"id" => once(&mut id, s.utf8_bytes()?),
-                        _ => s.lx.skip(MAX_DEPTH - 4),
+                        _ => s.skip(MAX_DEPTH - 4),
                     })?;
                     Some(id?)
                 };
                 once(&mut reference, value)
             }
             b"refId" => {
-                s.lx.ws();
-                let value = if s.lx.peek()? == b'n' {
-                    s.lx.literal(b"null")?;
+                s.ws();
+                let value = if s.peek()? == b'n' {
+                    s.literal(b"null")?;
                     None
                 } else {
                     Some(s.text_bytes()?)
@@ -294,7 +482,7 @@ impl<'a> Scanner<'a> {
                 };
                 once(&mut change_type, value)
             }
-            _ => s.lx.skip(MAX_DEPTH - 3),
+            _ => s.skip(MAX_DEPTH - 3),
         })?;
         // `ref.id` is already checked; `refId` is checked here, as it is built.
         let ref_id = std::str::from_utf8(ref_id.flatten().or(reference.flatten())?).ok()?;
