@@ -782,12 +782,14 @@ mod tests {
         })
     }
 
-    mod same_answers_as_a_full_parse {
+    pub(in crate::model) mod same_answers_as_a_full_parse {
         use super::*;
         use proptest::prelude::*;
 
-        /// Any JSON value, a few levels deep.
-        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        const STRINGS: &str = "[a-zA-Z0-9 é\"\\\\]{0,8}";
+
+        /// Any JSON value, a few levels deep, its strings made of `strings` (a regex).
+        pub(in crate::model) fn json_value(strings: &'static str) -> impl Strategy<Value = serde_json::Value> {
             let leaf = prop_oneof![
                 Just(serde_json::Value::Null),
                 any::<bool>().prop_map(serde_json::Value::from),
@@ -795,7 +797,7 @@ mod tests {
                 any::<f64>()
                     .prop_filter("finite", |f| f.is_finite())
                     .prop_map(serde_json::Value::from),
-                "[a-zA-Z0-9 é\"\\\\]{0,8}".prop_map(serde_json::Value::from),
+                strings.prop_map(serde_json::Value::from),
             ];
             leaf.prop_recursive(3, 24, 4, |inner| {
                 prop_oneof![
@@ -815,7 +817,7 @@ mod tests {
                 .chain(["x", "y"])
                 .collect();
             (
-                prop::collection::vec((prop::sample::select(keys), json_value()), 0..14),
+                prop::collection::vec((prop::sample::select(keys), json_value(STRINGS)), 0..14),
                 prop::collection::vec(any::<u8>(), 0..3),
                 any::<bool>(),
                 any::<usize>(),
@@ -847,7 +849,7 @@ mod tests {
             }
 
             #[test]
-            fn for_any_json_value(value in json_value()) {
+            fn for_any_json_value(value in json_value(STRINGS)) {
                 let bytes = serde_json::to_vec(&value).unwrap();
                 prop_assert_eq!(classify("m.hck.json", &bytes), classify_over_a_tree("m.hck.json", &bytes));
             }

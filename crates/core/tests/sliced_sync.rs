@@ -87,6 +87,21 @@ impl Fixture {
         stored
     }
 
+    /// `hubsync sync --from COMMIT`: no deadline.
+    async fn sync_from(&self, since: CommitId) -> SyncOutcome {
+        self.engine()
+            .sync_request(&self.repo, &hubsync_core::push::SyncRequest::From(since), &NoProgress)
+            .await
+            .unwrap()
+    }
+
+    /// The repository's cursor is at `head` with nothing left to resume, and the store holds `tree`.
+    async fn assert_done_at(&self, head: CommitId, tree: &BTreeMap<String, Vec<u8>>) {
+        let record = self.store.repo(&self.repo).await.unwrap().unwrap();
+        assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
+        assert_eq!(&self.stored().await, tree);
+    }
+
     /// The raw fetches made since the last clear, path by path.
     fn fetches(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -314,9 +329,7 @@ async fn a_push_between_slices_is_replicated_after_the_sliced_head() {
     f.drain(0).await;
 
     // Assert
-    assert_eq!(f.stored().await, tree);
-    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
-    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(new), None));
+    f.assert_done_at(new, &tree).await;
 }
 
 #[tokio::test]
@@ -506,13 +519,11 @@ async fn a_sync_from_a_commit_cut_into_slices_applies_that_commits_changes_in_ev
 
     // Assert
     assert!(matches!(first, SyncOutcome::Sliced { .. }), "{first:?}");
-    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
-    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
     let fetches = f.fetches();
     assert_eq!(fetches.get("m/0140.json"), Some(&1), "{fetches:?}");
     assert_eq!(fetches.len(), 101, "{fetches:?}");
     assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
-    assert_eq!(f.stored().await, tree);
+    f.assert_done_at(head, &tree).await;
 }
 
 #[tokio::test]
@@ -527,11 +538,7 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_t
     f.host.clear_calls();
 
     // Act: `hubsync sync --from` (no deadline) before the continuation arrives.
-    let outcome = f
-        .engine()
-        .sync_request(&f.repo, &hubsync_core::push::SyncRequest::From(since), &NoProgress)
-        .await
-        .unwrap();
+    let outcome = f.sync_from(since).await;
 
     // Assert
     assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
@@ -541,9 +548,7 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_sync_is_pending_applies_t
         "the paths in both diffs are fetched once: {:?}",
         f.fetches()
     );
-    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
-    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
-    assert_eq!(f.stored().await, tree);
+    f.assert_done_at(head, &tree).await;
 }
 
 #[tokio::test]
@@ -560,11 +565,7 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_first_sync_is_pending_fet
     f.host.clear_calls();
 
     // Act: `hubsync sync --from` (no deadline) before the continuation arrives.
-    let outcome = f
-        .engine()
-        .sync_request(&f.repo, &hubsync_core::push::SyncRequest::From(since), &NoProgress)
-        .await
-        .unwrap();
+    let outcome = f.sync_from(since).await;
 
     // Assert: the whole tree reconciled at the head holds the commit's changes.
     assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
@@ -579,9 +580,7 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_first_sync_is_pending_fet
         "fetched twice: {:?}",
         f.fetches()
     );
-    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
-    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
-    assert_eq!(f.stored().await, tree);
+    f.assert_done_at(head, &tree).await;
 }
 
 #[tokio::test]
@@ -606,7 +605,5 @@ async fn a_resume_point_whose_head_was_force_pushed_away_and_collected_gives_way
     f.drain(0).await;
 
     // Assert
-    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
-    assert_eq!((record.cursor.map(|c| c.commit), record.resume), (Some(head), None));
-    assert_eq!(f.stored().await, tree);
+    f.assert_done_at(head, &tree).await;
 }

@@ -179,12 +179,18 @@ impl<'a> Scanner<'a> {
 
     /// `null`, or a string that is read.
     fn optional_text(&mut self) -> Option<Option<&'a str>> {
+        self.nullable(Self::text)
+    }
+
+    /// `null` (`Some(None)`), or the value `read` reads.
+    #[inline]
+    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         self.ws();
         if self.peek()? == b'n' {
             self.literal(b"null")?;
             return Some(None);
         }
-        Some(Some(self.text()?))
+        Some(Some(read(self)?))
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -341,16 +347,7 @@ impl<'a> Scanner<'a> {
         let (mut date, mut actor, mut repository, mut changes) = (None, None, None, None);
         self.object(|s, key| match key {
             b"date" => once(&mut date, s.optional_text()?),
-            b"actor" => {
-                s.ws();
-                let user = if s.peek()? == b'n' {
-                    s.literal(b"null")?;
-                    None
-                } else {
-                    Some(s.user()?)
-                };
-                once(&mut actor, user)
-            }
+            b"actor" => once(&mut actor, s.nullable(Self::user)?),
             b"repository" => once(&mut repository, s.repository()?),
             b"changes" => once(&mut changes, s.changes()?),
             _ => s.skip(MAX_DEPTH - 1),
@@ -447,30 +444,17 @@ impl<'a> Scanner<'a> {
         let (mut reference, mut ref_id, mut from_hash, mut to_hash, mut change_type) = (None, None, None, None, None);
         self.object(|s, key| match key {
             b"ref" => {
-                s.ws();
-                let value = if s.peek()? == b'n' {
-                    s.literal(b"null")?;
-                    None
-                } else {
+                let value = s.nullable(|s| {
                     let mut id = None;
                     s.object(|s, name| match name {
                         b"id" => once(&mut id, s.utf8_bytes()?),
                         _ => s.skip(MAX_DEPTH - 4),
                     })?;
-                    Some(id?)
-                };
+                    id
+                })?;
                 once(&mut reference, value)
             }
-            b"refId" => {
-                s.ws();
-                let value = if s.peek()? == b'n' {
-                    s.literal(b"null")?;
-                    None
-                } else {
-                    Some(s.text_bytes()?)
-                };
-                once(&mut ref_id, value)
-            }
+            b"refId" => once(&mut ref_id, s.nullable(Self::text_bytes)?),
             b"fromHash" => once(&mut from_hash, s.commit()?),
             b"toHash" => once(&mut to_hash, s.commit()?),
             b"type" => {
