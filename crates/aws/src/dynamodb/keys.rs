@@ -1,5 +1,5 @@
 //! The table's keys: the partition and sort key of every kind of item. Every key the store reads
-//! or writes is built here, so the layout described in ARCHITECTURE.md has one source.
+//! or writes is built here, so the layout described in docs/design.md has one source.
 
 use std::collections::HashMap;
 
