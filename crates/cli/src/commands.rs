@@ -75,7 +75,8 @@ pub struct SyncArgs {
     /// stops between files and records how far it got, as `serve --slice` does; this command
     /// then reports the slice and runs the next one itself, until the head is reached. Stopped
     /// before (Ctrl-C, an error), it queues the continuation for `hubsync serve` (or `hubsync
-    /// sync --recent`). 0 or off (the default): one piece.
+    /// sync --recent`): Ctrl-C ends the slice at its next safe point, a second Ctrl-C at once.
+    /// 0 or off (the default): one piece.
     #[arg(long, value_name = "PERIOD", env = "HUB_SLICE", default_value_t = SliceLength::default())]
     pub slice: SliceLength,
     /// With --slice: run the first slice only and leave its continuation on the queue for
@@ -470,6 +471,11 @@ pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
 /// slice, and put on `queue` (for `hubsync serve`) only when this command stops with work left:
 /// `--one-slice`, an error, Ctrl-C, another sync holding the repository. A completed sync leaves
 /// nothing queued; a crash leaves the resume point, which the reconcile queues again.
+///
+/// The first Ctrl-C spends the slice running ([`Interrupts::cut`]): it stops at its next safe
+/// point as at its deadline (the files in flight written, its resume point recorded, its lease
+/// released), so `hubsync serve` can take the continuation at once and fetches nothing again.
+/// A second Ctrl-C stops at once: the lease then stays until it expires.
 async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueue>(
     store: S,
     secrets: Src,
@@ -480,18 +486,42 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
     let worker = worker(store, secrets, &args)?;
     let repo = &args.repo;
     let held = HeldContinuation::default();
+    let mut interrupts = Interrupts::listen()?;
+    let slicing = interrupts.cut(slicing);
     let mut request = args.request();
     for slice in 1.. {
         let bar = progress_bar();
         let (progress, deadline) = (Bar(bar.clone()), slicing.deadline());
-        let outcome = tokio::select! {
-            outcome = worker.sync_request_within(repo, &request, &progress, &deadline, &held) => outcome,
-            () = interrupted() => {
-                bar.finish_and_clear();
-                if held.hand_over(queue).await? {
-                    bail!("interrupted in slice {slice}: the rest of {repo}'s sync is queued for `hubsync serve`");
+        if interrupts.count() > 0 {
+            // Between two slices: the next one does not start.
+            bar.finish_and_clear();
+            let rest = held.hand_over(queue).await?;
+            bail!("{}", interrupted(repo, &format!("after slice {}", slice - 1), rest));
+        }
+        let (outcome, stopping) = {
+            let sync = worker.sync_request_within(repo, &request, &progress, &deadline, &held);
+            tokio::pin!(sync);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    outcome = &mut sync => break (outcome, stopping),
+                    () = interrupts.reached(if stopping { 2 } else { 1 }) => {
+                        if !stopping {
+                            stopping = true;
+                            bar.suspend(|| eprintln!(
+                                "{repo}: interrupted; slice {slice} stops once its files in flight are written \
+                                 (Ctrl-C again to stop at once)"
+                            ));
+                            continue;
+                        }
+                        bar.finish_and_clear();
+                        let rest = held.hand_over(queue).await?;
+                        bail!(
+                            "{}; the sync lease is released when it expires",
+                            interrupted(repo, &format!("in slice {slice}"), rest)
+                        );
+                    }
                 }
-                bail!("interrupted in slice {slice}");
             }
         };
         bar.finish_and_clear();
@@ -517,6 +547,15 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
             report(repo, outcome, slice);
             return Ok(());
         };
+        if stopping {
+            let rest = held.hand_over(queue).await?;
+            let written = stats.written + stats.malformed;
+            let when = format!(
+                "in slice {slice} (stopped after {after} at {}, {written} models written)",
+                to.short()
+            );
+            bail!("{}", interrupted(repo, &when, rest));
+        }
         print!(
             "{repo}: slice {slice} ({}) stopped after {after} at {}, {} models written so far",
             SliceLength(Some(slicing.length)),
@@ -537,6 +576,16 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
         request = SyncRequest::Recent;
     }
     Ok(())
+}
+
+/// What an interrupted `hubsync sync --slice` says: `when` it stopped, and whether the rest of
+/// the sync was queued (`queued`).
+fn interrupted(repo: &RepoRef, when: &str, queued: bool) -> String {
+    if queued {
+        format!("interrupted {when}: the rest of {repo}'s sync is queued for `hubsync serve`")
+    } else {
+        format!("interrupted {when}")
+    }
 }
 
 /// Where `hubsync sync --slice` has the engine queue a slice's continuation: held for the next
@@ -566,10 +615,62 @@ impl HeldContinuation {
     }
 }
 
-/// Completes on Ctrl-C (never, if no handler can be installed).
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// The Ctrl-Cs (SIGINT) received while `hubsync sync --slice` runs, counted from the moment it
+/// starts listening.
+struct Interrupts(tokio::sync::watch::Receiver<u32>);
+
+impl Interrupts {
+    /// Listens from now on (the handler is installed before this returns).
+    fn listen() -> anyhow::Result<Self> {
+        let (count, received) = tokio::sync::watch::channel(0);
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut sigint = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+            tokio::spawn(async move {
+                while sigint.recv().await.is_some() {
+                    count.send_modify(|n| *n += 1);
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                count.send_modify(|n| *n += 1);
+            }
+        });
+        Ok(Self(received))
+    }
+
+    /// How many so far.
+    fn count(&self) -> u32 {
+        *self.0.borrow()
+    }
+
+    /// Completes once `n` have been received (never, if the listener is gone).
+    async fn reached(&mut self, n: u32) {
+        if self.0.wait_for(|count| *count >= n).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// `slicing` whose slices are spent from the first Ctrl-C on: its clock then reads a whole
+    /// slice later, so a running slice stops at its next safe point as at its deadline.
+    fn cut(&self, slicing: Slicing) -> Slicing {
+        let (received, clock) = (self.0.clone(), slicing.clock.clone());
+        let slice = chrono::TimeDelta::from_std(slicing.length).unwrap_or(chrono::TimeDelta::MAX);
+        let clock = Clock::new(move || {
+            let now = clock.now();
+            if *received.borrow() == 0 {
+                return now;
+            }
+            now.checked_add_signed(slice)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        });
+        Slicing {
+            length: slicing.length,
+            clock,
+        }
     }
 }
 

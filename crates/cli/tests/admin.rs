@@ -11,7 +11,9 @@ use hubsync_core::ports::{ModelStore, RepoRegistry};
 use hubsync_sqlite::SqliteHub;
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio::time::timeout;
 
 const SECRET: &str = "admin-test-webhook-secret";
 
@@ -72,7 +74,31 @@ impl Admin {
     }
 
     async fn hubsync_env(&self, args: &[&str], token: &str, hub_url: &str, env: &[(&str, &str)]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_hubsync"))
+        let out = self
+            .command(args, token, hub_url, env)
+            .output()
+            .await
+            .expect("hubsync runs");
+        Run {
+            ok: out.status.success(),
+            out: String::from_utf8_lossy(&out.stdout).into_owned(),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts `hubsync args` (with `env`, and no `HUB_WEBHOOK_URL`) with its output piped.
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+        self.command(args, &self.token(), NOWHERE, env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("hubsync starts")
+    }
+
+    fn command(&self, args: &[&str], token: &str, hub_url: &str, env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hubsync"));
+        command
             .args(args)
             .env("HUB_DB", self.db())
             .env("HUB_BITBUCKET_URL", self.sim.base_url())
@@ -85,15 +111,8 @@ impl Admin {
             .env_remove("HUB_BACKEND")
             .env_remove("HUB_LISTEN")
             .env_remove("HUB_SLICE")
-            .envs(env.iter().copied())
-            .output()
-            .await
-            .expect("hubsync runs");
-        Run {
-            ok: out.status.success(),
-            out: String::from_utf8_lossy(&out.stdout).into_owned(),
-            err: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .envs(env.iter().copied());
+        command
     }
 
     async fn registered(&self) -> Vec<RepoRef> {
@@ -198,19 +217,8 @@ async fn sync_with_one_slice_leaves_the_rest_to_the_queue_and_serve_completes_it
     let between = a.hub().repo(&id()).await.expect("record").expect("registered");
 
     // Act 2: `hubsync serve` takes the continuation from the queue.
-    let (mut serve, base) = common::spawn_serve(&a.db(), a.sim.base_url(), &a.token(), SECRET, &[]).await;
+    serve_until_synced(&a).await;
     let hub = a.hub();
-    let deadline = tokio::time::Instant::now() + common::BOUND;
-    while hub.repo(&id()).await.expect("record").and_then(|r| r.cursor).is_none()
-        || !hub.queue_stats().await.expect("queue").is_drained()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve did not complete the sync ({base})"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    serve.kill().await.expect("serve stops");
 
     // Assert
     assert!(synced.ok, "{}", synced.text());
@@ -226,8 +234,151 @@ async fn sync_with_one_slice_leaves_the_rest_to_the_queue_and_serve_completes_it
     assert_sample_replicated_fetching_each_file_once(&a).await;
 }
 
+/// The raw file of the sample repository that a sync of one file per slice fetches in its fourth
+/// slice.
+const FOURTH_SLICE_FILE: &str = "/raw/models/derived/";
+
+fn fourth_slice_file(line: &hubsync_bitbucket_sim::RequestLine) -> bool {
+    line.path_and_query.contains(FOURTH_SLICE_FILE)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_in_a_sliced_sync_stops_its_slice_at_a_safe_point_queues_the_rest_once_and_serve_completes_it_fetching_each_file_once()
+ {
+    // Arrange: a sync of one file per slice, its fourth slice's file held inside the simulator.
+    let a = Admin::new().await;
+    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
+    assert!(registered.ok, "{}", registered.text());
+    a.sim.clear_requests();
+    let held = a.sim.hold_next(fourth_slice_file);
+    let mut sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
+    timeout(common::BOUND, held.reached())
+        .await
+        .expect("the fourth slice fetches the held file");
+
+    // Act 1: Ctrl-C while that file is being fetched; once the command says it heard it, the
+    // file is answered.
+    let pid = sync.id().expect("running").to_string();
+    let kill = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    let mut err = BufReader::new(sync.stderr.take().expect("stderr")).lines();
+    let mut said = String::new();
+    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("Ctrl-C again") {
+            break;
+        }
+    }
+    held.release();
+    let exited = timeout(common::BOUND, sync.wait_with_output())
+        .await
+        .expect("the sync stops")
+        .expect("its status");
+    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let status = a.hubsync(&["queue", "status"], NOWHERE).await;
+    let between = a.hub().repo(&id()).await.expect("record").expect("registered");
+
+    // Act 2: `hubsync serve` takes the continuation from the queue.
+    serve_until_synced(&a).await;
+
+    // Assert
+    assert!(kill.success());
+    assert!(
+        !exited.status.success(),
+        "an interrupted sync exits with an error:\n{said}"
+    );
+    assert!(
+        said.contains("DATA/models: interrupted; slice 4 stops once its files in flight are written"),
+        "{said}"
+    );
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: interrupted in slice 4 (stopped after models/derived/")
+            && last.ends_with("the rest of DATA/models's sync is queued for `hubsync serve`"),
+        "{said}"
+    );
+    assert!(
+        status.out.contains("pending 1"),
+        "queued exactly once: {}",
+        status.text()
+    );
+    assert!(between.cursor.is_none() && between.resume.is_some(), "{between:?}");
+    let record = a.hub().repo(&id()).await.expect("record").expect("registered");
+    assert!(record.resume.is_none(), "{record:?}");
+    assert_sample_replicated_fetching_each_file_once(&a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sliced_sync_failing_in_a_later_slice_says_so_queues_the_rest_once_and_serve_completes_it() {
+    // Arrange: a sync of one file per slice, its fourth slice's file held inside the simulator.
+    let a = Admin::new().await;
+    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
+    assert!(registered.ok, "{}", registered.text());
+    a.sim.clear_requests();
+    let held = a.sim.hold_next(fourth_slice_file);
+    let sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
+    timeout(common::BOUND, held.reached())
+        .await
+        .expect("the fourth slice fetches the held file");
+
+    // Act 1: that file is answered 403.
+    a.sim.fail_next(1, StatusCode::FORBIDDEN, None);
+    held.release();
+    let exited = timeout(common::BOUND, sync.wait_with_output())
+        .await
+        .expect("the sync stops")
+        .expect("its status");
+    let said = String::from_utf8_lossy(&exited.stderr).into_owned();
+    let status = a.hubsync(&["queue", "status"], NOWHERE).await;
+
+    // Act 2: `hubsync serve` takes the continuation from the queue.
+    serve_until_synced(&a).await;
+
+    // Assert
+    assert!(!exited.status.success(), "{said}");
+    assert!(
+        said.contains("syncing DATA/models (slice 4); the rest is queued for `hubsync serve`") && said.contains("403"),
+        "the slice, what is left and the cause: {said}"
+    );
+    assert!(
+        status.out.contains("pending 1"),
+        "queued exactly once: {}",
+        status.text()
+    );
+    let injected: Vec<_> = a.sim.requests().into_iter().filter(|r| r.injected).collect();
+    assert!(
+        injected.len() == 1 && injected[0].path_and_query.contains(FOURTH_SLICE_FILE),
+        "only the held fetch failed: {injected:?}"
+    );
+    assert_sample_replicated_fetching_each_file_once(&a).await;
+}
+
+/// Runs `hubsync serve` until the repository has a cursor and the queue is drained.
+async fn serve_until_synced(a: &Admin) {
+    let (mut serve, base) = common::spawn_serve(&a.db(), a.sim.base_url(), &a.token(), SECRET, &[]).await;
+    let hub = a.hub();
+    let deadline = tokio::time::Instant::now() + common::BOUND;
+    while hub.repo(&id()).await.expect("record").and_then(|r| r.cursor).is_none()
+        || !hub.queue_stats().await.expect("queue").is_drained()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve did not complete the sync ({base})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    serve.kill().await.expect("serve stops");
+}
+
 /// Every model of the sample repository is stored byte-equal, and each of its JSON files was
-/// fetched once.
+/// fetched once (answers injected by the simulator aside).
 async fn assert_sample_replicated_fetching_each_file_once(a: &Admin) {
     let files: std::collections::BTreeMap<String, Vec<u8>> = models::sample_repository().into_iter().collect();
     let hub = a.hub();
@@ -242,7 +393,12 @@ async fn assert_sample_replicated_fetching_each_file_once(a: &Admin) {
         assert!(files[&summary.path] == model.content, "{} is byte-equal", summary.path);
     }
     let mut fetches = std::collections::BTreeMap::<String, usize>::new();
-    for r in a.sim.requests().iter().filter(|r| r.path_and_query.contains("/raw/")) {
+    for r in a
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains("/raw/") && !r.injected)
+    {
         *fetches.entry(r.path_and_query.clone()).or_default() += 1;
     }
     assert!(fetches.len() >= 9, "every JSON file: {fetches:?}");
