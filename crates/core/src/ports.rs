@@ -463,7 +463,20 @@ pub struct SyncResume {
     /// Recorded only when that listing is in path order; otherwise the next slice lists it all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<u64>,
+    /// A `--from` applied once a sliced sync pending before it was done, in the same run: the
+    /// paths of its plan after `after` that the sliced sync already did at `head` (its later
+    /// slices do not fetch them again). Left empty beyond [`MAX_RESUME_SKIP_BYTES`]: they are
+    /// then fetched again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<String>,
+    /// `hubsync sync --from` asked for while this sync was pending, to be applied once it is
+    /// done (this sync's own `since` is another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_since: Option<CommitId>,
 }
+
+/// The most path bytes a resume point keeps in [`SyncResume::skip`], so that it stays a small item.
+pub const MAX_RESUME_SKIP_BYTES: usize = 32 * 1024;
 
 impl SyncResume {
     /// A fresh [`SyncResume::run`] for a sync recording its first resume point.

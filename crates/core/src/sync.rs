@@ -42,8 +42,8 @@ use crate::ids::{CommitId, RepoRef};
 use crate::model::{ModelRecord, ModelStatus, examine, is_candidate_path};
 use crate::ports::{
     Ancestry, ConnectError, DefaultBranch, FileChangeKind, GitHost, GitHostConnector, GitHostError, GitHostErrorKind,
-    LastError, LeaseOwner, MAX_KEPT_HUBIGNORE_BYTES, ModelStore, PushQueue, QueueError, RawFile, RepoRecord,
-    RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume, SyncStats,
+    LastError, LeaseOwner, MAX_KEPT_HUBIGNORE_BYTES, MAX_RESUME_SKIP_BYTES, ModelStore, PushQueue, QueueError, RawFile,
+    RepoRecord, RepoRegistry, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume, SyncStats,
 };
 use crate::push::{MessageKind, PushMessage, SyncRequest};
 
@@ -524,7 +524,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// A sync cut into slices that is not done yet (a resume point on the record) is finished
     /// first, towards its own head, whatever this sync was started for (a continuation, a later
     /// push, a reconcile); then, in the same run, the sync goes on from there to the branch head
-    /// (and applies a `--from` asked for meanwhile).
+    /// (and applies a `--from` asked for meanwhile, kept with the resume point,
+    /// [`SyncResume::then_since`], should the pending sync need more slices first).
     /// Only a requested full sync, or one that found the cursor moved, starts over instead.
     async fn sync_leased(
         &self,
@@ -540,12 +541,17 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         let mut resume_gone = false;
         let mut first = true;
         let mut done = None;
+        let mut since = since.cloned();
         loop {
             let record = self
                 .store
                 .repo(repo)
                 .await?
                 .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
+            // A `--from` asked for while the pending sync was running (in an earlier slice).
+            if since.is_none() {
+                since = record.resume.as_ref().and_then(|r| r.then_since.clone());
+            }
             if std::mem::take(&mut first) && leased.lease.previous_unfinished && forced.is_none() {
                 if record.resume.is_some() {
                     // The unfinished slice worked after the resume point only: resuming redoes it.
@@ -557,9 +563,18 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
             let continuing = forced.is_none() && record.resume.is_some();
             // A `--from` other than the pending sync's own is applied once that is done.
-            let since_left = since.is_some() && since != record.resume.as_ref().and_then(|r| r.since.as_ref());
+            let since_left = since.is_some() && since.as_ref() != record.resume.as_ref().and_then(|r| r.since.as_ref());
             match self
-                .sync_once(leased, &branch, &record, forced, since, progress, deadline, &mut done)
+                .sync_once(
+                    leased,
+                    &branch,
+                    &record,
+                    forced,
+                    since.as_ref(),
+                    progress,
+                    deadline,
+                    &mut done,
+                )
                 .await
             {
                 // A whole tree reconciled at the branch head holds every change of a `--from`.
@@ -651,17 +666,38 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         // slices applies its own `--from` in every slice (the same plan each time, so the paths
         // after its resume point are the ones still to do); one asked for while another is
         // pending, once that is done.
+        let requested = since;
         let since = match resume {
             Some(r) => r.since.as_ref(),
             None => since,
         };
+        // The changes of the `--from` that a sliced sync finished just before already did: in
+        // this run, or (a later slice of this `--from`) as its first slice recorded.
+        let mut skipped = Vec::new();
         if let (Some(since), Plan::Incremental(changes)) = (since, &mut plan)
             && from.as_ref() != Some(since)
         {
             match self.plan_diff(repo, since, &head).await? {
                 Plan::Incremental(more) => {
-                    let more: Vec<_> = match done_before.as_ref().filter(|d| from.as_ref() == Some(&d.head)) {
-                        Some(done) => more.into_iter().filter(|c| !done.covers(c, changes)).collect(),
+                    let done = done_before.filter(|d| from.as_ref() == Some(&d.head)).or_else(|| {
+                        resume
+                            .filter(|r| !r.skip.is_empty() && from.as_ref() == Some(&r.head))
+                            .map(|r| Done {
+                                head: r.head.clone(),
+                                paths: Some(r.skip.iter().cloned().collect()),
+                            })
+                    });
+                    let more: Vec<_> = match done {
+                        Some(done) => more
+                            .into_iter()
+                            .filter(|c| {
+                                let covered = done.covers(c, changes);
+                                if covered {
+                                    skipped.push(c.clone());
+                                }
+                                !covered
+                            })
+                            .collect(),
                         None => more,
                     };
                     changes.extend(more);
@@ -684,6 +720,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 run: SyncResume::new_run(),
                 since: None,
                 listed: None,
+                skip: Vec::new(),
+                then_since: None,
             };
             self.store.record_resume(leased.lease, from.as_ref(), &restart).await?;
         }
@@ -744,6 +782,9 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 run: run.clone(),
                 since: since.filter(|_| !full).cloned(),
                 listed: listing.and_then(|l| l.through(&after)),
+                skip: skip_after(&skipped, &after),
+                // A `--from` of this run that is not the pending sync's own: applied after it.
+                then_since: requested.filter(|r| Some(*r) != since).cloned(),
             };
             self.store.record_resume(leased.lease, from.as_ref(), &point).await?;
             info!(
@@ -1113,6 +1154,23 @@ impl Done {
                 && !later.iter().any(|c| touches_path(&c.kind, &c.path, path))
         })
     }
+}
+
+/// The paths of `skipped` (changes a `--from` leaves out as done) that a later slice starting
+/// after `after` could meet, for [`SyncResume::skip`]; none beyond [`MAX_RESUME_SKIP_BYTES`] (a
+/// later slice then fetches them again).
+fn skip_after(skipped: &[crate::ports::FileChange], after: &str) -> Vec<String> {
+    let mut paths = BTreeSet::new();
+    for change in skipped.iter().filter(|c| c.path.as_str() > after) {
+        paths.insert(change.path.clone());
+        if let FileChangeKind::Move { from } = &change.kind {
+            paths.insert(from.clone());
+        }
+    }
+    if paths.iter().map(String::len).sum::<usize>() > MAX_RESUME_SKIP_BYTES {
+        return Vec::new();
+    }
+    paths.into_iter().collect()
 }
 
 /// The paths of a head's listing that a full sync planned from: the listing's entries from the

@@ -583,6 +583,94 @@ async fn a_sync_from_a_commit_asked_for_while_a_sliced_first_sync_is_pending_fet
     f.assert_done_at(head, &tree).await;
 }
 
+impl Fixture {
+    /// `since` (`n` models, synced), the first `changed` of them changed after it (synced: the
+    /// cursor), then the `pushed` after those changed at `head` and pushed, the push's sync cut
+    /// into slices (its first slice done). Returns `since`, `head` and the head's tree.
+    async fn changed_after_a_commit_then_a_sliced_push(
+        &self,
+        n: usize,
+        changed: usize,
+        pushed: usize,
+    ) -> (CommitId, CommitId, BTreeMap<String, Vec<u8>>) {
+        let mut tree = many_models(n);
+        let since = self.host.commit(&self.repo, tree.clone());
+        self.engine().handle_push(&push(&self.repo, &since)).await.unwrap();
+        for i in 0..changed {
+            tree.insert(
+                format!("m/{i:04}.json"),
+                model(&format!("Model {i}, changed after the commit")),
+            );
+        }
+        let cursor = self.host.commit(&self.repo, tree.clone());
+        self.engine().handle_push(&push(&self.repo, &cursor)).await.unwrap();
+        for i in changed..changed + pushed {
+            tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, pushed")));
+        }
+        let head = self.host.commit(&self.repo, tree.clone());
+        self.host.clear_calls();
+        let SyncOutcome::Sliced { .. } = self.handle(&push(&self.repo, &head)).await else {
+            panic!("the push's first slice stops before the end")
+        };
+        (since, head, tree)
+    }
+
+    /// `hubsync sync --from since --slice`: the first slice, then every continuation queued.
+    async fn sliced_sync_from(&self, since: CommitId) -> SyncOutcome {
+        let first = self
+            .engine()
+            .sync_request_within(
+                &self.repo,
+                &hubsync_core::push::SyncRequest::From(since),
+                &NoProgress,
+                &self.deadline(),
+                &self.queue,
+            )
+            .await
+            .unwrap();
+        self.drain(0).await;
+        first
+    }
+}
+
+#[tokio::test]
+async fn a_sliced_sync_from_a_commit_that_finished_a_pending_sliced_sync_fetches_nothing_that_sync_did_in_its_later_slices()
+ {
+    // Arrange: m/0000-0099 changed after the commit; m/0100-0199 pushed, that sync cut into
+    // slices. The paths it does sort after the ones only the commit's changes need.
+    let f = Fixture::registered().await;
+    let (since, head, tree) = f.changed_after_a_commit_then_a_sliced_push(200, 100, 100).await;
+
+    // Act: its first slice finishes the push's sync, then starts on the commit's changes.
+    let first = f.sliced_sync_from(since).await;
+
+    // Assert
+    assert!(matches!(first, SyncOutcome::Sliced { .. }), "{first:?}");
+    let fetches = f.fetches();
+    assert_eq!(fetches.len(), 200, "the commit's changes and the push's: {fetches:?}");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+    f.assert_done_at(head, &tree).await;
+}
+
+#[tokio::test]
+async fn a_sliced_sync_from_a_commit_whose_first_slice_does_not_finish_a_pending_sliced_sync_still_applies_that_commits_changes()
+ {
+    // Arrange: m/0000-0099 changed after the commit; m/0100-0299 pushed, that sync cut into
+    // slices and left with more than a slice to do.
+    let f = Fixture::registered().await;
+    let (since, head, tree) = f.changed_after_a_commit_then_a_sliced_push(300, 100, 200).await;
+
+    // Act
+    let first = f.sliced_sync_from(since).await;
+
+    // Assert
+    assert!(matches!(first, SyncOutcome::Sliced { .. }), "{first:?}");
+    let fetches = f.fetches();
+    assert_eq!(fetches.len(), 300, "the commit's changes and the push's: {fetches:?}");
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+    f.assert_done_at(head, &tree).await;
+}
+
 #[tokio::test]
 async fn a_resume_point_whose_head_was_force_pushed_away_and_collected_gives_way_to_the_new_head() {
     // Arrange: a push cut into slices, then its head replaced by a force-push and collected.

@@ -89,6 +89,12 @@ pub fn resume(n: u64, after: &str) -> SyncResume {
         run: format!("run-{n}"),
         since: (n > 1).then(|| commit(n - 1)),
         listed: n.is_multiple_of(2).then_some(5 * n),
+        skip: if n > 1 {
+            vec![format!("{after}/done.json")]
+        } else {
+            Vec::new()
+        },
+        then_since: (n > 2).then(|| commit(1)),
     }
 }
 
