@@ -251,6 +251,12 @@ pub trait DeliveryLog: Send + Sync {
     /// counted as a duplicate.
     fn record_delivery(&self, entry: &DeliveryEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Whether [`DeliveryLog::record_delivery`] keeps anything: `false` only for a log that
+    /// records nothing, so the webhook does not build entries no one keeps.
+    fn records(&self) -> bool {
+        true
+    }
+
     /// Records the outcome of the latest attempt on delivery `entry.id`, replacing an earlier
     /// attempt's. A delivery not recorded yet (a reconcile or full-sync message, or a webhook
     /// whose record was lost) is recorded as `entry` first.
@@ -277,6 +283,10 @@ impl DeliveryLog for NoDeliveryLog {
         Ok(())
     }
 
+    fn records(&self) -> bool {
+        false
+    }
+
     async fn record_outcome(&self, _: &DeliveryEntry, _: &DeliveryOutcome) -> Result<(), StoreError> {
         Ok(())
     }
@@ -294,6 +304,10 @@ impl DeliveryLog for NoDeliveryLog {
 impl<T: DeliveryLog> DeliveryLog for std::sync::Arc<T> {
     fn record_delivery(&self, entry: &DeliveryEntry) -> impl Future<Output = Result<(), StoreError>> + Send {
         T::record_delivery(self, entry)
+    }
+
+    fn records(&self) -> bool {
+        T::records(self)
     }
 
     fn record_outcome(
@@ -320,6 +334,10 @@ impl<T: DeliveryLog> DeliveryLog for Option<T> {
             Some(log) => log.record_delivery(entry).await,
             None => Ok(()),
         }
+    }
+
+    fn records(&self) -> bool {
+        self.as_ref().is_some_and(T::records)
     }
 
     async fn record_outcome(&self, entry: &DeliveryEntry, outcome: &DeliveryOutcome) -> Result<(), StoreError> {

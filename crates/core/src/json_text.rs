@@ -10,29 +10,24 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Appends `s` as a JSON string, quotes included, escaped as serde_json does: `"` and `\`, the
 /// short forms `\b \f \n \r \t`, `\u00xx` (lower-case hex) for the other control characters, and
 /// every other character (`/`, DEL, anything beyond ASCII) as it is.
-pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
+pub(crate) fn push_str(out: &mut String, s: &str) {
+    out.push('"');
     push_escaped(out, s);
-    out.push(b'"');
+    out.push('"');
 }
 
 /// Appends `repo` as the JSON string of its `PROJECT/SLUG` form, without building that text.
-pub(crate) fn push_repo(out: &mut Vec<u8>, repo: &RepoRef) {
-    out.push(b'"');
+pub(crate) fn push_repo(out: &mut String, repo: &RepoRef) {
+    out.push('"');
     push_escaped(out, repo.project());
-    out.push(b'/');
+    out.push('/');
     push_escaped(out, repo.slug());
-    out.push(b'"');
+    out.push('"');
 }
 
-/// The text written: only `str`s and ASCII bytes were appended, so it is always UTF-8 (checked
-/// once, for the whole text, rather than per piece).
-pub(crate) fn into_text(out: Vec<u8>) -> String {
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// The inside of [`push_str`].
-fn push_escaped(out: &mut Vec<u8>, s: &str) {
+/// The inside of [`push_str`]. The text is written into a `String` piece by piece (`str`s and
+/// ASCII), so the whole is never checked as UTF-8 again.
+fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     // Most strings (ref names, ids) need no escape: one pass without an early exit, which the
     // compiler vectorizes, then a single copy.
@@ -40,7 +35,7 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
         .iter()
         .fold(false, |found, &b| found | (b < 0x20) | (b == b'"') | (b == b'\\'));
     if !special {
-        out.extend_from_slice(bytes);
+        out.push_str(s);
         return;
     }
     let mut start = 0;
@@ -56,24 +51,25 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
             0..=0x1f => "",
             _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
+        // `i` is at an ASCII byte, so both ends are character boundaries.
+        out.push_str(&s[start..i]);
         if short.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         } else {
-            out.extend_from_slice(short.as_bytes());
+            out.push_str(short);
         }
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.push_str(&s[start..]);
 }
 
 /// Appends `n` in decimal.
-pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn push_u64(out: &mut String, n: u64) {
+    let mut n = n;
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    let mut n = n;
     loop {
         at -= 1;
         digits[at] = b'0' + (n % 10) as u8;
@@ -82,7 +78,7 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[at..]);
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -94,24 +90,24 @@ mod tests {
     proptest! {
         #[test]
         fn strings_are_written_as_serde_json_writes_them(s in "(\\PC|[\\x00-\\x1f\\x7f\"\\\\/])*") {
-            let mut out = Vec::new();
+            let mut out = String::new();
             push_str(&mut out, &s);
-            prop_assert_eq!(into_text(out), serde_json::to_string(&s).unwrap());
+            prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
         }
 
         #[test]
         fn numbers_are_written_as_serde_json_writes_them(n in any::<u64>()) {
-            let mut out = Vec::new();
+            let mut out = String::new();
             push_u64(&mut out, n);
-            prop_assert_eq!(into_text(out), serde_json::to_string(&n).unwrap());
+            prop_assert_eq!(out, serde_json::to_string(&n).unwrap());
         }
     }
 
     #[test]
     fn every_control_character_is_escaped_as_serde_json_escapes_it() {
         let all: String = (0u8..0x80).map(char::from).collect();
-        let mut out = Vec::new();
+        let mut out = String::new();
         push_str(&mut out, &all);
-        assert_eq!(into_text(out), serde_json::to_string(&all).unwrap());
+        assert_eq!(out, serde_json::to_string(&all).unwrap());
     }
 }

@@ -136,30 +136,30 @@ pub struct PushMessage {
 /// fraction in 3, 6 or 9 digits, only as long as needed, a leap second as `:60`), without
 /// chrono's formatter, which costs a tenth of a one-change webhook; a year outside 0..=9999 is
 /// left to it. The `to_json` tests hold the two together.
-fn push_instant(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+fn push_instant(out: &mut String, at: &DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
 
     let year = at.year();
     if !(0..=9999).contains(&year) {
-        out.extend_from_slice(format!("{at:?}").as_bytes());
+        out.push_str(&format!("{at:?}"));
         return;
     }
-    let two = |out: &mut Vec<u8>, n: u32| {
-        out.push(b'0' + (n / 10 % 10) as u8);
-        out.push(b'0' + (n % 10) as u8);
+    let two = |out: &mut String, n: u32| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
     };
     let year = year as u32;
     two(out, year / 100);
     two(out, year % 100);
-    out.push(b'-');
+    out.push('-');
     two(out, at.month());
-    out.push(b'-');
+    out.push('-');
     two(out, at.day());
-    out.push(b'T');
+    out.push('T');
     two(out, at.hour());
-    out.push(b':');
+    out.push(':');
     two(out, at.minute());
-    out.push(b':');
+    out.push(':');
     let (second, nano) = match at.nanosecond() {
         n if n >= 1_000_000_000 => (at.second() + 1, n - 1_000_000_000),
         n => (at.second(), n),
@@ -175,12 +175,12 @@ fn push_instant(out: &mut Vec<u8>, at: &DateTime<Utc>) {
         (nano, 9)
     };
     if digits > 0 {
-        out.push(b'.');
+        out.push('.');
         for place in (0..digits).rev() {
-            out.push(b'0' + (fraction / 10u32.pow(place) % 10) as u8);
+            out.push(char::from(b'0' + (fraction / 10u32.pow(place) % 10) as u8));
         }
     }
-    out.push(b'Z');
+    out.push('Z');
 }
 
 /// What a sync on demand (`hubsync sync`, at once or queued) is asked to do.
@@ -332,7 +332,7 @@ impl PushMessage {
     /// it on its hot path for up to 1,000 changes. Commit ids need no escaping; every other
     /// string is escaped as serde_json escapes it. Both queues (SQS, SQLite) send this.
     pub fn to_json(&self) -> String {
-        use crate::json_text::{into_text, push_repo, push_str, push_u64};
+        use crate::json_text::{push_repo, push_str, push_u64};
 
         let optional_len = |s: &Option<String>| s.as_ref().map_or(4, |s| s.len() + 2);
         let changes_len: usize = self
@@ -354,61 +354,61 @@ impl PushMessage {
             + optional_len(&self.actor.display_name)
             + optional_len(&self.actor.email_address)
             + self.from_commit.as_ref().map_or(0, |c| c.as_str().len());
-        let mut out = Vec::with_capacity(capacity);
-        let optional = |out: &mut Vec<u8>, s: &Option<String>| match s {
+        let mut out = String::with_capacity(capacity);
+        let optional = |out: &mut String, s: &Option<String>| match s {
             Some(s) => push_str(out, s),
-            None => out.extend_from_slice(b"null"),
+            None => out.push_str("null"),
         };
 
-        out.push(b'{');
+        out.push('{');
         if !self.kind.is_push() {
-            out.extend_from_slice(b"\"kind\":\"");
-            out.extend_from_slice(self.kind.as_str().as_bytes());
-            out.extend_from_slice(b"\",");
+            out.push_str("\"kind\":\"");
+            out.push_str(self.kind.as_str());
+            out.push_str("\",");
         }
-        out.extend_from_slice(b"\"provider\":\"");
-        out.extend_from_slice(match self.provider {
-            Provider::BitbucketDataCenter => b"bitbucket-data-center",
+        out.push_str("\"provider\":\"");
+        out.push_str(match self.provider {
+            Provider::BitbucketDataCenter => "bitbucket-data-center",
         });
-        out.extend_from_slice(b"\",\"deliveryId\":");
+        out.push_str("\",\"deliveryId\":");
         push_str(&mut out, self.delivery_id.as_str());
-        out.extend_from_slice(b",\"repo\":");
+        out.push_str(",\"repo\":");
         push_repo(&mut out, &self.repo);
-        out.extend_from_slice(b",\"repositoryId\":");
+        out.push_str(",\"repositoryId\":");
         match self.repository_id {
             Some(id) => push_u64(&mut out, id),
-            None => out.extend_from_slice(b"null"),
+            None => out.push_str("null"),
         }
-        out.extend_from_slice(b",\"changes\":[");
+        out.push_str(",\"changes\":[");
         for (i, change) in self.changes.iter().enumerate() {
-            out.extend_from_slice(if i == 0 { b"{\"refId\":" } else { b",{\"refId\":" });
+            out.push_str(if i == 0 { "{\"refId\":" } else { ",{\"refId\":" });
             push_str(&mut out, &change.ref_id);
-            out.extend_from_slice(match change.change_type {
-                RefChangeType::Add => b",\"type\":\"ADD\",\"fromHash\":\"".as_slice(),
-                RefChangeType::Update => b",\"type\":\"UPDATE\",\"fromHash\":\"",
-                RefChangeType::Delete => b",\"type\":\"DELETE\",\"fromHash\":\"",
+            out.push_str(match change.change_type {
+                RefChangeType::Add => ",\"type\":\"ADD\",\"fromHash\":\"",
+                RefChangeType::Update => ",\"type\":\"UPDATE\",\"fromHash\":\"",
+                RefChangeType::Delete => ",\"type\":\"DELETE\",\"fromHash\":\"",
             });
-            out.extend_from_slice(change.from_hash.as_bytes());
-            out.extend_from_slice(b"\",\"toHash\":\"");
-            out.extend_from_slice(change.to_hash.as_bytes());
-            out.extend_from_slice(b"\"}");
+            out.push_str(change.from_hash.as_str());
+            out.push_str("\",\"toHash\":\"");
+            out.push_str(change.to_hash.as_str());
+            out.push_str("\"}");
         }
-        out.extend_from_slice(b"],\"actor\":{\"name\":");
+        out.push_str("],\"actor\":{\"name\":");
         optional(&mut out, &self.actor.name);
-        out.extend_from_slice(b",\"displayName\":");
+        out.push_str(",\"displayName\":");
         optional(&mut out, &self.actor.display_name);
-        out.extend_from_slice(b",\"emailAddress\":");
+        out.push_str(",\"emailAddress\":");
         optional(&mut out, &self.actor.email_address);
-        out.extend_from_slice(b"},\"receivedAt\":\"");
+        out.push_str("},\"receivedAt\":\"");
         push_instant(&mut out, &self.received_at);
-        out.push(b'"');
+        out.push('"');
         if let Some(commit) = &self.from_commit {
-            out.extend_from_slice(b",\"fromCommit\":\"");
-            out.extend_from_slice(commit.as_bytes());
-            out.push(b'"');
+            out.push_str(",\"fromCommit\":\"");
+            out.push_str(commit.as_str());
+            out.push('"');
         }
-        out.push(b'}');
-        into_text(out)
+        out.push('}');
+        out
     }
 }
 
@@ -714,10 +714,10 @@ mod to_json_tests {
             Utc.timestamp_opt(-62_198_755_200, 0).unwrap(),
             Utc.timestamp_opt(253_402_300_800, 0).unwrap(),
         ] {
-            let mut out = b"\"".to_vec();
+            let mut out = String::from("\"");
             push_instant(&mut out, &at);
-            out.push(b'"');
-            assert_eq!(crate::json_text::into_text(out), serde_json::to_string(&at).unwrap());
+            out.push('"');
+            assert_eq!(out, serde_json::to_string(&at).unwrap());
         }
     }
 

@@ -81,12 +81,12 @@ pub struct WebhookResponse {
 impl WebhookResponse {
     /// A successful answer: `{"message": ..., "status": ...}`.
     fn status(status: StatusCode, word: &'static str, message: &str) -> Self {
-        let mut body = Vec::with_capacity(32 + message.len());
-        body.extend_from_slice(b"{\"message\":");
+        let mut body = String::with_capacity(32 + message.len());
+        body.push_str("{\"message\":");
         json_text::push_str(&mut body, message);
-        body.extend_from_slice(b",\"status\":");
+        body.push_str(",\"status\":");
         json_text::push_str(&mut body, word);
-        body.push(b'}');
+        body.push('}');
         let verdict = match word {
             "queued" => "queued",
             "duplicate" => "duplicate",
@@ -95,7 +95,7 @@ impl WebhookResponse {
         };
         Self {
             status,
-            body: json_text::into_text(body),
+            body,
             headers: Vec::new(),
             verdict,
         }
@@ -104,15 +104,15 @@ impl WebhookResponse {
     /// A refusal: `{"error": code, "message": ...}`.
     fn error(status: StatusCode, code: &str, message: impl AsRef<str>) -> Self {
         let message = message.as_ref();
-        let mut body = Vec::with_capacity(32 + code.len() + message.len());
-        body.extend_from_slice(b"{\"error\":");
+        let mut body = String::with_capacity(32 + code.len() + message.len());
+        body.push_str("{\"error\":");
         json_text::push_str(&mut body, code);
-        body.extend_from_slice(b",\"message\":");
+        body.push_str(",\"message\":");
         json_text::push_str(&mut body, message);
-        body.push(b'}');
+        body.push('}');
         Self {
             status,
-            body: json_text::into_text(body),
+            body,
             headers: Vec::new(),
             verdict: "rejected",
         }
@@ -128,21 +128,21 @@ impl WebhookResponse {
         };
         let (project, slug) = (push.repo.project(), push.repo.slug());
         let mut body =
-            Vec::with_capacity(120 + push.delivery_id.as_str().len() + message.len() + project.len() + slug.len());
-        body.extend_from_slice(b"{\"changes\":");
+            String::with_capacity(120 + push.delivery_id.as_str().len() + message.len() + project.len() + slug.len());
+        body.push_str("{\"changes\":");
         json_text::push_u64(&mut body, push.changes.len() as u64);
-        body.extend_from_slice(b",\"deliveryId\":");
+        body.push_str(",\"deliveryId\":");
         json_text::push_str(&mut body, push.delivery_id.as_str());
-        body.extend_from_slice(b",\"message\":");
+        body.push_str(",\"message\":");
         json_text::push_str(&mut body, message);
-        body.extend_from_slice(b",\"repository\":");
+        body.push_str(",\"repository\":");
         json_text::push_repo(&mut body, &push.repo);
-        body.extend_from_slice(b",\"status\":");
+        body.push_str(",\"status\":");
         json_text::push_str(&mut body, word);
-        body.push(b'}');
+        body.push('}');
         Self {
             status: StatusCode::ACCEPTED,
-            body: json_text::into_text(body),
+            body,
             headers: Vec::new(),
             verdict: word,
         }
@@ -373,6 +373,9 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
 
     /// Records a verified delivery that is not queued.
     async fn record_ignored(&self, delivery_id: &DeliveryId, event_key: &str, reason: &str) {
+        if !self.deliveries.records() {
+            return;
+        }
         let entry = DeliveryEntry {
             id: delivery_id.clone(),
             received_at: (self.clock)(),
@@ -391,6 +394,9 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
     /// Records a queued (or duplicate) push, moving its parts into the entry (what
     /// [`DeliveryEntry::for_push`] gives, without copying every change).
     async fn record_push(&self, push: PushMessage, verdict: Verdict) {
+        if !self.deliveries.records() {
+            return;
+        }
         let entry = DeliveryEntry {
             id: push.delivery_id,
             received_at: push.received_at,

@@ -44,13 +44,37 @@ pub(super) struct Scanned<'a> {
 /// Reads `body` as serde_json would read [`RefsChanged`](super::payload::RefsChanged) and the handler would convert its
 /// changes, or `None` when serde_json must decide (including every change it would refuse).
 pub(super) fn scan(body: &[u8]) -> Option<Scanned<'_>> {
-    let mut s = Scanner { b: body, i: 0 };
+    if is_plain(body) {
+        read::<true>(body)
+    } else {
+        read::<false>(body)
+    }
+}
+
+fn read<const PLAIN: bool>(body: &[u8]) -> Option<Scanned<'_>> {
+    let mut s = Scanner::<PLAIN> { b: body, i: 0 };
     let payload = s.refs_changed()?;
     s.ws();
     (s.i == body.len()).then_some(payload)
 }
 
-struct Scanner<'a> {
+/// Whether every byte of `body` is printable ASCII or DEL (0x20 to 0x7f), as Bitbucket's compact
+/// bodies are: then no string can hold a control character and every string is valid UTF-8, so
+/// the reader looks only for quotes and backslashes. One pass over the body, which the compiler
+/// vectorizes (a minimum and a maximum per block).
+fn is_plain(body: &[u8]) -> bool {
+    let mut blocks = body.chunks_exact(256);
+    let plain = |block: &[u8]| {
+        let (low, high) = block
+            .iter()
+            .fold((u8::MAX, 0u8), |(low, high), &b| (low.min(b), high.max(b)));
+        low >= 0x20 && high < 0x80
+    };
+    blocks.all(plain) && plain(blocks.remainder())
+}
+
+/// The reader; `PLAIN` when the body is printable ASCII ([`is_plain`]).
+struct Scanner<'a, const PLAIN: bool> {
     b: &'a [u8],
     i: usize,
 }
@@ -68,7 +92,19 @@ fn special_in(chunk: u64) -> u64 {
     (ctrl | quote | backslash) & (ONES << 7)
 }
 
-impl<'a> Scanner<'a> {
+/// Whether any byte of `chunk` is `"` or `\` (the search in a plain body, where no byte is a
+/// control character).
+#[inline]
+fn quote_or_backslash_in(chunk: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    let quote = chunk ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = chunk ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (quote | backslash) & (ONES << 7)
+}
+
+impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
@@ -101,7 +137,12 @@ impl<'a> Scanner<'a> {
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            let found = special_in(u64::from_le_bytes(word));
+            let word = u64::from_le_bytes(word);
+            let found = if PLAIN {
+                quote_or_backslash_in(word)
+            } else {
+                special_in(word)
+            };
             if found != 0 {
                 self.i += found.trailing_zeros() as usize / 8;
                 return;
@@ -174,7 +215,7 @@ impl<'a> Scanner<'a> {
     #[inline]
     fn utf8_bytes(&mut self) -> Option<&'a [u8]> {
         let content = self.text_bytes()?;
-        (content.is_ascii() || std::str::from_utf8(content).is_ok()).then_some(content)
+        (PLAIN || content.is_ascii() || std::str::from_utf8(content).is_ok()).then_some(content)
     }
 
     /// `null`, or a string that is read.
@@ -330,7 +371,7 @@ impl<'a> Scanner<'a> {
         loop {
             self.eat(b'"')?;
             let key = match self.string()? {
-                (key, false) if key.is_ascii() => key,
+                (key, false) if PLAIN || key.is_ascii() => key,
                 _ => return None,
             };
             self.eat(b':')?;
