@@ -612,11 +612,52 @@ pub use crate::model::ModelSummary;
 
 /// The replicated models, one per (repository, path). Writes are made under the repository's
 /// [`SyncLease`] and refused with [`StoreError::LeaseLost`] once it is no longer held.
+/// `work` run on tokio's blocking pool. A panic goes on unwinding, as if it had run here; a
+/// runtime shutting down (the work never ran) is a retryable store failure.
+pub async fn off_task<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Backend {
+            message: "the runtime is shutting down".into(),
+            retryable: true,
+            source: Some(Box::new(e)),
+        }),
+    }
+}
+
 pub trait ModelStore: Send + Sync {
     /// Writes (or replaces) the model at `record.path` of `lease.repo`. A reader sees the old
     /// version or the new one, never a mix.
     fn put_model(&self, lease: &SyncLease, record: &ModelRecord)
     -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`ModelStore::put_model`] of the record `build` makes, if it makes one: `build` is CPU
+    /// work (recognising a fetched file, hashing it) that must not run on the task driving the
+    /// fetches. It answers the record with what the caller keeps of it (`Ok(Ok(kept))` once the
+    /// record is written), or why nothing is to be written (`Ok(Err(..))`, the store untouched).
+    /// Store errors, a refusal included, are `put_model`'s.
+    ///
+    /// By default the record is built on tokio's blocking pool, then put. A store that does its
+    /// own work on a thread (compressing, a blocking database call) builds it there, so that a
+    /// file costs one hand-off between threads rather than two (issue 11).
+    fn put_model_built<K, N, F>(
+        &self,
+        lease: &SyncLease,
+        build: F,
+    ) -> impl Future<Output = Result<Result<K, N>, StoreError>> + Send
+    where
+        F: FnOnce() -> Result<(ModelRecord, K), N> + Send + 'static,
+        K: Send + 'static,
+        N: Send + 'static,
+    {
+        async move {
+            match off_task(build).await? {
+                Ok((record, kept)) => self.put_model(lease, &record).await.map(|()| Ok(kept)),
+                Err(nothing) => Ok(Err(nothing)),
+            }
+        }
+    }
 
     /// Removes the model at `path` of `lease.repo`; `false` if there was none.
     fn delete_model(&self, lease: &SyncLease, path: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -25,8 +25,8 @@
 //! next sync of the repository resumes from there, and moves the cursor when it is done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -250,7 +250,8 @@ enum Op {
 /// anything yet (a failure after a write leaves the models unfinished).
 struct Leased<'l> {
     lease: &'l SyncLease,
-    wrote: AtomicBool,
+    /// Shared with the work that builds a model off the task, which sets it just before writing.
+    wrote: Arc<AtomicBool>,
 }
 
 impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
@@ -472,7 +473,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         debug!(repository = %repo, owner = %owner, "sync lease acquired");
         let leased = Leased {
             lease: &lease,
-            wrote: AtomicBool::new(false),
+            wrote: Arc::new(AtomicBool::new(false)),
         };
         let result = self
             .with_heartbeat(
@@ -1069,18 +1070,52 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 return Ok(());
             }
         };
-        let Some((status, digest)) = examine_off_task(path, &content).await else {
-            bump(stats, |s| s.skipped += 1);
-            if !matches!(known, Known::Absent) && self.delete(leased, path).await? {
-                bump(stats, |s| s.removed += 1);
+        // Recognised, hashed and written in one trip off this task (`put_model_built`).
+        let size = content.len();
+        let (owned_path, commit, kept, wrote) = (path.to_owned(), head.clone(), known.clone(), leased.wrote.clone());
+        let built = self
+            .store
+            .put_model_built(leased.lease, move || {
+                let Some((status, digest)) = examine(&owned_path, &content) else {
+                    return Err(Unwritten::NotAModel);
+                };
+                let malformed = match &status {
+                    ModelStatus::Malformed { error } => Some(error.clone()),
+                    ModelStatus::Valid { .. } => None,
+                };
+                if matches!(&kept, Known::Stored(sha, st) if *sha == digest && *st == status) {
+                    return Err(Unwritten::Unchanged { malformed });
+                }
+                wrote.store(true, Ordering::SeqCst);
+                let record = ModelRecord::examined(owned_path, commit, Utc::now(), status, content, digest);
+                Ok((record, malformed))
+            })
+            .await;
+        let (malformed, written) = match built {
+            Ok(Ok(malformed)) => (malformed, true),
+            Ok(Err(Unwritten::Unchanged { malformed })) => (malformed, false),
+            Ok(Err(Unwritten::NotAModel)) => {
+                bump(stats, |s| s.skipped += 1);
+                if !matches!(known, Known::Absent) && self.delete(leased, path).await? {
+                    bump(stats, |s| s.removed += 1);
+                }
+                return Ok(());
             }
-            return Ok(());
+            // The store refuses this one file (over one of its limits).
+            Err(StoreError::Refused { message, .. }) if size > 0 => {
+                return self.record_refused(leased, head, path, &message, stats).await;
+            }
+            Err(e) => return Err(e.into()),
         };
-        if let ModelStatus::Malformed { error } = &status {
-            warn!(repository = %repo, path, error = %error, "malformed model recorded");
+        match malformed {
+            Some(error) => {
+                warn!(repository = %repo, path, error = %error, "malformed model recorded");
+                bump(stats, |s| s.malformed += 1);
+            }
+            None if written => bump(stats, |s| s.written += 1),
+            None => {}
         }
-        let record = ModelRecord::examined(path.to_owned(), head.clone(), Utc::now(), status, content, digest);
-        self.store_status(leased, head, record, known, stats).await
+        Ok(())
     }
 
     /// Writes `record`, unless the store already holds exactly that.
@@ -1100,37 +1135,43 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
             }
             return Ok(());
         }
-        let malformed = match self.put(leased, &record).await {
-            Ok(()) => malformed,
-            // The store refuses this one file (over one of its limits): it is listed with the
-            // reason and without content, and the sync goes on.
+        match self.put(leased, &record).await {
+            Ok(()) => {}
             Err(StoreError::Refused { message, .. }) if !record.content.is_empty() => {
-                let error = format!("cannot be stored: {message}");
-                warn!(repository = %leased.lease.repo, path, error = %error, "model refused by the store recorded as malformed");
-                let status = ModelStatus::Malformed { error };
-                let refused = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, Bytes::new());
-                self.put(leased, &refused).await?;
-                true
+                return self.record_refused(leased, head, path, &message, stats).await;
             }
             Err(e) => return Err(e.into()),
-        };
+        }
         bump(stats, |s| if malformed { s.malformed += 1 } else { s.written += 1 });
+        Ok(())
+    }
+
+    /// A file the store refuses (over one of its limits) is listed with the reason and without
+    /// content, and the sync goes on.
+    async fn record_refused(
+        &self,
+        leased: &Leased<'_>,
+        head: &CommitId,
+        path: &str,
+        message: &str,
+        stats: &Mutex<SyncStats>,
+    ) -> Result<(), SyncError> {
+        let error = format!("cannot be stored: {message}");
+        warn!(repository = %leased.lease.repo, path, error = %error, "model refused by the store recorded as malformed");
+        let status = ModelStatus::Malformed { error };
+        let refused = ModelRecord::new(path.to_owned(), head.clone(), Utc::now(), status, Bytes::new());
+        self.put(leased, &refused).await?;
+        bump(stats, |s| s.malformed += 1);
         Ok(())
     }
 }
 
-/// [`examine`]s a fetched file on tokio's blocking pool: recognising and hashing are the CPU work
-/// of a sync, and on the one task that drives every fetch of [`SyncEngine::run_ops`] they would
-/// hold up the downloads in flight (issue 11).
-async fn examine_off_task(path: &str, content: &Bytes) -> Option<(ModelStatus, String)> {
-    let (owned_path, shared) = (path.to_owned(), content.clone());
-    match tokio::task::spawn_blocking(move || examine(&owned_path, &shared)).await {
-        Ok(examined) => examined,
-        // As if it had run here: a panic goes on unwinding.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // The runtime is shutting down: do it here rather than lose the file.
-        Err(_) => examine(path, content),
-    }
+/// Why a fetched file was not written.
+enum Unwritten {
+    /// Not a model: skipped (and its stored model, if any, removed).
+    NotAModel,
+    /// The store holds exactly this already; `malformed`: its error, if it is a malformed model.
+    Unchanged { malformed: Option<String> },
 }
 
 /// What a sliced sync finished in this run replicates: every path at `head` (a full one), or the
@@ -1198,6 +1239,7 @@ impl Listing {
 }
 
 /// What the store holds at a path before the file is fetched.
+#[derive(Clone)]
 enum Known {
     /// Not looked up (an incremental sync: the path changed anyway).
     Unknown,

@@ -16,7 +16,7 @@ use hubsync_core::ids::{CommitId, RepoRef};
 use hubsync_core::model::{ModelRecord, ModelStatus, sha256_hex};
 use hubsync_core::ports::{
     LastError, LeaseOwner, ModelStore, ModelSummary, RepoRecord, RepoRegistry, StoreError, SyncCursor, SyncLease,
-    SyncResume,
+    SyncResume, off_task,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -450,39 +450,61 @@ impl SummaryRow {
     }
 }
 
+/// Writes `record` under `lease` (blocking): compressed before the connection is taken, so
+/// other callers are not held up by it, then one transaction with the lease check, so a reader
+/// sees the old row or the new one.
+fn write_model(
+    inner: &crate::Inner,
+    lease: &SyncLease,
+    record: &ModelRecord,
+) -> Result<Result<(), StoreError>, SqliteError> {
+    let compressed = compress(&record.content)?;
+    let status = json(&record.status)?;
+    let size = i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?;
+    fenced(inner, lease, |tx| {
+        tx.prepare_cached(
+            "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (repo, path) DO UPDATE SET
+                commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
+                content_sha256 = excluded.content_sha256, size = excluded.size,
+                encoding = excluded.encoding, content = excluded.content",
+        )?
+        .execute(params![
+            lease.repo.to_string(),
+            record.path,
+            record.commit.as_str(),
+            to_text(&record.synced_at),
+            status,
+            record.content_sha256,
+            size,
+            ENCODING_ZSTD,
+            compressed,
+        ])?;
+        Ok(())
+    })
+}
+
 impl ModelStore for SqliteHub {
     async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
         let (lease, record) = (lease.clone(), record.clone());
-        self.blocking(move |inner| {
-                let key = lease.repo.to_string();
-                // Compress before taking the connection: other callers are not held up by it.
-                let compressed = compress(&record.content)?;
-                let status = json(&record.status)?;
-                // One transaction with the lease check: a reader sees the old row or the new one.
-                fenced(inner, &lease, |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (repo, path) DO UPDATE SET
-                        commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
-                        content_sha256 = excluded.content_sha256, size = excluded.size,
-                        encoding = excluded.encoding, content = excluded.content",
-                )?
-                .execute(params![
-                        key,
-                        record.path,
-                        record.commit.as_str(),
-                        to_text(&record.synced_at),
-                        status,
-                        record.content_sha256,
-                        i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?,
-                        ENCODING_ZSTD,
-                        compressed,
-                    ])?;
-                Ok(())
-                })
-            })
-            .await?
+        self.blocking(move |inner| write_model(inner, &lease, &record)).await?
+    }
+
+    /// Built, compressed and written on one thread of the blocking pool: one hand-off per file.
+    async fn put_model_built<K, N, F>(&self, lease: &SyncLease, build: F) -> Result<Result<K, N>, StoreError>
+    where
+        F: FnOnce() -> Result<(ModelRecord, K), N> + Send + 'static,
+        K: Send + 'static,
+        N: Send + 'static,
+    {
+        let (inner, lease) = (self.inner.clone(), lease.clone());
+        let written = off_task(move || match build() {
+            Ok((record, kept)) => write_model(&inner, &lease, &record).map(|w| w.map(|()| Ok(kept))),
+            Err(nothing) => Ok(Ok(Err(nothing))),
+        })
+        .await?;
+        written?
     }
 
     async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {

@@ -517,6 +517,51 @@ pub async fn writing_a_model_again_replaces_it(store: &impl Store) {
     }
 }
 
+/// A model built by the store's own work ([`ModelStore::put_model_built`]) is written like
+/// `put_model`, answering what the build kept; a build that answers nothing leaves the store
+/// untouched.
+pub async fn a_built_model_is_written_like_a_put_one_and_a_build_of_nothing_writes_nothing(store: &impl Store) {
+    let r = repo("DATA/models");
+    let lease = held(store, &r).await;
+    let built = record("built.json", model("Built"));
+    let expected = built.clone();
+
+    let written = store
+        .put_model_built(&lease, move || Ok::<_, ()>((built, "kept")))
+        .await
+        .unwrap();
+    let nothing = store
+        .put_model_built(&lease, || Err::<(ModelRecord, ()), _>("not a model"))
+        .await
+        .unwrap();
+
+    assert_eq!(written, Ok("kept"));
+    assert_eq!(nothing, Err("not a model"));
+    assert_eq!(store.get_model(&r, "built.json").await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.list_models(&r).await.unwrap(), [expected.summary()]);
+}
+
+/// A writer that lost its lease cannot write a built model either, and nothing is written.
+pub async fn a_writer_that_lost_its_lease_cannot_write_a_built_model(store: &impl Store) {
+    let r = repo("DATA/models");
+    store.register(&r).await.unwrap();
+    let lost = store
+        .acquire_lease(&r, &LeaseOwner::generate("a"), StdDuration::ZERO)
+        .await
+        .unwrap();
+    store
+        .acquire_lease(&r, &LeaseOwner::generate("b"), StdDuration::from_secs(600))
+        .await
+        .unwrap();
+    let stale = record("stale.json", b"{}".to_vec());
+
+    let put = store.put_model_built(&lost, move || Ok::<_, ()>((stale, ()))).await;
+
+    let error = put.expect_err("fenced");
+    assert!(matches!(error, StoreError::LeaseLost(_)), "{error:?}");
+    assert_eq!(store.list_models(&r).await.unwrap(), []);
+}
+
 /// Deleting says whether there was a model, and removes only that one.
 pub async fn deleting_a_model_reports_whether_there_was_one(store: &impl Store) {
     let r = repo("DATA/models");
@@ -949,6 +994,8 @@ macro_rules! store_conformance {
             empty_and_binary_contents_round_trip_byte_for_byte,
             a_large_incompressible_model_round_trips_byte_for_byte,
             writing_a_model_again_replaces_it,
+            a_built_model_is_written_like_a_put_one_and_a_build_of_nothing_writes_nothing,
+            a_writer_that_lost_its_lease_cannot_write_a_built_model,
             deleting_a_model_reports_whether_there_was_one,
             many_models_are_all_listed_and_only_in_their_repository,
             a_model_at_a_very_long_path_is_kept_under_that_path,
