@@ -199,7 +199,11 @@ async fn aws_dead_letters_are_listed_without_being_consumed_and_redriven_with_th
     for _ in 0..2 {
         let (ok, letters, err) = hubsync(&s.p, &["queue", "dead-letters"]).await;
         assert!(ok, "{letters}{err}");
-        assert_eq!(letters.lines().count(), 1, "{letters}");
+        assert_eq!(letters.lines().count(), 2, "{letters}");
+        assert!(
+            letters.ends_with("1 dead letter listed (SQS counts 1 in the dead-letter queue)\n"),
+            "{letters}"
+        );
         assert!(
             letters.contains("DATA/models") && letters.contains(&head[..12]) && letters.contains("  push  "),
             "{letters}"
@@ -237,6 +241,97 @@ async fn aws_dead_letters_are_listed_without_being_consumed_and_redriven_with_th
     assert_eq!(group, Some(s.id.message_group()));
     let (_, none, _) = hubsync(&s.p, &["queue", "redrive"]).await;
     assert!(none.contains("no dead letters"), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dead_letters_beyond_ten_of_one_repository_are_each_listed_once_in_order_left_visible_and_all_redriven() {
+    // Arrange: 13 dead letters of one repository (more than SQS hands out of a group at once)
+    // and one of another, put straight on the dead-letter queue.
+    let p = AwsPipeline::start(Setup::default()).await;
+    let (models, infra) = (
+        RepoRef::parse("DATA/models").unwrap(),
+        RepoRef::parse("OPS/infra").unwrap(),
+    );
+    let mut expected = Vec::new();
+    for (i, repo) in std::iter::repeat_n(&models, 13).chain([&infra]).enumerate() {
+        let id = hubsync_core::ids::DeliveryId::parse(&format!("dead-{i:02}")).unwrap();
+        let message = hubsync_core::push::PushMessage::full_sync(repo.clone(), id, chrono::Utc::now());
+        p.aws()
+            .sqs()
+            .send_message()
+            .queue_url(&p.aws().resources.dead_letter_queue_url)
+            .message_body(message.to_json())
+            .message_group_id(repo.message_group())
+            .message_deduplication_id(format!("dead-{i:02}"))
+            .send()
+            .await
+            .unwrap();
+        expected.push(format!("dead-{i:02}"));
+    }
+
+    // Act: two listings, then the counts, then a redrive of them all.
+    let mut listings = Vec::new();
+    for _ in 0..2 {
+        let (ok, out, err) = hubsync(&p, &["queue", "dead-letters"]).await;
+        assert!(ok, "{out}{err}");
+        listings.push(out);
+    }
+    let (_, status, _) = hubsync(&p, &["queue", "status"]).await;
+    let (ok, redriven, err) = hubsync(&p, &["queue", "redrive"]).await;
+    let (_, after, _) = hubsync(&p, &["queue", "status"]).await;
+
+    // Assert: every one listed once, in its repository's order, the same in both listings (no
+    // receive counted by the listing), with the queue's own count beside them.
+    let ids = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.starts_with("dead-"))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+    for listing in &listings {
+        let mut listed = ids(listing);
+        let of_models: Vec<_> = listed.iter().filter(|id| *id != "dead-13").cloned().collect();
+        assert_eq!(of_models, expected[..13], "in the repository's order:\n{listing}");
+        listed.sort();
+        assert_eq!(listed, expected, "each listed once:\n{listing}");
+        assert!(
+            listing.lines().last().unwrap_or_default()
+                == "14 dead letters listed (SQS counts 14 in the dead-letter queue)",
+            "{listing}"
+        );
+    }
+    let without_counts = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.starts_with("dead-"))
+            .map(|l| l.split("  received ").next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(without_counts(&listings[0]), without_counts(&listings[1]));
+    let counts = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.starts_with("dead-"))
+            .map(|l| l.rsplit("  received ").next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(counts(&listings[0]), counts(&listings[1]), "listing adds no receive");
+    assert!(
+        status.contains("dead letters  visible 14  in flight 0"),
+        "all visible again: {status}"
+    );
+    assert!(ok, "{redriven}{err}");
+    let moved: Vec<_> = redriven
+        .lines()
+        .filter_map(|l| l.strip_prefix("dead letter "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    let moved_models: Vec<_> = moved.iter().filter(|id| *id != "dead-13").cloned().collect();
+    assert_eq!(moved_models, expected[..13], "redriven in order:\n{redriven}");
+    assert_eq!(moved.len(), 14, "{redriven}");
+    assert!(after.contains("queue         visible 14"), "{after}");
+    assert!(after.contains("dead letters  visible 0  in flight 0"), "{after}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

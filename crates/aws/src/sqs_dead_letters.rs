@@ -2,24 +2,35 @@
 //! AWS): the counts of the push queue and its dead-letter queue, the dead-lettered pushes, and
 //! their redrive to the push queue.
 //!
-//! SQS has no way to read a message without receiving it, and moto (the tests' emulator) has no
-//! `StartMessageMoveTask`, so both are done with the plain calls, which work for FIFO queues:
-//! - listing receives every dead letter it can, then makes each visible again at once (a crash
-//!   in between leaves them hidden for [`HOLD`] only). Receiving counts: the receive count shown
-//!   includes earlier listings.
-//! - redriving receives a dead letter, sends its body to the push queue in the same message group
+//! SQS has no way to read a message without receiving it (no peek), and moto (the tests'
+//! emulator) has no `StartMessageMoveTask`, so both are done with the plain calls, which work for
+//! FIFO queues:
+//! - A FIFO queue hands out none of a group's later messages while earlier ones are received
+//!   and neither deleted nor visible again: receiving and putting back would only ever show the
+//!   oldest few dead letters of each repository. So listing moves each dead letter it receives
+//!   to the back of its repository's line: it sends it again to the dead-letter queue (same
+//!   body and group, a fresh deduplication id, and message attributes keeping its first-sent
+//!   time and receive count), then deletes the one received. It goes on until each group hands
+//!   out only the copies this listing made, which it makes visible again at the end. After a
+//!   listing, each repository's dead letters are in the same order, with new SQS message ids and
+//!   their retention period started again; the receive count shown is the push's own (what it
+//!   had when it was dead-lettered: a listing does not add to it). A failure part way leaves
+//!   every dead letter in the queue, some moved to the back (the order of a repository's dead
+//!   letters does not matter to a redrive: every sync goes to the head); one whose delete failed
+//!   is there twice, which is as harmless.
+//! - Redriving receives a dead letter, sends its body to the push queue in the same message group
 //!   with a fresh deduplication id (its original one may still be inside SQS's five-minute
 //!   deduplication window, which would drop it silently), and deletes it from the dead-letter
 //!   queue only once that send succeeded. A failed delete leaves the message in both queues:
 //!   syncing it twice is harmless (every sync goes to the head).
 //!
-//! A FIFO queue hands out a group's next messages only once the earlier ones are deleted or
-//! visible again, so a listing shows at most the ten oldest dead letters of each repository.
+//! The queue's own count ([`SqsDeadLetters::status`]) is printed beside a listing, so a listing cut
+//! short (at [`LIST_LIMIT`]) shows it.
 
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use chrono::{DateTime, Utc};
 use hubsync_core::push::PushMessage;
 use tracing::warn;
@@ -32,7 +43,13 @@ pub const HOLD: Duration = Duration::from_secs(30);
 /// miss messages on a real queue).
 const EMPTY_WAIT_SECONDS: i32 = 1;
 /// Dead letters a listing reads at most.
-const LIST_LIMIT: usize = 1_000;
+pub const LIST_LIMIT: usize = 1_000;
+/// Message attribute of a dead letter moved by a listing: when SQS first received it (epoch ms).
+const FIRST_SENT: &str = "hubsync.firstSent";
+/// Message attribute of a dead letter moved by a listing: its receive count before it was moved.
+const RECEIVE_COUNT: &str = "hubsync.receiveCount";
+/// Message attribute of a dead letter moved by a listing: which listing moved it.
+const LISTING: &str = "hubsync.listing";
 
 /// A call to SQS failed; the SDK error is the source.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +84,13 @@ pub struct SqsDeadLetter {
     pub push: Option<PushMessage>,
     /// When SQS received the message first (`SentTimestamp`).
     pub first_sent: Option<DateTime<Utc>>,
-    /// How many times it was received, this listing included (`ApproximateReceiveCount`).
+    /// How many times it was received before it was dead-lettered, or before the latest receive
+    /// by this adapter: a listing does not count (`ApproximateReceiveCount`, kept when a listing
+    /// moves the message).
     pub receive_count: u32,
     body: String,
+    /// The listing that moved it here, if one did.
+    listing: Option<String>,
 }
 
 impl SqsDeadLetter {
@@ -107,15 +128,27 @@ impl SqsDeadLetter {
         let body = message.body().unwrap_or_default().to_owned();
         let push: Option<PushMessage> = serde_json::from_str(&body).ok();
         let attribute = |name: MessageSystemAttributeName| message.attributes().and_then(|a| a.get(&name)).cloned();
+        let kept = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned)
+        };
         let group = attribute(MessageSystemAttributeName::MessageGroupId)
             .or_else(|| push.as_ref().map(|p| p.repo.message_group()))
             .unwrap_or_default();
-        let first_sent = attribute(MessageSystemAttributeName::SentTimestamp)
+        let first_sent = kept(FIRST_SENT)
+            .or_else(|| attribute(MessageSystemAttributeName::SentTimestamp))
             .and_then(|ms| ms.parse::<i64>().ok())
             .and_then(DateTime::<Utc>::from_timestamp_millis);
-        let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        // This receive is not one of the push's.
+        let receive_count = kept(RECEIVE_COUNT).and_then(|n| n.parse().ok()).unwrap_or_else(|| {
+            attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+                .saturating_sub(1)
+        });
         let delivery_id = push
             .as_ref()
             .map_or_else(|| message_id.clone(), |p| p.delivery_id.as_str().to_owned());
@@ -127,6 +160,7 @@ impl SqsDeadLetter {
             first_sent,
             receive_count,
             body,
+            listing: kept(LISTING),
         };
         Some((letter, receipt))
     }
@@ -190,27 +224,86 @@ impl SqsDeadLetters {
         })
     }
 
-    /// Every dead letter that can be received now, oldest first per repository, left in the
-    /// dead-letter queue and visible again.
+    /// Every dead letter (up to [`LIST_LIMIT`]), oldest first per repository, each moved to the
+    /// back of its repository's line in the dead-letter queue (see the module's doc) and visible
+    /// again.
     pub async fn list(&self) -> Result<Vec<SqsDeadLetter>, SqsAdminError> {
+        let listing = format!("{}-{}", std::process::id(), Utc::now().timestamp_micros());
         let mut letters = Vec::new();
-        let mut receipts = Vec::new();
+        // The copies this listing made and received back: their groups are done.
+        let mut copies = Vec::new();
         let received = async {
             while letters.len() < LIST_LIMIT {
                 let batch = self.receive().await?;
                 if batch.is_empty() {
                     break;
                 }
-                for (letter, receipt) in batch {
+                let mut batch = batch.into_iter();
+                while let Some((letter, receipt)) = batch.next() {
+                    if letter.listing.as_deref() == Some(listing.as_str()) {
+                        copies.push(receipt);
+                        continue;
+                    }
+                    if let Err(e) = self.move_to_back(&letter, &receipt, &listing).await {
+                        copies.push(receipt);
+                        copies.extend(batch.map(|(_, receipt)| receipt));
+                        return Err(e);
+                    }
                     letters.push(letter);
-                    receipts.push(receipt);
                 }
             }
             Ok::<_, SqsAdminError>(())
         }
         .await;
-        self.release(&receipts).await;
+        self.release(&copies).await;
         received.map(|()| letters)
+    }
+
+    /// Sends a received dead letter again to the back of its group, keeping its first-sent time
+    /// and receive count, then deletes the one received.
+    async fn move_to_back(&self, letter: &SqsDeadLetter, receipt: &str, listing: &str) -> Result<(), SqsAdminError> {
+        let text = |value: String| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| SqsAdminError {
+                    message: format!("a message attribute could not be built: {e}"),
+                    source: Some(Box::new(e)),
+                })
+        };
+        let mut dedup = format!("listed-{listing}-{}", letter.message_id);
+        dedup.truncate(128);
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .message_body(&letter.body)
+            .message_group_id(&letter.group)
+            .message_deduplication_id(dedup)
+            .message_attributes(RECEIVE_COUNT, text(letter.receive_count.to_string())?)
+            .message_attributes(LISTING, text(listing.to_owned())?);
+        if let Some(first_sent) = letter.first_sent {
+            send = send.message_attributes(FIRST_SENT, text(first_sent.timestamp_millis().to_string())?);
+        }
+        send.send()
+            .await
+            .map_err(|e| error("SQS SendMessage (to the dead-letter queue, listing)", e))?;
+        if let Err(e) = self
+            .client
+            .delete_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+        {
+            warn!(
+                error = %describe("SQS DeleteMessage", &e),
+                delivery = %letter.delivery_id,
+                "a listed dead letter is now in the dead-letter queue twice"
+            );
+        }
+        Ok(())
     }
 
     /// Moves dead letters back to the push queue (all of them, or only the one whose delivery
@@ -283,6 +376,7 @@ impl SqsDeadLetters {
             .visibility_timeout(HOLD.as_secs() as i32)
             .wait_time_seconds(EMPTY_WAIT_SECONDS)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("hubsync.*")
             .send()
             .await
             .map_err(|e| error("SQS ReceiveMessage", e))?;
@@ -343,6 +437,7 @@ mod tests {
             first_sent: None,
             receive_count: 1,
             body: String::new(),
+            listing: None,
         };
 
         assert_eq!(letter(push).kind(), "push");

@@ -112,8 +112,13 @@ pub enum QueueCommand {
     /// Pending, in-flight and dead-lettered pushes (AWS: the visible, in-flight and delayed
     /// messages of the push queue and of its dead-letter queue).
     Status,
-    /// The pushes given up on, with why (AWS: read from the dead-letter queue without consuming
-    /// them).
+    /// The pushes given up on, with why, and how many the queue holds. AWS: SQS cannot show a
+    /// message without receiving it, and hands out a repository's later dead letters only once
+    /// the earlier ones are gone, so the listing moves each dead letter to the back of its
+    /// repository's line in the dead-letter queue (sent again, then deleted): none is consumed
+    /// and their order is kept, but their SQS message ids change and their 14-day retention
+    /// starts again. The receive count shown is the push's own (a listing does not add to it);
+    /// SQS's count of the dead-letter queue is printed beside the listing.
     DeadLetters,
     /// Put dead-lettered pushes back on the queue (after fixing the cause), in their repository's
     /// order.
@@ -816,9 +821,7 @@ async fn aws_queue(cmd: QueueCommand) -> anyhow::Result<()> {
         }
         QueueCommand::DeadLetters => {
             let letters = queues.list().await?;
-            if letters.is_empty() {
-                println!("no dead letters");
-            }
+            let listed = letters.len();
             for d in letters {
                 println!(
                     "{}  {}  commit {}  {}  first sent {}  received {} times",
@@ -830,6 +833,14 @@ async fn aws_queue(cmd: QueueCommand) -> anyhow::Result<()> {
                     d.receive_count
                 );
             }
+            let (_, dead) = queues.status().await?;
+            let counted = dead.visible + dead.in_flight + dead.delayed;
+            let listed = match listed {
+                0 => "no dead letters listed".to_owned(),
+                1 => "1 dead letter listed".to_owned(),
+                n => format!("{n} dead letters listed"),
+            };
+            println!("{listed} (SQS counts {counted} in the dead-letter queue)");
         }
         QueueCommand::Redrive { ids, id } => {
             let named: Vec<String> = ids.into_iter().chain(id).collect();
