@@ -113,9 +113,11 @@ async fn download_all(
     Ok(total.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-/// One full sync into a fresh SQLite file: its wall time and this process's peak RSS.
-async fn sync_once(base: &str, token: &str, models: usize) -> anyhow::Result<(Duration, u64)> {
-    let SqliteSync { hub, repo, worker, .. } = &SqliteSync::new(base, token).await?;
+/// One full sync into a fresh SQLite file: its wall time, this process's peak RSS and the
+/// database's size.
+async fn sync_once(base: &str, token: &str, models: usize) -> anyhow::Result<(Duration, u64, u64)> {
+    let sqlite = SqliteSync::new(base, token).await?;
+    let SqliteSync { hub, repo, worker, .. } = &sqlite;
     reset_peak()?;
     let started = Instant::now();
     let outcome = worker.sync_repo(repo, true, &NoProgress).await?;
@@ -127,7 +129,7 @@ async fn sync_once(base: &str, token: &str, models: usize) -> anyhow::Result<(Du
     if stats.written != models as u64 || hub.list_models(repo).await?.len() != models {
         bail!("{} of {models} models written: {stats:?}", stats.written);
     }
-    Ok((took, peak))
+    Ok((took, peak, sqlite.database_bytes()?))
 }
 
 /// Wall time of `run`, and the CPU seconds this process and the simulator child spent meanwhile.
@@ -168,13 +170,14 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
         bail!("the floor downloaded {warm} bytes of {bytes}");
     }
     let rounds = if bench { 3 } else { 1 };
-    let (mut floor, mut sync, mut peak): (Option<Timed>, Option<Timed>, u64) = (None, None, 0);
+    let (mut floor, mut sync, mut peak, mut stored): (Option<Timed>, Option<Timed>, u64, u64) = (None, None, 0, 0);
     for _ in 0..rounds {
         let (round_floor, _) = timed(child.pid(), download_all(&client, base, token, head, models)).await?;
         if floor.as_ref().is_none_or(|f| round_floor.wall < f.wall) {
             floor = Some(round_floor);
         }
-        let (round_sync, (_, round_peak)) = timed(child.pid(), sync_once(base, token, models)).await?;
+        let (round_sync, (_, round_peak, round_stored)) = timed(child.pid(), sync_once(base, token, models)).await?;
+        stored = round_stored;
         if sync.as_ref().is_none_or(|s| round_sync.wall < s.wall) {
             sync = Some(round_sync);
         }
@@ -191,13 +194,14 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
     let note = format!(
         "CPU-bound on {cores} cores: the sync needs {:.2} CPU-s (its own {:.2}: recognising, hashing, \
          compressing, writing, HTTP; the simulator's {:.2}), so at least {bound:.2} s = {:.2}x the floor \
-         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2})",
+         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2}); the database file: {:.0} MB",
         total(&sync),
         sync.own_cpu,
         sync.sim_cpu,
         bound / floor.wall.as_secs_f64(),
         total(&floor),
         floor.sim_cpu,
+        stored as f64 / 1e6,
     );
 
     let mb = bytes as f64 / 1e6;

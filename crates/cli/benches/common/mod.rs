@@ -116,7 +116,7 @@ pub struct SqliteSync {
     pub hub: SqliteHub,
     pub repo: RepoRef,
     pub worker: SyncWorker<SqliteHub, StaticSecret, BitbucketConnector>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl SqliteSync {
@@ -139,8 +139,17 @@ impl SqliteSync {
             hub,
             repo,
             worker,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// Bytes of the database on disk: its file and its write-ahead log.
+    pub fn database_bytes(&self) -> anyhow::Result<u64> {
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(self.dir.path())? {
+            bytes += entry?.metadata()?.len();
+        }
+        Ok(bytes)
     }
 }
 
