@@ -135,12 +135,7 @@ impl SqliteSync {
             connector: BitbucketConnector::new(ClientOptions::default())?,
             options: SyncOptions::default(),
         };
-        Ok(Self {
-            hub,
-            repo,
-            worker,
-            dir,
-        })
+        Ok(Self { hub, repo, worker, dir })
     }
 
     /// Bytes of the database on disk: its file and its write-ahead log.
