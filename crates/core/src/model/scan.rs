@@ -33,6 +33,31 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// The first index from `i` on of a [`STRING_STOP`] byte (or `b.len()`): eight bytes at a time
+/// while none of them is one (a word-wide test for each kind of stop byte), then byte by byte.
+/// Most of a model is string text, so this loop is most of the reading (issue 11).
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `x` is zero (exact as a yes or no).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
+        let stop = x & HIGH != 0 // >= 0x80
+            || x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0 // < 0x20
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')));
+        if stop {
+            break;
+        }
+        i += 8;
+    }
+    while i < b.len() && !STRING_STOP[usize::from(b[i])] {
+        i += 1;
+    }
+    i
+}
+
 /// The top level of `content` (a byte order mark already stripped), or `None` when serde_json
 /// must decide.
 pub(super) fn top_level(content: &[u8]) -> Option<TopLevel<'_>> {
@@ -242,9 +267,7 @@ impl<'a> Scanner<'a> {
         let mut i = start + 1;
         let mut escaped = false;
         loop {
-            while i < b.len() && !STRING_STOP[usize::from(b[i])] {
-                i += 1;
-            }
+            i = skip_plain(b, i);
             match *b.get(i)? {
                 b'"' => {
                     self.i = i + 1;
@@ -397,6 +420,33 @@ mod tests {
         assert!(
             matches!(classify("m.json", text), Classification::Malformed(e) if e.contains("collections is missing"))
         );
+    }
+
+    mod skipping_plain_text_a_word_at_a_time {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Mostly text that is no stop byte, with a stop byte of each kind now and then.
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                12 => prop::sample::select(&b"a ~!#[]{}:,0\x7f"[..]),
+                1 => prop::sample::select(&[b'"', b'\\', 0x00, 0x1f, 0x80, 0xc3, 0xff][..]),
+            ];
+            proptest::collection::vec(byte, 0..80)
+        }
+
+        proptest! {
+            #[test]
+            fn stops_where_reading_byte_by_byte_stops(bytes in text(), start in 0usize..80) {
+                let start = start.min(bytes.len());
+                let mut expected = start;
+                while expected < bytes.len() && !STRING_STOP[usize::from(bytes[expected])] {
+                    expected += 1;
+                }
+
+                prop_assert_eq!(skip_plain(&bytes, start), expected);
+            }
+        }
     }
 
     mod never_accepts_what_serde_json_refuses {
