@@ -610,8 +610,6 @@ pub trait RepoRegistry: Send + Sync {
 /// it ([`ModelRecord::summary`]), so `model` needs nothing from the ports.
 pub use crate::model::ModelSummary;
 
-/// The replicated models, one per (repository, path). Writes are made under the repository's
-/// [`SyncLease`] and refused with [`StoreError::LeaseLost`] once it is no longer held.
 /// `work` run on tokio's blocking pool. A panic goes on unwinding, as if it had run here; a
 /// runtime shutting down (the work never ran) is a retryable store failure.
 pub async fn off_task<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
@@ -626,6 +624,8 @@ pub async fn off_task<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
     }
 }
 
+/// The replicated models, one per (repository, path). Writes are made under the repository's
+/// [`SyncLease`] and refused with [`StoreError::LeaseLost`] once it is no longer held.
 pub trait ModelStore: Send + Sync {
     /// Writes (or replaces) the model at `record.path` of `lease.repo`. A reader sees the old
     /// version or the new one, never a mix.

@@ -544,15 +544,7 @@ pub async fn a_built_model_is_written_like_a_put_one_and_a_build_of_nothing_writ
 /// A writer that lost its lease cannot write a built model either, and nothing is written.
 pub async fn a_writer_that_lost_its_lease_cannot_write_a_built_model(store: &impl Store) {
     let r = repo("DATA/models");
-    store.register(&r).await.unwrap();
-    let lost = store
-        .acquire_lease(&r, &LeaseOwner::generate("a"), StdDuration::ZERO)
-        .await
-        .unwrap();
-    store
-        .acquire_lease(&r, &LeaseOwner::generate("b"), StdDuration::from_secs(600))
-        .await
-        .unwrap();
+    let (lost, _taker) = lease_lost_to_another(store, &r).await;
     let stale = record("stale.json", b"{}".to_vec());
 
     let put = store.put_model_built(&lost, move || Ok::<_, ()>((stale, ()))).await;
@@ -704,19 +696,26 @@ pub async fn a_released_lease_is_free_and_remembers_an_unfinished_sync(store: &i
     assert!(!third.previous_unfinished, "the second finished");
 }
 
+/// `r` registered, its lease taken by "a" with no time to run, then taken over by "b": "a"'s
+/// lease (lost) and "b"'s.
+async fn lease_lost_to_another(store: &impl Store, r: &RepoRef) -> (SyncLease, SyncLease) {
+    store.register(r).await.unwrap();
+    let lost = store
+        .acquire_lease(r, &LeaseOwner::generate("a"), StdDuration::ZERO)
+        .await
+        .unwrap();
+    let taker = store
+        .acquire_lease(r, &LeaseOwner::generate("b"), StdDuration::from_secs(600))
+        .await
+        .unwrap();
+    (lost, taker)
+}
+
 /// An expired lease is taken over (and its sync counts as unfinished); its former holder can no
 /// longer write, delete, move the cursor or renew, and its release leaves the new holder's lease.
 pub async fn a_writer_that_lost_its_lease_cannot_write(store: &impl Store) {
     let r = repo("DATA/models");
-    store.register(&r).await.unwrap();
-    let lost = store
-        .acquire_lease(&r, &LeaseOwner::generate("a"), StdDuration::ZERO)
-        .await
-        .unwrap();
-    let taker = store
-        .acquire_lease(&r, &LeaseOwner::generate("b"), StdDuration::from_secs(600))
-        .await
-        .unwrap();
+    let (lost, taker) = lease_lost_to_another(store, &r).await;
     store
         .put_model(&taker, &record("kept.json", b"{}".to_vec()))
         .await
