@@ -4,6 +4,7 @@
 //! ([`consumer`]), and the scheduled check that queues what a lost delivery left behind
 //! ([`reconcile`]). It does no I/O of its own: it talks to the [`ports`].
 
+mod byte_words;
 pub mod consumer;
 pub mod deadline;
 pub mod deliveries;

@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 
+use crate::byte_words;
+
 use super::{Fields, HACKOLADE_ONLY_KEYS, KEPT_KEYS, Seen, TopLevel};
 
 /// Nesting this reader follows; serde_json refuses past 128, so deeper files are left to it.
@@ -37,17 +39,10 @@ static STRING_STOP: [bool; 256] = {
 /// while none of them is one (a word-wide test for each kind of stop byte), then byte by byte.
 /// Most of a model is string text, so this loop is most of the reading (issue 11).
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether any byte of `x` is zero (exact as a yes or no).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
     while let Some(word) = b.get(i..i + 8) {
         let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
-        let stop = x & HIGH != 0 // >= 0x80
-            || x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0 // < 0x20
-            || has_zero(x ^ (ONES * u64::from(b'"')))
-            || has_zero(x ^ (ONES * u64::from(b'\\')));
-        if stop {
+        // A byte >= 0x80 (not ASCII), or a quote, a backslash or a control character.
+        if x & byte_words::HIGH != 0 || byte_words::quote_backslash_or_control(x) != 0 {
             break;
         }
         i += 8;

@@ -22,6 +22,7 @@
 //!   not check what it skips); a string that is read must be valid UTF-8;
 //! - numbers follow JSON's grammar (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
 
+use crate::byte_words;
 use crate::ids::CommitId;
 use crate::push::{RefChange, RefChangeType};
 
@@ -79,31 +80,6 @@ struct Scanner<'a, const PLAIN: bool> {
     i: usize,
 }
 
-/// Whether any byte of `chunk` is `"`, `\` or below 0x20 (Mycroft's zero-byte test, as serde_json
-/// does for the same search).
-#[inline]
-fn special_in(chunk: u64) -> u64 {
-    const ONES: u64 = u64::MAX / 255;
-    let ctrl = chunk.wrapping_sub(ONES * 0x20) & !chunk;
-    let quote = chunk ^ (ONES * u64::from(b'"'));
-    let quote = quote.wrapping_sub(ONES) & !quote;
-    let backslash = chunk ^ (ONES * u64::from(b'\\'));
-    let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (ctrl | quote | backslash) & (ONES << 7)
-}
-
-/// Whether any byte of `chunk` is `"` or `\` (the search in a plain body, where no byte is a
-/// control character).
-#[inline]
-fn quote_or_backslash_in(chunk: u64) -> u64 {
-    const ONES: u64 = u64::MAX / 255;
-    let quote = chunk ^ (ONES * u64::from(b'"'));
-    let quote = quote.wrapping_sub(ONES) & !quote;
-    let backslash = chunk ^ (ONES * u64::from(b'\\'));
-    let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (quote | backslash) & (ONES << 7)
-}
-
 impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
     #[inline]
     fn peek(&self) -> Option<u8> {
@@ -139,9 +115,9 @@ impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
             word.copy_from_slice(chunk);
             let word = u64::from_le_bytes(word);
             let found = if PLAIN {
-                quote_or_backslash_in(word)
+                byte_words::quote_or_backslash(word)
             } else {
-                special_in(word)
+                byte_words::quote_backslash_or_control(word)
             };
             if found != 0 {
                 self.i += found.trailing_zeros() as usize / 8;
@@ -681,7 +657,7 @@ fn quote_or_backslash(b: &[u8]) -> Option<usize> {
     while let Some(chunk) = b.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let found = quote_or_backslash_in(u64::from_le_bytes(word));
+        let found = byte_words::quote_or_backslash(u64::from_le_bytes(word));
         if found != 0 {
             return Some(i + found.trailing_zeros() as usize / 8);
         }
