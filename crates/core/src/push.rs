@@ -52,11 +52,176 @@ impl RefChangeType {
 #[serde(rename_all = "camelCase")]
 pub struct RefChange {
     /// Full ref name: `refs/heads/main`, `refs/tags/v1`.
-    pub ref_id: String,
+    pub ref_id: RefName,
     #[serde(rename = "type")]
     pub change_type: RefChangeType,
     pub from_hash: CommitId,
     pub to_hash: CommitId,
+}
+
+/// A ref's full name (`refs/heads/main`), as text. Held inline when it is short, as nearly every
+/// branch and tag name is: a delivery may list 1,000 changes, and a `String` each was a thousand
+/// allocations and frees on the webhook's hot path. Reads, compares, hashes, prints and
+/// (de)serializes as the `str` it holds, so the queued JSON is unchanged.
+#[derive(Clone)]
+pub struct RefName(RefRepr);
+
+/// The longest name held inline.
+const INLINE_REF: usize = 38;
+
+#[derive(Clone)]
+enum RefRepr {
+    /// The first `len` bytes are the name (copied whole from a `str`).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_REF],
+    },
+    Heap(Box<str>),
+}
+
+impl RefName {
+    pub fn new(name: &str) -> Self {
+        let len = name.len();
+        if len <= INLINE_REF {
+            let mut bytes = [0u8; INLINE_REF];
+            bytes[..len].copy_from_slice(name.as_bytes());
+            Self(RefRepr::Inline { len: len as u8, bytes })
+        } else {
+            Self(RefRepr::Heap(name.into()))
+        }
+    }
+
+    /// The name written as `bytes`, if they are UTF-8 (ASCII is checked inline, without a call).
+    pub fn from_utf8(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() <= INLINE_REF && bytes.iter().all(u8::is_ascii) {
+            let mut inline = [0u8; INLINE_REF];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            return Some(Self(RefRepr::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }));
+        }
+        std::str::from_utf8(bytes).ok().map(Self::new)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            RefRepr::Inline { len, bytes } => {
+                let bytes = &bytes[..usize::from(*len)];
+                debug_assert!(std::str::from_utf8(bytes).is_ok());
+                // SAFETY: `RefRepr` is private and an inline name is only ever made by `new` (the
+                // bytes of a `str`, copied whole) or `from_utf8` (bytes checked ASCII), so the
+                // first `len` bytes are always valid UTF-8. Checking them again on every read
+                // cost the webhook a call per change writing a 1,000-change message.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            }
+            RefRepr::Heap(name) => name,
+        }
+    }
+}
+
+impl std::ops::Deref for RefName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for RefName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for RefName {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for RefName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RefName {}
+
+impl PartialEq<str> for RefName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RefName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for RefName {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::hash::Hash for RefName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for RefName {
+    fn from(name: &str) -> Self {
+        Self::new(name)
+    }
+}
+
+impl From<String> for RefName {
+    fn from(name: String) -> Self {
+        if name.len() <= INLINE_REF {
+            Self::new(&name)
+        } else {
+            Self(RefRepr::Heap(name.into_boxed_str()))
+        }
+    }
+}
+
+impl Serialize for RefName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RefName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RefName;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RefName, E> {
+                Ok(RefName::new(name))
+            }
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<RefName, E> {
+                Ok(RefName::from(name))
+            }
+        }
+        d.deserialize_string(Visitor)
+    }
 }
 
 /// Who pushed.
@@ -139,33 +304,33 @@ pub struct PushMessage {
 fn push_instant(out: &mut String, at: &DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
 
-    let year = at.year();
+    // The fields read from the naive instant once (each accessor of a `DateTime` converts it
+    // again), written into a fixed buffer and appended in one copy.
+    let naive = at.naive_utc();
+    let year = naive.year();
     if !(0..=9999).contains(&year) {
         out.push_str(&format!("{at:?}"));
         return;
     }
-    let two = |out: &mut String, n: u32| {
-        out.push(char::from(b'0' + (n / 10 % 10) as u8));
-        out.push(char::from(b'0' + (n % 10) as u8));
+    let (second, nano) = match naive.nanosecond() {
+        n if n >= 1_000_000_000 => (naive.second() + 1, n - 1_000_000_000),
+        n => (naive.second(), n),
     };
     let year = year as u32;
-    two(out, year / 100);
-    two(out, year % 100);
-    out.push('-');
-    two(out, at.month());
-    out.push('-');
-    two(out, at.day());
-    out.push('T');
-    two(out, at.hour());
-    out.push(':');
-    two(out, at.minute());
-    out.push(':');
-    let (second, nano) = match at.nanosecond() {
-        n if n >= 1_000_000_000 => (at.second() + 1, n - 1_000_000_000),
-        n => (at.second(), n),
-    };
-    two(out, second);
-    let (fraction, digits) = if nano == 0 {
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    for (at, n) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, naive.month()),
+        (8, naive.day()),
+        (11, naive.hour()),
+        (14, naive.minute()),
+        (17, second),
+    ] {
+        text[at] = b'0' + (n / 10 % 10) as u8;
+        text[at + 1] = b'0' + (n % 10) as u8;
+    }
+    let (mut fraction, digits) = if nano == 0 {
         (0, 0)
     } else if nano % 1_000_000 == 0 {
         (nano / 1_000_000, 3)
@@ -174,13 +339,14 @@ fn push_instant(out: &mut String, at: &DateTime<Utc>) {
     } else {
         (nano, 9)
     };
-    if digits > 0 {
-        out.push('.');
-        for place in (0..digits).rev() {
-            out.push(char::from(b'0' + (fraction / 10u32.pow(place) % 10) as u8));
-        }
+    for place in (20..20 + digits).rev() {
+        text[place] = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
     }
-    out.push('Z');
+    let len = if digits == 0 { 19 } else { 20 + digits };
+    text[len] = b'Z';
+    // Only ASCII digits and punctuation were written.
+    out.push_str(std::str::from_utf8(&text[..=len]).unwrap_or_default());
 }
 
 /// What a sync on demand (`hubsync sync`, at once or queued) is asked to do.
@@ -250,7 +416,7 @@ impl PushMessage {
             .expect("a reconcile id is printable ASCII within 128 characters");
         Self {
             changes: vec![RefChange {
-                ref_id: branch_ref.to_owned(),
+                ref_id: RefName::new(branch_ref),
                 change_type,
                 from_hash,
                 to_hash: head.clone(),
@@ -641,7 +807,7 @@ mod to_json_tests {
     fn change() -> impl Strategy<Value = RefChange> {
         let ty = prop::sample::select(vec![RefChangeType::Add, RefChangeType::Update, RefChangeType::Delete]);
         (text(), ty, commit(), commit()).prop_map(|(ref_id, change_type, from_hash, to_hash)| RefChange {
-            ref_id,
+            ref_id: ref_id.into(),
             change_type,
             from_hash,
             to_hash,
@@ -733,7 +899,7 @@ mod to_json_tests {
         push.actor.name = Some("jdoe".into());
         push.changes = (0..1000)
             .map(|i| RefChange {
-                ref_id: format!("refs/heads/b{i}"),
+                ref_id: format!("refs/heads/b{i}").into(),
                 change_type: RefChangeType::Update,
                 from_hash: hash.clone(),
                 to_hash: hash.clone(),

@@ -125,7 +125,7 @@ pub fn refs_changed_with(repo: &RepoRef, changes: &[RefChange]) -> Vec<u8> {
 /// `ref_id` moved from the all-zero id to `to`.
 pub fn update(ref_id: &str, to: &CommitId) -> RefChange {
     RefChange {
-        ref_id: ref_id.to_owned(),
+        ref_id: ref_id.into(),
         change_type: RefChangeType::Update,
         from_hash: commit(0),
         to_hash: to.clone(),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::scan;
 use crate::ids::{CommitId, DeliveryId, IdError, RepoRef};
-use crate::push::{Actor, MessageKind, Provider, PushMessage, RefChange, RefChangeType};
+use crate::push::{Actor, MessageKind, Provider, PushMessage, RefChange, RefChangeType, RefName};
 
 /// Why a payload could not be turned into a push.
 #[derive(Debug, thiserror::Error)]
@@ -243,8 +243,8 @@ pub(super) fn from_serde(
             };
             let ref_id = c
                 .ref_id
-                .map(Text::into_owned)
-                .or_else(|| c.reference.map(|r| r.id.into_owned()))
+                .map(|text| RefName::new(&text.0))
+                .or_else(|| c.reference.map(|r| RefName::new(&r.id)))
                 .ok_or_else(|| serde::de::Error::custom(format!("change {index} has neither refId nor ref.id")))
                 .map_err(PayloadError::Json)?;
             changes.push(RefChange {
