@@ -243,6 +243,42 @@ async fn aws_dead_letters_are_listed_without_being_consumed_and_redriven_with_th
     assert!(none.contains("no dead letters"), "{none}");
 }
 
+/// Puts a full-sync request of each repository straight on the dead-letter queue, in order, with
+/// the delivery ids `dead-00`, `dead-01`... (returned).
+async fn dead_lettered(p: &AwsPipeline, repos: impl IntoIterator<Item = &RepoRef>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (i, repo) in repos.into_iter().enumerate() {
+        let id = format!("dead-{i:02}");
+        let delivery = hubsync_core::ids::DeliveryId::parse(&id).unwrap();
+        let message = hubsync_core::push::PushMessage::full_sync(repo.clone(), delivery, chrono::Utc::now());
+        put_dead_letter(p, &repo.message_group(), &message.to_json(), &id).await;
+        ids.push(id);
+    }
+    ids
+}
+
+async fn put_dead_letter(p: &AwsPipeline, group: &str, body: &str, dedup: &str) {
+    p.aws()
+        .sqs()
+        .send_message()
+        .queue_url(&p.aws().resources.dead_letter_queue_url)
+        .message_body(body)
+        .message_group_id(group)
+        .message_deduplication_id(dedup)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The first column of a listing's dead-letter lines (the ids `redrive` takes), in order.
+fn listed_ids(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| !l.ends_with(" in the dead-letter queue)"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_dead_letters_beyond_ten_of_one_repository_are_each_listed_once_in_order_left_visible_and_all_redriven() {
     // Arrange: 13 dead letters of one repository (more than SQS hands out of a group at once)
@@ -252,22 +288,7 @@ async fn aws_dead_letters_beyond_ten_of_one_repository_are_each_listed_once_in_o
         RepoRef::parse("DATA/models").unwrap(),
         RepoRef::parse("OPS/infra").unwrap(),
     );
-    let mut expected = Vec::new();
-    for (i, repo) in std::iter::repeat_n(&models, 13).chain([&infra]).enumerate() {
-        let id = hubsync_core::ids::DeliveryId::parse(&format!("dead-{i:02}")).unwrap();
-        let message = hubsync_core::push::PushMessage::full_sync(repo.clone(), id, chrono::Utc::now());
-        p.aws()
-            .sqs()
-            .send_message()
-            .queue_url(&p.aws().resources.dead_letter_queue_url)
-            .message_body(message.to_json())
-            .message_group_id(repo.message_group())
-            .message_deduplication_id(format!("dead-{i:02}"))
-            .send()
-            .await
-            .unwrap();
-        expected.push(format!("dead-{i:02}"));
-    }
+    let expected = dead_lettered(&p, std::iter::repeat_n(&models, 13).chain([&infra])).await;
 
     // Act: two listings, then the counts, then a redrive of them all.
     let mut listings = Vec::new();
@@ -332,6 +353,45 @@ async fn aws_dead_letters_beyond_ten_of_one_repository_are_each_listed_once_in_o
     assert_eq!(moved.len(), 14, "{redriven}");
     assert!(after.contains("queue         visible 14"), "{after}");
     assert!(after.contains("dead letters  visible 0  in flight 0"), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_redrive_by_id_reaches_a_dead_letter_beyond_ten_of_its_repository_and_one_whose_body_is_unreadable() {
+    // Arrange: 13 dead letters of one repository (more than SQS hands out of a group at once),
+    // and one whose body is not a push (listed by its message id), listed once.
+    let p = AwsPipeline::start(Setup::default()).await;
+    let models = RepoRef::parse("DATA/models").unwrap();
+    let mut expected = dead_lettered(&p, std::iter::repeat_n(&models, 13)).await;
+    put_dead_letter(&p, "OPS-infra", "not a push", "unreadable").await;
+    let (ok, listing, err) = hubsync(&p, &["queue", "dead-letters"]).await;
+    assert!(ok, "{listing}{err}");
+    let unreadable = listed_ids(&listing).pop().unwrap();
+    assert!(listing.contains("  unreadable  "), "{listing}");
+
+    // Act: the 12th of the repository, then the unreadable one by the id the listing printed.
+    let twelfth = expected.remove(11);
+    let (ok, out, err) = hubsync(&p, &["queue", "redrive", "--id", &twelfth]).await;
+    let (ok_unreadable, out_unreadable, err_unreadable) = hubsync(&p, &["queue", "redrive", "--id", &unreadable]).await;
+    let (_, after, _) = hubsync(&p, &["queue", "dead-letters"]).await;
+
+    // Assert: both moved to the push queue; the others still listed once each, in order.
+    assert!(
+        ok && out.contains(&format!("dead letter {twelfth} of DATA/models is queued again")),
+        "{out}{err}"
+    );
+    assert!(
+        ok_unreadable && out_unreadable.contains(&format!("dead letter {unreadable} of OPS-infra is queued again")),
+        "{out_unreadable}{err_unreadable}"
+    );
+    assert_eq!(listed_ids(&after), expected, "{after}");
+    let queued = p.aws().receive_all(&p.aws().resources.queue_url).await;
+    let bodies: Vec<_> = queued.iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(
+        bodies.iter().any(|b| b.contains(&format!("\"{twelfth}\""))),
+        "{bodies:?}"
+    );
+    assert!(bodies.contains(&"not a push"), "{bodies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,16 +17,22 @@
 //!   had when it was dead-lettered: a listing does not add to it). A failure part way leaves
 //!   every dead letter in the queue, some moved to the back (the order of a repository's dead
 //!   letters does not matter to a redrive: every sync goes to the head); one whose delete failed
-//!   is there twice, which is as harmless.
+//!   is there twice, which is as harmless. A dead letter whose body is not a push is known by its
+//!   first message id, kept as a message attribute too, so the id a listing prints stays valid.
 //! - Redriving receives a dead letter, sends its body to the push queue in the same message group
 //!   with a fresh deduplication id (its original one may still be inside SQS's five-minute
 //!   deduplication window, which would drop it silently), and deletes it from the dead-letter
 //!   queue only once that send succeeded. A failed delete leaves the message in both queues:
-//!   syncing it twice is harmless (every sync goes to the head).
+//!   syncing it twice is harmless (every sync goes to the head). Redriving all goes through each
+//!   group as it deletes; redriving one goes through the queue as a listing does (one walk,
+//!   [`SqsDeadLetters::walk`], written once for both), moving each letter before it to the back of
+//!   its group, and once it is found finishes only the groups it began, so every group keeps its
+//!   order.
 //!
 //! The queue's own count ([`SqsDeadLetters::status`]) is printed beside a listing, so a listing cut
 //! short (at [`LIST_LIMIT`]) shows it.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -50,6 +56,9 @@ const FIRST_SENT: &str = "hubsync.firstSent";
 const RECEIVE_COUNT: &str = "hubsync.receiveCount";
 /// Message attribute of a dead letter moved by a listing: which listing moved it.
 const LISTING: &str = "hubsync.listing";
+/// Message attribute of a dead letter moved by a listing: its SQS message id before it was
+/// first moved (the id a listing prints for one whose body is not a push).
+const FIRST_MESSAGE_ID: &str = "hubsync.firstMessageId";
 
 /// A call to SQS failed; the SDK error is the source.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +83,10 @@ pub struct QueueCounts {
 /// One dead-lettered message, read without consuming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsDeadLetter {
-    /// SQS's id of the message in the dead-letter queue.
+    /// SQS's id of the message in the dead-letter queue (a new one each time a listing moves it).
     pub message_id: String,
-    /// The push's delivery id (or request id); the message id when the body cannot be read.
+    /// The push's delivery id (or request id); when the body cannot be read, the message id it
+    /// had before any listing moved it (so that it stays the same from listing to listing).
     pub delivery_id: String,
     /// The message group: the repository's.
     pub group: String,
@@ -89,6 +99,8 @@ pub struct SqsDeadLetter {
     /// moves the message).
     pub receive_count: u32,
     body: String,
+    /// Its message id before any listing moved it.
+    first_message_id: String,
     /// The listing that moved it here, if one did.
     listing: Option<String>,
 }
@@ -122,6 +134,12 @@ impl SqsDeadLetter {
         }
     }
 
+    /// Whether `id` names it: its delivery id, its message id, or the message id it had before
+    /// any listing moved it.
+    fn is(&self, id: &str) -> bool {
+        id == self.delivery_id || id == self.message_id || id == self.first_message_id
+    }
+
     fn of(message: &aws_sdk_sqs::types::Message) -> Option<(Self, String)> {
         let receipt = message.receipt_handle()?.to_owned();
         let message_id = message.message_id().unwrap_or_default().to_owned();
@@ -149,9 +167,10 @@ impl SqsDeadLetter {
                 .unwrap_or(0)
                 .saturating_sub(1)
         });
+        let first_message_id = kept(FIRST_MESSAGE_ID).unwrap_or_else(|| message_id.clone());
         let delivery_id = push
             .as_ref()
-            .map_or_else(|| message_id.clone(), |p| p.delivery_id.as_str().to_owned());
+            .map_or_else(|| first_message_id.clone(), |p| p.delivery_id.as_str().to_owned());
         let letter = Self {
             message_id,
             delivery_id,
@@ -160,10 +179,29 @@ impl SqsDeadLetter {
             first_sent,
             receive_count,
             body,
+            first_message_id,
             listing: kept(LISTING),
         };
         Some((letter, receipt))
     }
+}
+
+/// What a walk through the dead-letter queue ([`SqsDeadLetters::walk`]) does with a letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// Sends it again to the back of its group, then deletes the one received.
+    MoveToBack,
+    /// Sends it to the push queue, then deletes it.
+    Redrive,
+    /// Leaves it where it is (visible again at the end of the walk).
+    Hold,
+}
+
+/// The letters a walk moved, each in the order it did.
+#[derive(Debug, Default)]
+struct Walked {
+    moved_to_back: Vec<SqsDeadLetter>,
+    redriven: Vec<SqsDeadLetter>,
 }
 
 /// The push queue and its dead-letter queue, for an administrator.
@@ -228,35 +266,55 @@ impl SqsDeadLetters {
     /// back of its repository's line in the dead-letter queue (see the module's doc) and visible
     /// again.
     pub async fn list(&self) -> Result<Vec<SqsDeadLetter>, SqsAdminError> {
-        let listing = format!("{}-{}", std::process::id(), Utc::now().timestamp_micros());
-        let mut letters = Vec::new();
-        // The copies this listing made and received back: their groups are done.
-        let mut copies = Vec::new();
+        Ok(self.walk(|_| Visit::MoveToBack).await?.moved_to_back)
+    }
+
+    /// Receives the dead letters (see the module's doc), doing with each what `visit` says,
+    /// until every group hands out only letters this walk holds (copies it moved to the back,
+    /// or letters it left in place) or it moved [`LIST_LIMIT`] to the back; then makes those it
+    /// holds visible again. A letter moved to the back comes back as a copy of this walk's and is
+    /// held: each letter is seen once.
+    async fn walk(&self, mut visit: impl FnMut(&SqsDeadLetter) -> Visit) -> Result<Walked, SqsAdminError> {
+        let walk = format!("{}-{}", std::process::id(), Utc::now().timestamp_micros());
+        let mut walked = Walked::default();
+        let mut held = Vec::new();
         let received = async {
-            while letters.len() < LIST_LIMIT {
+            while walked.moved_to_back.len() < LIST_LIMIT {
                 let batch = self.receive().await?;
                 if batch.is_empty() {
                     break;
                 }
                 let mut batch = batch.into_iter();
                 while let Some((letter, receipt)) = batch.next() {
-                    if letter.listing.as_deref() == Some(listing.as_str()) {
-                        copies.push(receipt);
-                        continue;
-                    }
-                    if let Err(e) = self.move_to_back(&letter, &receipt, &listing).await {
-                        copies.push(receipt);
-                        copies.extend(batch.map(|(_, receipt)| receipt));
+                    let step = if letter.listing.as_deref() == Some(walk.as_str()) {
+                        Visit::Hold
+                    } else {
+                        visit(&letter)
+                    };
+                    let done = match step {
+                        Visit::Hold => {
+                            held.push(receipt);
+                            continue;
+                        }
+                        Visit::MoveToBack => self.move_to_back(&letter, &receipt, &walk).await,
+                        Visit::Redrive => self.redrive_one(&letter, &receipt).await,
+                    };
+                    if let Err(e) = done {
+                        held.push(receipt);
+                        held.extend(batch.map(|(_, receipt)| receipt));
                         return Err(e);
                     }
-                    letters.push(letter);
+                    match step {
+                        Visit::Redrive => walked.redriven.push(letter),
+                        _ => walked.moved_to_back.push(letter),
+                    }
                 }
             }
             Ok::<_, SqsAdminError>(())
         }
         .await;
-        self.release(&copies).await;
-        received.map(|()| letters)
+        self.release(&held).await;
+        received.map(|()| walked)
     }
 
     /// Sends a received dead letter again to the back of its group, keeping its first-sent time
@@ -282,7 +340,8 @@ impl SqsDeadLetters {
             .message_group_id(&letter.group)
             .message_deduplication_id(dedup)
             .message_attributes(RECEIVE_COUNT, text(letter.receive_count.to_string())?)
-            .message_attributes(LISTING, text(listing.to_owned())?);
+            .message_attributes(LISTING, text(listing.to_owned())?)
+            .message_attributes(FIRST_MESSAGE_ID, text(letter.first_message_id.clone())?);
         if let Some(first_sent) = letter.first_sent {
             send = send.message_attributes(FIRST_SENT, text(first_sent.timestamp_millis().to_string())?);
         }
@@ -306,48 +365,53 @@ impl SqsDeadLetters {
         Ok(())
     }
 
-    /// Moves dead letters back to the push queue (all of them, or only the one whose delivery
-    /// id is `only`); returns those moved, in the order they were sent.
+    /// Moves dead letters back to the push queue: all of them, or only the first whose delivery
+    /// id or message id (or first message id, see [`SqsDeadLetter::message_id`]) is `only`;
+    /// returns those moved, in the order they were sent.
+    ///
+    /// All: each is received, sent and deleted, so the next of its repository comes. One: the
+    /// letters before it are moved to the back of their repository's line as a listing moves
+    /// them, so that one beyond the first ten of its repository is reached; once it is found,
+    /// only the repositories begun are gone through to their end (keeping their order), the
+    /// others are left where they are.
     pub async fn redrive(&self, only: Option<&str>) -> Result<Vec<SqsDeadLetter>, SqsAdminError> {
-        let mut moved = Vec::new();
-        let mut passed_over = Vec::new();
-        let result = async {
-            loop {
-                let batch = self.receive().await?;
-                if batch.is_empty() {
-                    return Ok(());
+        let Some(only) = only else {
+            return Ok(self.walk(|_| Visit::Redrive).await?.redriven);
+        };
+        let mut found = false;
+        let mut begun = HashSet::new();
+        let walked = self
+            .walk(|letter| {
+                if !found && letter.is(only) {
+                    found = true;
+                    Visit::Redrive
+                } else if !found || begun.contains(&letter.group) {
+                    begun.insert(letter.group.clone());
+                    Visit::MoveToBack
+                } else {
+                    Visit::Hold
                 }
-                for (letter, receipt) in batch {
-                    if only.is_some_and(|id| id != letter.delivery_id && id != letter.message_id) {
-                        passed_over.push(receipt);
-                        continue;
-                    }
-                    if let Err(e) = self.send_back(&letter).await {
-                        passed_over.push(receipt);
-                        return Err(e);
-                    }
-                    self.client
-                        .delete_message()
-                        .queue_url(&self.dead_letter_queue_url)
-                        .receipt_handle(&receipt)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            error(
-                                "SQS DeleteMessage (the message is queued again and still dead-lettered)",
-                                e,
-                            )
-                        })?;
-                    moved.push(letter);
-                    if only.is_some() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        .await;
-        self.release(&passed_over).await;
-        result.map(|()| moved)
+            })
+            .await?;
+        Ok(walked.redriven)
+    }
+
+    /// Sends a received dead letter to the push queue, then deletes it from the dead-letter queue.
+    async fn redrive_one(&self, letter: &SqsDeadLetter, receipt: &str) -> Result<(), SqsAdminError> {
+        self.send_back(letter).await?;
+        self.client
+            .delete_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| {
+                error(
+                    "SQS DeleteMessage (the message is queued again and still dead-lettered)",
+                    e,
+                )
+            })?;
+        Ok(())
     }
 
     /// Sends a dead letter's body to the push queue, in its group, with a deduplication id of
@@ -437,6 +501,7 @@ mod tests {
             first_sent: None,
             receive_count: 1,
             body: String::new(),
+            first_message_id: "m".into(),
             listing: None,
         };
 

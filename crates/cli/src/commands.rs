@@ -121,10 +121,12 @@ pub enum QueueCommand {
     /// SQS's count of the dead-letter queue is printed beside the listing.
     DeadLetters,
     /// Put dead-lettered pushes back on the queue (after fixing the cause), in their repository's
-    /// order.
+    /// order. AWS: to reach one dead letter beyond the first ten of its repository, those before
+    /// it are moved to the back of their repository's line as `dead-letters` moves them.
     Redrive {
-        /// Dead letter ids (see `dead-letters`: the number locally, the delivery id on AWS); none
-        /// means all of them.
+        /// Dead letter ids (see `dead-letters`: the number locally; on AWS the delivery id, or for
+        /// a body that is not a push the message id it printed, or the current SQS message id);
+        /// none means all of them.
         ids: Vec<String>,
         /// One dead letter to redrive (the same as giving its id).
         #[arg(long)]
@@ -855,6 +857,11 @@ async fn aws_queue(cmd: QueueCommand) -> anyhow::Result<()> {
             }
             for id in named {
                 match queues.redrive(Some(&id)).await?.first() {
+                    Some(d) if d.delivery_id != id => println!(
+                        "dead letter {} (message {id}) of {} is queued again",
+                        d.delivery_id,
+                        d.repository()
+                    ),
                     Some(d) => println!("dead letter {} of {} is queued again", d.delivery_id, d.repository()),
                     None => bail!("there is no dead letter {id}"),
                 }
