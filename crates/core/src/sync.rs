@@ -113,6 +113,10 @@ pub enum FullSyncReason {
     /// The head a sync cut into slices was replicating no longer exists on the host (force-push
     /// and garbage collection): its resume point gives way to the branch head.
     SlicedHeadUnreachable,
+    /// `hubsync sync --from` asked for while another waited with a sync in slices, and neither
+    /// commit is in the other's history (rewritten, or one of them gone): the whole tree holds
+    /// the changes of both.
+    FromCommitsApart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,9 +553,25 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 .repo(repo)
                 .await?
                 .ok_or_else(|| StoreError::NotRegistered(repo.clone()))?;
-            // A `--from` asked for while the pending sync was running (in an earlier slice).
-            if since.is_none() {
-                since = record.resume.as_ref().and_then(|r| r.then_since.clone());
+            // A `--from` asked for while the pending sync was running (in an earlier slice); with
+            // this one's, the changes of both.
+            let waiting = record.resume.as_ref().and_then(|r| r.then_since.as_ref());
+            match (since.take(), waiting) {
+                (Some(asked), Some(waiting)) if first && asked != *waiting => {
+                    match self.earlier_of(repo, &asked, waiting).await? {
+                        Some(earlier) => {
+                            info!(repository = %repo, asked = %asked, waiting = %waiting, since = %earlier, "a --from was already waiting: the changes since the earlier of the two are applied");
+                            since = Some(earlier);
+                        }
+                        None if forced.is_none() => {
+                            warn!(repository = %repo, asked = %asked, waiting = %waiting, "a --from was already waiting and neither commit is in the other's history: reconciling the whole tree");
+                            forced = Some(FullSyncReason::FromCommitsApart);
+                        }
+                        None => {}
+                    }
+                }
+                (Some(asked), _) => since = Some(asked),
+                (None, waiting) => since = waiting.cloned(),
             }
             if std::mem::take(&mut first) && leased.lease.previous_unfinished && forced.is_none() {
                 if record.resume.is_some() {
@@ -613,6 +633,17 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 other => return other,
             }
         }
+    }
+
+    /// Of two `--from` commits, the one in the other's history (its changes to the head hold the
+    /// other's): one ancestry request, a second if the first says no. `None` when neither is (a
+    /// history rewritten), or one is gone.
+    async fn earlier_of(&self, repo: &RepoRef, a: &CommitId, b: &CommitId) -> Result<Option<CommitId>, SyncError> {
+        Ok(match self.host.ancestry(repo, a, b).await? {
+            Ancestry::Ancestor => Some(a.clone()),
+            Ancestry::Unknown => None,
+            Ancestry::NotAncestor => (self.host.ancestry(repo, b, a).await? == Ancestry::Ancestor).then(|| b.clone()),
+        })
     }
 
     /// Whether the head `record`'s resume point replicates is gone from the host (a resume point

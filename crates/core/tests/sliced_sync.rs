@@ -695,3 +695,103 @@ async fn a_resume_point_whose_head_was_force_pushed_away_and_collected_gives_way
     // Assert
     f.assert_done_at(head, &tree).await;
 }
+
+impl Fixture {
+    /// `earlier` (300 models, synced), m/0000-0049 changed at `later` (synced), m/0050-0099 changed
+    /// after it (synced: the cursor), then m/0100-0299 changed at `head` and pushed, that sync cut
+    /// into slices; then `hubsync sync --from earlier --slice`, whose first slice does not finish
+    /// the pending sync (so `earlier` waits with it; the continuation is left on the queue).
+    /// Returns `earlier`, `later`, `head` and the head's tree.
+    async fn a_sync_from_a_commit_waiting_behind_a_sliced_push(
+        &self,
+    ) -> (CommitId, CommitId, CommitId, BTreeMap<String, Vec<u8>>) {
+        let mut tree = many_models(300);
+        let mut commits = Vec::new();
+        for (changed, what) in [
+            (0..0, "first"),
+            (0..50, "changed at later"),
+            (50..100, "changed after later"),
+        ] {
+            for i in changed {
+                tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, {what}")));
+            }
+            let commit = self.host.commit(&self.repo, tree.clone());
+            self.engine().handle_push(&push(&self.repo, &commit)).await.unwrap();
+            commits.push(commit);
+        }
+        for i in 100..300 {
+            tree.insert(format!("m/{i:04}.json"), model(&format!("Model {i}, pushed")));
+        }
+        let head = self.host.commit(&self.repo, tree.clone());
+        self.host.clear_calls();
+        let SyncOutcome::Sliced { .. } = self.handle(&push(&self.repo, &head)).await else {
+            panic!("the push's first slice stops before the end")
+        };
+        let waiting = self
+            .engine()
+            .sync_request_within(
+                &self.repo,
+                &hubsync_core::push::SyncRequest::From(commits[0].clone()),
+                &NoProgress,
+                &self.deadline(),
+                &self.queue,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(waiting, SyncOutcome::Sliced { .. }), "{waiting:?}");
+        let record = self.store.repo(&self.repo).await.unwrap().unwrap();
+        assert_eq!(
+            record.resume.and_then(|r| r.then_since),
+            Some(commits[0].clone()),
+            "the first --from waits"
+        );
+        (commits[0].clone(), commits[1].clone(), head, tree)
+    }
+}
+
+#[tokio::test]
+async fn a_second_sync_from_a_later_commit_while_an_earlier_one_waits_applies_the_changes_since_the_earlier() {
+    // Arrange: `--from earlier` waiting behind a sliced push; m/0000-0049 changed between
+    // `earlier` and `later`.
+    let f = Fixture::registered().await;
+    let (_earlier, later, head, tree) = f.a_sync_from_a_commit_waiting_behind_a_sliced_push().await;
+
+    // Act: `hubsync sync --from later` (no deadline).
+    let outcome = f.sync_from(later).await;
+
+    // Assert: the changes since `earlier` are applied, each fetched once.
+    assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{outcome:?}");
+    let fetches = f.fetches();
+    assert_eq!(fetches.get("m/0000.json"), Some(&1), "changed between the two commits");
+    assert_eq!(
+        fetches.len(),
+        300,
+        "the first --from's changes and the push's: {fetches:?}"
+    );
+    assert!(fetches.values().all(|&n| n == 1), "fetched twice: {fetches:?}");
+    f.assert_done_at(head, &tree).await;
+}
+
+#[tokio::test]
+async fn a_second_sync_from_a_commit_whose_ancestry_to_the_waiting_one_cannot_be_told_reconciles_the_whole_tree() {
+    // Arrange: `--from earlier` waiting behind a sliced push, then `earlier` collected.
+    let f = Fixture::registered().await;
+    let (earlier, later, head, tree) = f.a_sync_from_a_commit_waiting_behind_a_sliced_push().await;
+    f.host.forget(&earlier);
+
+    // Act: `hubsync sync --from later` (no deadline).
+    let outcome = f.sync_from(later).await;
+
+    // Assert
+    assert!(
+        matches!(
+            outcome,
+            SyncOutcome::Synced {
+                mode: SyncMode::Full(FullSyncReason::FromCommitsApart),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    f.assert_done_at(head, &tree).await;
+}
