@@ -92,6 +92,7 @@ impl RefName {
     }
 
     /// The name written as `bytes`, if they are UTF-8 (ASCII is checked inline, without a call).
+    #[inline]
     pub fn from_utf8(bytes: &[u8]) -> Option<Self> {
         if bytes.len() <= INLINE_REF && bytes.iter().all(u8::is_ascii) {
             let mut inline = [0u8; INLINE_REF];
@@ -349,6 +350,17 @@ fn push_instant(out: &mut String, at: &DateTime<Utc>) {
     out.push_str(std::str::from_utf8(&text[..=len]).unwrap_or_default());
 }
 
+/// Appends the digits of `commit`: a SHA-1 id as a copy of a length known when compiling, which
+/// is inlined, instead of a call to `memcpy` (2,000 of them for a 1,000-change message).
+#[inline]
+fn push_commit(out: &mut String, commit: &CommitId) {
+    let digits = commit.as_str();
+    match digits.get(..40) {
+        Some(sha1) if digits.len() == 40 => out.push_str(sha1),
+        _ => out.push_str(digits),
+    }
+}
+
 /// What a sync on demand (`hubsync sync`, at once or queued) is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncRequest {
@@ -554,9 +566,9 @@ impl PushMessage {
                 RefChangeType::Update => ",\"type\":\"UPDATE\",\"fromHash\":\"",
                 RefChangeType::Delete => ",\"type\":\"DELETE\",\"fromHash\":\"",
             });
-            out.push_str(change.from_hash.as_str());
+            push_commit(&mut out, &change.from_hash);
             out.push_str("\",\"toHash\":\"");
-            out.push_str(change.to_hash.as_str());
+            push_commit(&mut out, &change.to_hash);
             out.push_str("\"}");
         }
         out.push_str("],\"actor\":{\"name\":");

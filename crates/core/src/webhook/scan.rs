@@ -790,7 +790,15 @@ impl<'a> Shape<'a> {
                 return None;
             }
             i += same.len();
-            let len = quote_or_backslash(b.get(i..)?)?;
+            // A commit id as long as the template's ends where its closing quote is expected
+            // (`from_hex` then checks that no digit is a quote or backslash); anything else is
+            // searched for.
+            let hole = end - start;
+            let len = if matches!(role, Role::FromHash | Role::ToHash) && b.get(i + hole) == Some(&b'"') {
+                hole
+            } else {
+                quote_or_backslash(b.get(i..)?)?
+            };
             if b[i + len] != b'"' {
                 return None;
             }
