@@ -971,6 +971,13 @@ async fn local_dead_letters_can_be_listed_and_redriven_with_the_cli() {
     let (_, letters, _) = hubsync(&s.p, &["queue", "dead-letters"]).await;
     assert!(letters.contains("DATA/models") && letters.contains("401"), "{letters}");
     assert!(!letters.contains(wrong), "no token in the listing");
+    let listed = letters.split_whitespace().next().unwrap_or_default().to_owned();
+    let (by_id, out, err) = hubsync(&s.p, &["queue", "redrive", "--id", &listed]).await;
+    assert!(
+        by_id && out.contains(&format!("dead letter {listed} is queued again")),
+        "the id the listing printed: {out}{err}"
+    );
+    assert_eq!(s.p.drain().await, 1, "dead-lettered again: the token is still wrong");
     let (redriven, out, err) = hubsync(&s.p, &["queue", "redrive"]).await;
     assert!(redriven && out.contains("queued again"), "{out}{err}");
     let (missing, _, err) = hubsync(&s.p, &["queue", "redrive", "999999"]).await;
