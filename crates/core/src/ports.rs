@@ -470,7 +470,8 @@ pub struct SyncResume {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<String>,
     /// `hubsync sync --from` asked for while this sync was pending, to be applied once it is
-    /// done (this sync's own `since` is another).
+    /// done (this sync's own `since` is another). Another asked for meanwhile is merged with it:
+    /// the earlier of the two is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub then_since: Option<CommitId>,
 }

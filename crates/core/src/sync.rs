@@ -530,7 +530,8 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     /// first, towards its own head, whatever this sync was started for (a continuation, a later
     /// push, a reconcile); then, in the same run, the sync goes on from there to the branch head
     /// (and applies a `--from` asked for meanwhile, kept with the resume point,
-    /// [`SyncResume::then_since`], should the pending sync need more slices first).
+    /// [`SyncResume::then_since`], should the pending sync need more slices first; a second one
+    /// asked for while that waits is merged with it, see [`SyncEngine::earlier_of`]).
     /// Only a requested full sync, or one that found the cursor moved, starts over instead.
     async fn sync_leased(
         &self,
