@@ -362,27 +362,48 @@ impl RepoRegistry for SqliteHub {
 /// JSON document zlib 0.55 s to 15 %, zstd 0.25 s to 8.5 %.
 ///
 /// A compression context is reused rather than made per model (making one zeroes its tables:
-/// 2 % of a full sync's CPU time): at most [`KEPT_COMPRESSORS`] wait between models, as many as
-/// there are models being written at once with the default fetch concurrency.
-fn compress(content: &[u8]) -> Result<Vec<u8>, SqliteError> {
+/// 2 % of a full sync's CPU time), and so is the buffer it compresses into (a fresh one of the
+/// model's size per model is memory the allocator may give back to the OS and take again, page
+/// by page): at most [`KEPT_COMPRESSORS`] wait between models, as many as there are models being
+/// written at once with the default fetch concurrency. `write` gets the compressed bytes.
+fn compressed<T>(content: &[u8], write: impl FnOnce(&[u8]) -> Result<T, SqliteError>) -> Result<T, SqliteError> {
     let failed = |e| corrupt("could not compress a model", e);
     let pooled = COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner()).pop();
-    let mut compressor = match pooled {
-        Some(compressor) => compressor,
-        None => zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?,
+    let mut packer = match pooled {
+        Some(packer) => packer,
+        None => Packer {
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?,
+            out: Vec::new(),
+        },
     };
-    let compressed = compressor.compress(content).map_err(failed)?;
+    packer.out.clear();
+    packer.out.reserve(zstd::zstd_safe::compress_bound(content.len()));
+    packer.compressor.compress_to_buffer(content, &mut packer.out).map_err(failed)?;
+    let written = write(&packer.out);
+    if packer.out.capacity() > KEPT_BUFFER_BYTES {
+        // A large model's buffer is not kept: it would stay resident between syncs.
+        packer.out = Vec::new();
+    }
     let mut pool = COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner());
     if pool.len() < KEPT_COMPRESSORS {
-        pool.push(compressor);
+        pool.push(packer);
     }
-    Ok(compressed)
+    written
+}
+
+/// A compression context and the buffer it compresses into.
+struct Packer {
+    compressor: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
 }
 
 /// Compression contexts kept for the next models.
 const KEPT_COMPRESSORS: usize = 8;
 
-static COMPRESSORS: std::sync::Mutex<Vec<zstd::bulk::Compressor<'static>>> = std::sync::Mutex::new(Vec::new());
+/// The largest compression buffer kept with its context: a model of up to about 1 MiB.
+const KEPT_BUFFER_BYTES: usize = 1024 * 1024;
+
+static COMPRESSORS: std::sync::Mutex<Vec<Packer>> = std::sync::Mutex::new(Vec::new());
 
 /// `stored` decompressed, never past the recorded `size`: a damaged row cannot exhaust memory.
 fn decompress(what: &str, encoding: &str, stored: &[u8], size: u64) -> Result<Vec<u8>, SqliteError> {
@@ -458,30 +479,31 @@ fn write_model(
     lease: &SyncLease,
     record: &ModelRecord,
 ) -> Result<Result<(), StoreError>, SqliteError> {
-    let compressed = compress(&record.content)?;
     let status = json(&record.status)?;
     let size = i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?;
-    fenced(inner, lease, |tx| {
-        tx.prepare_cached(
-            "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (repo, path) DO UPDATE SET
-                commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
-                content_sha256 = excluded.content_sha256, size = excluded.size,
-                encoding = excluded.encoding, content = excluded.content",
-        )?
-        .execute(params![
-            lease.repo.to_string(),
-            record.path,
-            record.commit.as_str(),
-            to_text(&record.synced_at),
-            status,
-            record.content_sha256,
-            size,
-            ENCODING_ZSTD,
-            compressed,
-        ])?;
-        Ok(())
+    compressed(&record.content, |content| {
+        fenced(inner, lease, |tx| {
+            tx.prepare_cached(
+                "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (repo, path) DO UPDATE SET
+                    commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
+                    content_sha256 = excluded.content_sha256, size = excluded.size,
+                    encoding = excluded.encoding, content = excluded.content",
+            )?
+            .execute(params![
+                lease.repo.to_string(),
+                record.path,
+                record.commit.as_str(),
+                to_text(&record.synced_at),
+                status,
+                record.content_sha256,
+                size,
+                ENCODING_ZSTD,
+                content,
+            ])?;
+            Ok(())
+        })
     })
 }
 
