@@ -11,8 +11,13 @@
 //! the two share them, so the CPU the sync adds to the simulator's bounds the ratio: the note
 //! gives the least wall time that CPU allows (all of it spread over every core) against the floor.
 //!
-//! `cargo bench -p hubsync-cli --bench full_sync` (`-- --models N`); under `cargo test` it syncs
-//! three small models once.
+//! The sync runs with the allocator settings `hubsync` and the sync function start with
+//! (`give_large_bodies_back_to_the_os`; `--malloc-defaults` leaves glibc's own). Each round's
+//! CPU seconds and page faults are printed on standard error.
+//!
+//! `cargo bench -p hubsync-cli --bench full_sync` (`-- --models N`, `--rounds N`; `--sync-only`
+//! skips the floor rounds, to profile the sync alone); under `cargo test` it syncs three small
+//! models once.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -46,6 +51,10 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     if std::env::args().nth(1).as_deref() == Some("sim-child") {
         return runtime.block_on(serve_simulator(models, bench));
+    }
+    // As `hubsync` does at start-up: the sync measured is the binary's.
+    if !std::env::args().any(|a| a == "--malloc-defaults") {
+        hubsync_bitbucket::give_large_bodies_back_to_the_os();
     }
     runtime.block_on(measure(models, bench))
 }
@@ -132,6 +141,14 @@ async fn sync_once(base: &str, token: &str, models: usize) -> anyhow::Result<(Du
     Ok((took, peak, sqlite.database_bytes()?))
 }
 
+/// Minor page faults of this process so far (`/proc/self/stat`, field 10): memory the allocator
+/// took from the OS again after giving it back shows here.
+fn minor_faults() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    Ok(rest.split_whitespace().nth(7).context("the minflt field")?.parse()?)
+}
+
 /// Wall time of `run`, and the CPU seconds this process and the simulator child spent meanwhile.
 struct Timed {
     wall: Duration,
@@ -169,14 +186,30 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
     if warm != bytes {
         bail!("the floor downloaded {warm} bytes of {bytes}");
     }
-    let rounds = if bench { 3 } else { 1 };
+    let rounds = match arg("--rounds") {
+        Some(n) => n.parse()?,
+        None if bench => 3,
+        None => 1,
+    };
+    let sync_only = std::env::args().any(|a| a == "--sync-only");
     let (mut floor, mut sync, mut peak, mut stored): (Option<Timed>, Option<Timed>, u64, u64) = (None, None, 0, 0);
-    for _ in 0..rounds {
-        let (round_floor, _) = timed(child.pid(), download_all(&client, base, token, head, models)).await?;
-        if floor.as_ref().is_none_or(|f| round_floor.wall < f.wall) {
-            floor = Some(round_floor);
+    for round in 0..rounds {
+        if round == 0 || !sync_only {
+            let (round_floor, _) = timed(child.pid(), download_all(&client, base, token, head, models)).await?;
+            if floor.as_ref().is_none_or(|f| round_floor.wall < f.wall) {
+                floor = Some(round_floor);
+            }
         }
+        let faults = minor_faults()?;
         let (round_sync, (_, round_peak, round_stored)) = timed(child.pid(), sync_once(base, token, models)).await?;
+        eprintln!(
+            "round {round}: sync {:.2} s, its own {:.2} CPU-s ({} page faults), the simulator's {:.2} CPU-s, \
+             database {round_stored} bytes",
+            round_sync.wall.as_secs_f64(),
+            round_sync.own_cpu,
+            minor_faults()? - faults,
+            round_sync.sim_cpu,
+        );
         stored = round_stored;
         if sync.as_ref().is_none_or(|s| round_sync.wall < s.wall) {
             sync = Some(round_sync);

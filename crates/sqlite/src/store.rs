@@ -378,7 +378,10 @@ fn compressed<T>(content: &[u8], write: impl FnOnce(&[u8]) -> Result<T, SqliteEr
     };
     packer.out.clear();
     packer.out.reserve(zstd::zstd_safe::compress_bound(content.len()));
-    packer.compressor.compress_to_buffer(content, &mut packer.out).map_err(failed)?;
+    packer
+        .compressor
+        .compress_to_buffer(content, &mut packer.out)
+        .map_err(failed)?;
     let written = write(&packer.out);
     if packer.out.capacity() > KEPT_BUFFER_BYTES {
         // A large model's buffer is not kept: it would stay resident between syncs.
