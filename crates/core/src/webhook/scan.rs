@@ -311,73 +311,8 @@ impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
     /// a value; in an object, `"key" : value` members separated by commas; in an array, values
     /// separated by commas; whitespace between tokens.
     fn skip(&mut self, depth: u32) -> Option<()> {
-        if PLAIN {
-            self.i = skip_plain_value(self.b, self.i, depth)?;
-            return Some(());
-        }
-        // Bit `k` of `objects`: whether the container `k` levels below the innermost is an object.
-        let mut objects: u64 = 0;
-        let mut open: u32 = 0;
-        'value: loop {
-            self.ws();
-            match self.peek()? {
-                b'"' => {
-                    self.i += 1;
-                    self.skip_string()?;
-                }
-                c @ (b'{' | b'[') => {
-                    if open >= depth.min(63) {
-                        return None;
-                    }
-                    self.i += 1;
-                    self.ws();
-                    let close = if c == b'{' { b'}' } else { b']' };
-                    if self.peek()? == close {
-                        self.i += 1;
-                    } else {
-                        objects = objects << 1 | u64::from(c == b'{');
-                        open += 1;
-                        if c == b'{' {
-                            self.key()?;
-                        }
-                        continue 'value;
-                    }
-                }
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'n' => self.literal(b"null")?,
-                b'-' | b'0'..=b'9' => self.skip_number()?,
-                _ => return None,
-            }
-            // After a value: the next member or element, or the end of containers.
-            loop {
-                if open == 0 {
-                    return Some(());
-                }
-                let in_object = objects & 1 == 1;
-                match self.next_token()? {
-                    b',' => {
-                        if in_object {
-                            self.key()?;
-                        }
-                        continue 'value;
-                    }
-                    b'}' if in_object => {}
-                    b']' if !in_object => {}
-                    _ => return None,
-                }
-                objects >>= 1;
-                open -= 1;
-            }
-        }
-    }
-
-    /// A skipped member's key and its colon.
-    #[inline(always)]
-    fn key(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        self.skip_string()?;
-        self.eat(b':')
+        self.i = skip_value::<PLAIN>(self.b, self.i, depth)?;
+        Some(())
     }
 
     /// Walks the members of an object (not an array: serde_json would read an array as the
@@ -617,25 +552,36 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// [`Scanner::skip`] over a plain body ([`is_plain`]) as one loop over a local cursor, with
-/// everything it calls inlined but escapes: a tenth of the one-change webhook was calls and
-/// cursor stores per token. Where the value at `i` ends, or `None` as the grammar says.
-fn skip_plain_value(b: &[u8], mut i: usize, depth: u32) -> Option<usize> {
+/// [`Scanner::skip`] as one loop over a local cursor, with everything it calls inlined but
+/// escapes (a tenth of the one-change webhook was calls and cursor stores per token); strings of
+/// a plain body ([`is_plain`]) are searched only for their quote or a backslash. Where the value
+/// at `i` ends, or `None` as the grammar says.
+fn skip_value<const PLAIN: bool>(b: &[u8], mut i: usize, depth: u32) -> Option<usize> {
+    // Bit `k` of `objects`: whether the container `k` levels below the innermost is an object.
     let mut objects: u64 = 0;
     let mut open: u32 = 0;
+    let skip_string = |i: usize| -> Option<usize> {
+        if PLAIN {
+            skip_plain_string(b, i)
+        } else {
+            let mut s = Scanner::<false> { b, i };
+            s.skip_string()?;
+            Some(s.i)
+        }
+    };
     // A member's key and colon, from `i`: where its value starts.
     let key = |i: usize| -> Option<usize> {
         let i = skip_ws(b, i);
         if *b.get(i)? != b'"' {
             return None;
         }
-        let i = skip_ws(b, skip_plain_string(b, i + 1)?);
+        let i = skip_ws(b, skip_string(i + 1)?);
         (*b.get(i)? == b':').then_some(i + 1)
     };
     'value: loop {
         i = skip_ws(b, i);
         match *b.get(i)? {
-            b'"' => i = skip_plain_string(b, i + 1)?,
+            b'"' => i = skip_string(i + 1)?,
             c @ (b'{' | b'[') => {
                 if open >= depth.min(63) {
                     return None;
@@ -654,7 +600,7 @@ fn skip_plain_value(b: &[u8], mut i: usize, depth: u32) -> Option<usize> {
                 }
             }
             c => {
-                let mut s = Scanner::<true> { b, i };
+                let mut s = Scanner::<PLAIN> { b, i };
                 match c {
                     b't' => s.literal(b"true")?,
                     b'f' => s.literal(b"false")?,
