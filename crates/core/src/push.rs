@@ -61,8 +61,9 @@ pub struct RefChange {
 
 /// A ref's full name (`refs/heads/main`), as text. Held inline when it is short, as nearly every
 /// branch and tag name is: a delivery may list 1,000 changes, and a `String` each was a thousand
-/// allocations and frees on the webhook's hot path. Reads, compares, hashes, prints and
-/// (de)serializes as the `str` it holds, so the queued JSON is unchanged.
+/// allocations and frees on the webhook's hot path. Reads (`Deref` to `str`), compares (with
+/// another name or a `&str`), prints and (de)serializes as the `str` it holds, so the queued JSON
+/// is unchanged; built from a `&str` or a `String`.
 #[derive(Clone)]
 pub struct RefName(RefRepr);
 
@@ -128,18 +129,6 @@ impl std::ops::Deref for RefName {
     }
 }
 
-impl AsRef<str> for RefName {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl std::borrow::Borrow<str> for RefName {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl PartialEq for RefName {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
@@ -148,39 +137,9 @@ impl PartialEq for RefName {
 
 impl Eq for RefName {}
 
-impl PartialEq<str> for RefName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for RefName {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for RefName {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl std::hash::Hash for RefName {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl std::fmt::Debug for RefName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for RefName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -197,6 +156,18 @@ impl From<String> for RefName {
         } else {
             Self(RefRepr::Heap(name.into_boxed_str()))
         }
+    }
+}
+
+impl std::fmt::Debug for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
