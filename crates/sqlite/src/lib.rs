@@ -15,6 +15,7 @@
 mod clock;
 mod deliveries;
 mod error;
+mod group;
 mod queue;
 mod schema;
 mod store;
@@ -89,6 +90,8 @@ struct Inner {
     options: HubOptions,
     /// Poked when a message may have become available to [`SqliteHub::receive`].
     changed: Notify,
+    /// Model writes waiting to be written together ([`group`]).
+    writes: group::Writes,
 }
 
 impl Inner {
@@ -161,6 +164,7 @@ impl SqliteHub {
                 conn: Mutex::new(conn),
                 options,
                 changed: Notify::new(),
+                writes: group::Writes::default(),
             }),
         })
     }

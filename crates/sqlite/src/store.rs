@@ -21,11 +21,12 @@ use hubsync_core::ports::{
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::error::corrupt;
+use crate::group::{Answer, ModelRow, submit, unanswered};
 use crate::queue::{duration_millis, from_millis, millis};
 use crate::{SqliteError, SqliteHub};
 
 /// How `models.content` is compressed: zstd, written since issue 11.
-const ENCODING_ZSTD: &str = "zstd";
+pub(crate) const ENCODING_ZSTD: &str = "zstd";
 /// Written before zstd; still read.
 const ENCODING_ZLIB: &str = "zlib";
 /// zstd's fastest positive level.
@@ -142,7 +143,7 @@ fn cursor_mismatch(tx: &rusqlite::Transaction<'_>, repo: RepoRef) -> rusqlite::R
 }
 
 /// Whether `lease` is still held, read inside the transaction that is about to write.
-fn holds(tx: &Transaction<'_>, lease: &SyncLease, now: i64) -> Result<bool, SqliteError> {
+pub(crate) fn holds(tx: &Transaction<'_>, lease: &SyncLease, now: i64) -> Result<bool, SqliteError> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM sync_leases WHERE repo = ?1 AND owner = ?2 AND expires_at > ?3")?
         .query_row(params![lease.repo.to_string(), lease.owner.as_str(), now], |_| Ok(()))
@@ -365,8 +366,9 @@ impl RepoRegistry for SqliteHub {
 /// 2 % of a full sync's CPU time), and so is the buffer it compresses into (a fresh one of the
 /// model's size per model is memory the allocator may give back to the OS and take again, page
 /// by page): at most [`KEPT_COMPRESSORS`] wait between models, as many as there are models being
-/// written at once with the default fetch concurrency. `write` gets the compressed bytes.
-fn compressed<T>(content: &[u8], write: impl FnOnce(&[u8]) -> Result<T, SqliteError>) -> Result<T, SqliteError> {
+/// written at once with the default fetch concurrency. The packer comes back with the bytes in
+/// `out`; [`give_back`] returns it to the pool once they are written.
+pub(crate) fn pack(content: &[u8]) -> Result<Packer, SqliteError> {
     let failed = |e| corrupt("could not compress a model", e);
     let pooled = COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let mut packer = match pooled {
@@ -382,7 +384,11 @@ fn compressed<T>(content: &[u8], write: impl FnOnce(&[u8]) -> Result<T, SqliteEr
         .compressor
         .compress_to_buffer(content, &mut packer.out)
         .map_err(failed)?;
-    let written = write(&packer.out);
+    Ok(packer)
+}
+
+/// Keeps `packer` for the next model, unless enough are kept.
+pub(crate) fn give_back(mut packer: Packer) {
     if packer.out.capacity() > KEPT_BUFFER_BYTES {
         // A large model's buffer is not kept: it would stay resident between syncs.
         packer.out = Vec::new();
@@ -391,13 +397,12 @@ fn compressed<T>(content: &[u8], write: impl FnOnce(&[u8]) -> Result<T, SqliteEr
     if pool.len() < KEPT_COMPRESSORS {
         pool.push(packer);
     }
-    written
 }
 
 /// A compression context and the buffer it compresses into.
-struct Packer {
+pub(crate) struct Packer {
     compressor: zstd::bulk::Compressor<'static>,
-    out: Vec<u8>,
+    pub(crate) out: Vec<u8>,
 }
 
 /// Compression contexts kept for the next models.
@@ -474,49 +479,37 @@ impl SummaryRow {
     }
 }
 
-/// Writes `record` under `lease` (blocking): compressed before the connection is taken, so
-/// other callers are not held up by it, then one transaction with the lease check, so a reader
-/// sees the old row or the new one.
-fn write_model(
-    inner: &crate::Inner,
-    lease: &SyncLease,
-    record: &ModelRecord,
-) -> Result<Result<(), StoreError>, SqliteError> {
-    let status = json(&record.status)?;
-    let size = i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?;
-    compressed(&record.content, |content| {
-        fenced(inner, lease, |tx| {
-            tx.prepare_cached(
-                "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (repo, path) DO UPDATE SET
-                    commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
-                    content_sha256 = excluded.content_sha256, size = excluded.size,
-                    encoding = excluded.encoding, content = excluded.content",
-            )?
-            .execute(params![
-                lease.repo.to_string(),
-                record.path,
-                record.commit.as_str(),
-                to_text(&record.synced_at),
-                status,
-                record.content_sha256,
-                size,
-                ENCODING_ZSTD,
-                content,
-            ])?;
-            Ok(())
-        })
+/// `record` made ready to be written under `lease` (blocking): its content compressed, before
+/// any connection is taken, so that other writers are not held up by it.
+pub(crate) fn row_of(lease: &SyncLease, record: &ModelRecord) -> Result<ModelRow, SqliteError> {
+    Ok(ModelRow {
+        lease: lease.clone(),
+        path: record.path.clone(),
+        commit: record.commit.as_str().to_owned(),
+        synced_at: to_text(&record.synced_at),
+        status: json(&record.status)?,
+        content_sha256: record.content_sha256.clone(),
+        size: i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?,
+        packed: pack(&record.content)?,
     })
+}
+
+/// The answer to a queued write.
+async fn answered(answer: Answer) -> Result<(), StoreError> {
+    answer.await.unwrap_or_else(|_| Err(unanswered()))
 }
 
 impl ModelStore for SqliteHub {
     async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
         let (lease, record) = (lease.clone(), record.clone());
-        self.blocking(move |inner| write_model(inner, &lease, &record)).await?
+        let answer = self
+            .blocking(move |inner| Ok(submit(inner, row_of(&lease, &record)?)))
+            .await?;
+        answered(answer).await
     }
 
-    /// Built, compressed and written on one thread of the blocking pool: one hand-off per file.
+    /// Built and compressed on one thread of the blocking pool (one hand-off per file), then
+    /// written with the other models queued by then ([`crate::group`]).
     async fn put_model_built<K, N, F>(&self, lease: &SyncLease, build: F) -> Result<Result<K, N>, StoreError>
     where
         F: FnOnce() -> Result<(ModelRecord, K), N> + Send + 'static,
@@ -524,12 +517,15 @@ impl ModelStore for SqliteHub {
         N: Send + 'static,
     {
         let (inner, lease) = (self.inner.clone(), lease.clone());
-        let written = off_task(move || match build() {
-            Ok((record, kept)) => write_model(&inner, &lease, &record).map(|w| w.map(|()| Ok(kept))),
-            Err(nothing) => Ok(Ok(Err(nothing))),
+        let queued = off_task(move || match build() {
+            Ok((record, kept)) => row_of(&lease, &record).map(|row| Ok((submit(&inner, row), kept))),
+            Err(nothing) => Ok(Err(nothing)),
         })
         .await?;
-        written?
+        match queued? {
+            Ok((answer, kept)) => answered(answer).await.map(|()| Ok(kept)),
+            Err(nothing) => Ok(Err(nothing)),
+        }
     }
 
     async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {

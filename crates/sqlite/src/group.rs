@@ -1,0 +1,369 @@
+//! Group commit of model writes. A full sync writes models several at a time (its fetch
+//! concurrency) through one connection; one transaction each means one lock round, one lease
+//! check and one commit (the table's and the index's pages written to the WAL again) per model.
+//! Here a model write, once compressed, is queued; the thread that finds no other writing takes
+//! the connection and writes everything queued by then in one transaction, then answers each
+//! write (issue 11: the sync's own CPU time).
+//!
+//! What each write keeps as its own:
+//! - **Its answer**, given only after the transaction holding it is committed: a caller that
+//!   writes the cursor after its files (the sync does) cannot commit it before them.
+//! - **Its refusal**: a row is one `INSERT` statement, which SQLite applies whole or not at all,
+//!   so a row that fails leaves the other rows of its group in the transaction and gets its own
+//!   error; only an error that ends the whole transaction (SQLite rolls back on some I/O and
+//!   memory errors) or a failed commit fails every write of the group.
+//! - **Its lease**: checked once per lease in the transaction that writes; a write under a lease
+//!   no longer held writes nothing and gets [`StoreError::LeaseLost`], whatever else is grouped
+//!   with it.
+
+use std::sync::{Mutex, MutexGuard};
+
+use hubsync_core::ports::{StoreError, SyncLease};
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::queue::millis;
+use crate::store::{ENCODING_ZSTD, Packer, holds};
+use crate::{Inner, SqliteError};
+
+/// One model row ready to be written: everything computed, the content compressed.
+pub(crate) struct ModelRow {
+    pub lease: SyncLease,
+    pub path: String,
+    pub commit: String,
+    pub synced_at: String,
+    pub status: String,
+    pub content_sha256: String,
+    pub size: i64,
+    /// The compressed content (`packed.out`), its buffer given back to the pool once written.
+    pub packed: Packer,
+}
+
+/// The answer to one queued write.
+pub(crate) type Answer = oneshot::Receiver<Result<(), StoreError>>;
+
+/// The writes waiting for the connection.
+#[derive(Default)]
+pub(crate) struct Writes {
+    state: Mutex<Waiting>,
+    /// Groups written so far (tests check that writes were grouped).
+    #[cfg(test)]
+    pub(crate) groups: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Default)]
+struct Waiting {
+    rows: Vec<(ModelRow, oneshot::Sender<Result<(), StoreError>>)>,
+    /// A thread is writing (or about to): it takes every row queued before it lets go.
+    writing: bool,
+}
+
+impl Writes {
+    fn state(&self) -> MutexGuard<'_, Waiting> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Rows queued and not yet taken by a writer.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.state().rows.len()
+    }
+}
+
+/// Queues `row` and, unless another thread is writing (it will take the row), writes every
+/// queued row in groups until none is left. Blocking: call it on the blocking pool. The answer
+/// comes once the row's group is committed (or failed).
+pub(crate) fn submit(inner: &Inner, row: ModelRow) -> Answer {
+    let (answer, answered) = oneshot::channel();
+    {
+        let mut waiting = inner.writes.state();
+        waiting.rows.push((row, answer));
+        if waiting.writing {
+            return answered;
+        }
+        waiting.writing = true;
+    }
+    let stop = StopWriting(&inner.writes);
+    loop {
+        // The connection first, then the rows: what is queued while this thread waits for the
+        // connection joins this group.
+        let mut conn = inner.conn();
+        let group = {
+            let mut waiting = inner.writes.state();
+            if waiting.rows.is_empty() {
+                waiting.writing = false;
+                break;
+            }
+            std::mem::take(&mut waiting.rows)
+        };
+        let (rows, answers): (Vec<ModelRow>, Vec<_>) = group.into_iter().unzip();
+        let outcomes = write_group(&mut conn, millis(inner.now()), &rows);
+        drop(conn);
+        #[cfg(test)]
+        inner.writes.groups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            // The caller may have gone (its sync cancelled): the row is written all the same.
+            let _ = answer.send(outcome);
+        }
+        for row in rows {
+            crate::store::give_back(row.packed);
+        }
+    }
+    std::mem::forget(stop);
+    answered
+}
+
+/// Lets the queue go if the writing thread unwinds: the rows it had not taken are dropped (their
+/// callers get an error) and the next write starts a writer again.
+struct StopWriting<'a>(&'a Writes);
+
+impl Drop for StopWriting<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.0.state();
+        waiting.rows.clear();
+        waiting.writing = false;
+    }
+}
+
+/// The error of a write whose group failed as a whole, one per write.
+fn group_failed(e: &SqliteError) -> StoreError {
+    StoreError::Backend {
+        message: e.to_string(),
+        retryable: e.is_retryable(),
+        source: None,
+    }
+}
+
+/// The answer when the writer went away without one (it panicked).
+pub(crate) fn unanswered() -> StoreError {
+    StoreError::Backend {
+        message: "the database writer stopped before writing this model".into(),
+        retryable: true,
+        source: None,
+    }
+}
+
+/// Writes `rows` in one immediate transaction, each under its own lease (checked once per lease
+/// at `now`); one outcome per row, in order.
+fn write_group(conn: &mut Connection, now: i64, rows: &[ModelRow]) -> Vec<Result<(), StoreError>> {
+    let fail_all = |e: SqliteError| rows.iter().map(|_| Err(group_failed(&e))).collect();
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e.into()),
+    };
+    let mut leases: Vec<(&SyncLease, bool)> = Vec::new();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let held = match leases.iter().find(|(lease, _)| *lease == &row.lease) {
+            Some(&(_, held)) => held,
+            None => match holds(&tx, &row.lease, now) {
+                Ok(held) => {
+                    leases.push((&row.lease, held));
+                    held
+                }
+                Err(e) => return fail_all(e),
+            },
+        };
+        if !held {
+            outcomes.push(Err(StoreError::LeaseLost(row.lease.repo.clone())));
+            continue;
+        }
+        match insert(&tx, row) {
+            Ok(()) => outcomes.push(Ok(())),
+            // SQLite ended the transaction: the rows before this one are gone too.
+            Err(e) if tx.is_autocommit() => return fail_all(e),
+            Err(e) => outcomes.push(Err(e.into())),
+        }
+    }
+    if let Err(e) = tx.commit() {
+        return fail_all(e.into());
+    }
+    outcomes
+}
+
+fn insert(tx: &rusqlite::Transaction<'_>, row: &ModelRow) -> Result<(), SqliteError> {
+    tx.prepare_cached(
+        "INSERT INTO models (repo, path, commit_id, synced_at, status, content_sha256, size, encoding, content)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (repo, path) DO UPDATE SET
+            commit_id = excluded.commit_id, synced_at = excluded.synced_at, status = excluded.status,
+            content_sha256 = excluded.content_sha256, size = excluded.size,
+            encoding = excluded.encoding, content = excluded.content",
+    )?
+    .execute(params![
+        row.lease.repo.to_string(),
+        row.path,
+        row.commit,
+        row.synced_at,
+        row.status,
+        row.content_sha256,
+        row.size,
+        ENCODING_ZSTD,
+        row.packed.out,
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use hubsync_core::ids::RepoRef;
+    use hubsync_core::ports::{LeaseOwner, ModelStore, RepoRegistry, StoreError, SyncLease};
+    use hubsync_core::testing::conformance::record;
+
+    use crate::{SqliteHub, store::row_of};
+
+    use super::{Answer, submit};
+
+    async fn registered(hub: &SqliteHub, name: &str) -> (RepoRef, SyncLease) {
+        let repo = RepoRef::parse(name).unwrap();
+        hub.register(&repo).await.unwrap();
+        let owner = LeaseOwner::from_stored("group writer");
+        let lease = hub
+            .acquire_lease(&repo, &owner, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        (repo, lease)
+    }
+
+    /// Queues one write per `(lease, path)` while the test holds the connection, so that they
+    /// all wait for it, then lets it go; the answers, in order.
+    #[allow(clippy::await_holding_lock)] // held on purpose: the writes queue behind it
+    async fn written_together(hub: &SqliteHub, writes: Vec<(SyncLease, String)>) -> Vec<Result<(), StoreError>> {
+        let count = writes.len();
+        let held = hub.inner.conn();
+        let mut answers: Vec<tokio::task::JoinHandle<Answer>> = Vec::new();
+        for (lease, path) in writes {
+            let inner = hub.inner.clone();
+            let row = row_of(&lease, &record(&path, format!("{{\"path\":{path:?}}}").into_bytes())).unwrap();
+            answers.push(tokio::task::spawn_blocking(move || submit(&inner, row)));
+        }
+        // The first write waits for the connection with its row queued, the others queue theirs.
+        while hub.inner.writes.waiting() < count {
+            tokio::task::yield_now().await;
+        }
+        let before = hub.inner.writes.groups.load(Ordering::SeqCst);
+        drop(held);
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await.unwrap().await.unwrap());
+        }
+        assert_eq!(hub.inner.writes.groups.load(Ordering::SeqCst) - before, 1, "one group");
+        outcomes
+    }
+
+    #[tokio::test]
+    async fn writes_queued_at_once_are_committed_in_one_group_and_each_answered() {
+        let hub = SqliteHub::in_memory().unwrap();
+        let (repo, lease) = registered(&hub, "PRJ/one").await;
+        let paths: Vec<String> = (0..6).map(|i| format!("m{i}.hck.json")).collect();
+
+        let outcomes = written_together(&hub, paths.iter().map(|p| (lease.clone(), p.clone())).collect()).await;
+
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let stored: Vec<String> = hub
+            .list_models(&repo)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(stored, paths);
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_by_the_database_fails_alone_and_the_rest_of_its_group_is_written() {
+        let hub = SqliteHub::in_memory().unwrap();
+        let (repo, lease) = registered(&hub, "PRJ/one").await;
+        hub.inner
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON models WHEN NEW.path = 'refused.hck.json'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            )
+            .unwrap();
+        let paths = ["a.hck.json", "refused.hck.json", "b.hck.json"];
+
+        let outcomes = written_together(&hub, paths.iter().map(|p| (lease.clone(), p.to_string())).collect()).await;
+
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        let refused = outcomes[1].as_ref().unwrap_err().to_string();
+        assert!(refused.contains("refused by the test"), "{refused}");
+        let stored: Vec<String> = hub
+            .list_models(&repo)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(stored, ["a.hck.json", "b.hck.json"]);
+    }
+
+    #[tokio::test]
+    async fn writes_under_a_lost_lease_write_nothing_while_another_lease_of_the_group_writes() {
+        let hub = SqliteHub::in_memory().unwrap();
+        let (lost_repo, lost) = registered(&hub, "PRJ/lost").await;
+        let (kept_repo, kept) = registered(&hub, "PRJ/kept").await;
+        hub.release_lease(&lost, false).await.unwrap();
+        let writes = vec![
+            (lost.clone(), "a.hck.json".to_owned()),
+            (kept.clone(), "a.hck.json".to_owned()),
+            (lost.clone(), "b.hck.json".to_owned()),
+        ];
+
+        let outcomes = written_together(&hub, writes).await;
+
+        assert!(
+            matches!(&outcomes[0], Err(StoreError::LeaseLost(r)) if *r == lost_repo),
+            "{outcomes:?}"
+        );
+        assert!(outcomes[1].is_ok(), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[2], Err(StoreError::LeaseLost(r)) if *r == lost_repo),
+            "{outcomes:?}"
+        );
+        assert!(hub.list_models(&lost_repo).await.unwrap().is_empty());
+        assert_eq!(hub.list_models(&kept_repo).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // held on purpose: the writes queue behind it
+    async fn a_write_is_answered_only_once_its_group_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let hub = SqliteHub::open(&path).unwrap();
+        let (repo, lease) = registered(&hub, "PRJ/one").await;
+        let held = hub.inner.conn();
+        let (inner, row) = (
+            hub.inner.clone(),
+            row_of(&lease, &record("a.hck.json", b"{}".to_vec())).unwrap(),
+        );
+        let queued = tokio::task::spawn_blocking(move || submit(&inner, row));
+        while hub.inner.writes.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let (inner, row) = (
+            hub.inner.clone(),
+            row_of(&lease, &record("b.hck.json", b"{}".to_vec())).unwrap(),
+        );
+        let mut follower = tokio::task::spawn_blocking(move || submit(&inner, row)).await.unwrap();
+
+        let early = follower.try_recv();
+        drop(held);
+        queued.await.unwrap().await.unwrap().unwrap();
+        if early.is_err() {
+            follower.await.unwrap().unwrap();
+        }
+
+        assert!(early.is_err(), "answered before the commit: {early:?}");
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        let rows: i64 = reader
+            .query_row("SELECT count(*) FROM models WHERE repo = ?1", [repo.to_string()], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(rows, 2, "both visible to another connection once answered");
+    }
+}
