@@ -68,6 +68,9 @@ pub(super) fn top_level(content: &[u8]) -> Option<TopLevel<'_>> {
     (s.i == s.b.len()).then_some(top)
 }
 
+/// Eight spaces: what [`Scanner::whitespace`] skips at once.
+const INDENT: &[u8] = b"        ";
+
 /// A string token: where it is (quotes included) and whether it holds an escape.
 struct Str {
     start: usize,
@@ -85,9 +88,14 @@ impl<'a> Scanner<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// Whitespace skipped. A pretty-printed model indents every line: after each whitespace byte,
+    /// runs of spaces go eight at a time.
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
             self.i += 1;
+            while self.b.get(self.i..self.i + 8) == Some(INDENT) {
+                self.i += 8;
+            }
         }
     }
 
@@ -440,6 +448,37 @@ mod tests {
                 }
 
                 prop_assert_eq!(skip_plain(&bytes, start), expected);
+            }
+        }
+    }
+
+    mod skipping_whitespace_eight_spaces_at_a_time {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Indentation-like runs: mostly spaces, the other whitespace bytes and a few others.
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                12 => Just(b' '),
+                2 => prop::sample::select(&b"\n\r\t"[..]),
+                1 => prop::sample::select(&b"a{\"0\x0b\x0c"[..]),
+            ];
+            proptest::collection::vec(byte, 0..80)
+        }
+
+        proptest! {
+            #[test]
+            fn stops_where_reading_byte_by_byte_stops(bytes in text(), start in 0usize..80) {
+                let start = start.min(bytes.len());
+                let mut expected = start;
+                while expected < bytes.len() && matches!(bytes[expected], b' ' | b'\n' | b'\r' | b'\t') {
+                    expected += 1;
+                }
+                let mut scanner = Scanner { b: &bytes, i: start };
+
+                scanner.whitespace();
+
+                prop_assert_eq!(scanner.i, expected);
             }
         }
     }
