@@ -85,12 +85,14 @@ impl Adapters {
         let queue_url = config::required(env, config::ENV_QUEUE_URL)?;
         let max_model_bytes = config::max_model_bytes(config::optional(env, config::ENV_MAX_MODEL_BYTES).as_deref())?;
         let retention = config::delivery_retention(config::optional(env, config::ENV_DELIVERY_RETENTION).as_deref())?;
+        // One SQS client for both: each client built checks its TLS set-up, which a cold start pays.
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         Ok(SyncAdapters {
             max_model_bytes,
             store: self.store(table).with_delivery_retention(retention),
             secrets: self.secrets(secret_id),
-            retries: self.retries(queue_url.clone()),
-            queue: self.queue(queue_url),
+            retries: SqsRetries::new(sqs.clone(), queue_url.clone()),
+            queue: SqsPushQueue::new(sqs, queue_url),
         })
     }
 

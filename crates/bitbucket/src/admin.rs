@@ -493,9 +493,15 @@ impl BitbucketClient {
         let policy = self.options().retry_policy();
         let idempotent = method != Method::POST;
         let mut attempt = 1;
+        let http = match self.http() {
+            Ok(http) => http,
+            Err(error) => {
+                let message = format!("the HTTP client could not be built: {}", chain(&error.without_url()));
+                return Err(self.admin_fail(op, AdminErrorKind::Transport, None, message));
+            }
+        };
         loop {
-            let mut request = self
-                .http()
+            let mut request = http
                 .request(method.clone(), url.clone())
                 .header(AUTHORIZATION, authorization.clone())
                 .header(ACCEPT, "application/json")

@@ -2,6 +2,7 @@
 //! retries. What each resource means is in [`crate::git_host`].
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -57,7 +58,7 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
-    fn validate(&self) -> Result<(), ClientBuildError> {
+    pub(crate) fn validate(&self) -> Result<(), ClientBuildError> {
         let invalid = |what: &str| Err(ClientBuildError::Option(what.to_owned()));
         if self.page_limit == 0 {
             return invalid("page_limit must be at least 1");
@@ -92,7 +93,7 @@ impl ClientOptions {
 /// no error, log line or `Debug` output.
 #[derive(Clone)]
 pub struct BitbucketClient {
-    http: reqwest::Client,
+    http: SharedHttp,
     api: ApiRoot,
     token: SecretString,
     options: ClientOptions,
@@ -105,6 +106,52 @@ impl fmt::Debug for BitbucketClient {
             .field("token", &"[redacted]")
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+/// The `reqwest::Client` (and its connection pool) that clients share: given built, or built by
+/// [`BitbucketClient::http_client`] at the first request that needs it. Building it reads the
+/// system's trust roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` included), several milliseconds that
+/// a sync function's cold start need not pay before its first answer when that answer calls no
+/// Bitbucket (a push to a repository that is not registered).
+#[derive(Clone)]
+pub(crate) struct SharedHttp(Arc<Http>);
+
+struct Http {
+    client: OnceLock<reqwest::Client>,
+    options: ClientOptions,
+}
+
+impl SharedHttp {
+    /// Built already.
+    pub(crate) fn built(client: reqwest::Client) -> Self {
+        Self(Arc::new(Http {
+            client: OnceLock::from(client),
+            options: ClientOptions::default(),
+        }))
+    }
+
+    /// Built with `options` at its first use.
+    pub(crate) fn on_first_use(options: ClientOptions) -> Self {
+        Self(Arc::new(Http {
+            client: OnceLock::new(),
+            options,
+        }))
+    }
+
+    /// The client, built now if it was not yet (a failure is not kept: the next use tries again).
+    pub(crate) fn get(&self) -> Result<&reqwest::Client, reqwest::Error> {
+        if let Some(client) = self.0.client.get() {
+            return Ok(client);
+        }
+        let client = BitbucketClient::build_http(&self.0.options)?;
+        Ok(self.0.client.get_or_init(|| client))
+    }
+
+    /// Whether the client has been built.
+    #[cfg(test)]
+    pub(crate) fn is_built(&self) -> bool {
+        self.0.client.get().is_some()
     }
 }
 
@@ -201,6 +248,16 @@ impl BitbucketClient {
         token: SecretString,
         options: ClientOptions,
     ) -> Result<Self, ClientBuildError> {
+        Self::with_shared_http(SharedHttp::built(http), base_url, token, options)
+    }
+
+    /// A client over `http`, which may not be built yet (see [`SharedHttp`]).
+    pub(crate) fn with_shared_http(
+        http: SharedHttp,
+        base_url: &str,
+        token: SecretString,
+        options: ClientOptions,
+    ) -> Result<Self, ClientBuildError> {
         options.validate()?;
         let api = ApiRoot::parse(base_url)?;
         let client = Self {
@@ -219,12 +276,21 @@ impl BitbucketClient {
     /// error), the connect timeout of `options`, a `User-Agent` naming hubsync. Share it across
     /// clients with [`BitbucketClient::with_http`].
     pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientBuildError> {
+        Self::build_http(options).map_err(ClientBuildError::Http)
+    }
+
+    fn build_http(options: &ClientOptions) -> Result<reqwest::Client, reqwest::Error> {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .user_agent(concat!("hubsync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(ClientBuildError::Http)
+    }
+
+    /// Whether its HTTP client has been built (see [`SharedHttp`]).
+    #[cfg(test)]
+    pub(crate) fn http_is_built(&self) -> bool {
+        self.http.is_built()
     }
 
     /// The base URL, normalized (no trailing slash).
@@ -240,9 +306,10 @@ impl BitbucketClient {
         &self.api
     }
 
-    /// The shared HTTP client (for the administration calls of [`crate::admin`]).
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The shared HTTP client (for the administration calls of [`crate::admin`]), built now if
+    /// it was not yet.
+    pub(crate) fn http(&self) -> Result<&reqwest::Client, reqwest::Error> {
+        self.http.get()
     }
 
     /// The token as sent: surrounding whitespace (a newline left in a secret) removed.
@@ -405,6 +472,7 @@ impl BitbucketClient {
         let mut deadline = Instant::now() + timeout;
         let sent = self
             .http
+            .get()?
             .get(url.clone())
             .header(AUTHORIZATION, authorization.clone())
             .header(ACCEPT, accept)

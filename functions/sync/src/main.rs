@@ -1,7 +1,7 @@
 //! The sync Lambda (SQS event source with `ReportBatchItemFailures`, and the reconcile schedule,
 //! which queues syncs on the same queue). Its adapters and settings are built once per cold start
-//! by `hubsync-aws` (which reads the environment); the hub secret is cached for five minutes. See
-//! the README's Configuration section.
+//! by `hubsync-aws` (which reads the environment); the hub secret is read while the first event is
+//! fetched, then cached for five minutes. See the README's Configuration section.
 
 // The handler's future nests the sync and the reconcile over generic adapters; computing its
 // layout goes deeper than the default limit of 128.
@@ -10,6 +10,7 @@
 use hubsync_aws::SyncAdapters;
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::deadline::{Clock, Deadline};
+use hubsync_core::ports::SecretSource;
 use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
 use hubsync_core::sync::{SyncOptions, SyncWorker};
 use hubsync_sync_function::{SyncEvent, SyncResponse};
@@ -35,12 +36,20 @@ async fn main() -> Result<(), Error> {
     let worker = SyncWorker {
         store,
         secrets: CachedSecretSource::new(secrets, DEFAULT_SECRET_TTL),
+        // Its HTTP client (and the system's trust roots) is built at the first Bitbucket request.
         connector: BitbucketConnector::new(ClientOptions::default())?,
         // One fetch budget (files and their bytes) for the whole invocation: every repository of a batch.
         options,
     };
     let (worker, retries, queue) = (&worker, &retries, &queue);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
+    // The hub secret (which every sync reads first) is read while the runtime fetches the first
+    // event. If this fails, the first sync asks again and fails or retries as it would have.
+    let secret_read = async {
+        if let Err(e) = worker.secrets.hub_secret().await {
+            tracing::debug!(error = %e, "the hub secret could not be read before the first event");
+        }
+    };
+    let run = lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
         // The metrics name the function (the same for every invocation of this process).
         hubsync_aws::emf::enable(&event.context.env_config.function_name);
         // A sync that cannot finish before the invocation's deadline continues in the next one.
@@ -54,6 +63,7 @@ async fn main() -> Result<(), Error> {
             }
         }
         Ok::<SyncResponse, Error>(response)
-    }))
-    .await
+    }));
+    let ((), ran) = tokio::join!(secret_read, run);
+    ran
 }
