@@ -123,8 +123,8 @@ async fn download_all(
 }
 
 /// One full sync into a fresh SQLite file: its wall time, this process's peak RSS and the
-/// database's size.
-async fn sync_once(base: &str, token: &str, models: usize) -> anyhow::Result<(Duration, u64, u64)> {
+/// database's size (its file, its write-ahead log).
+async fn sync_once(base: &str, token: &str, models: usize) -> anyhow::Result<(Duration, u64, (u64, u64))> {
     let sqlite = SqliteSync::new(base, token).await?;
     let SqliteSync { hub, repo, worker, .. } = &sqlite;
     reset_peak()?;
@@ -192,7 +192,8 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
         None => 1,
     };
     let sync_only = std::env::args().any(|a| a == "--sync-only");
-    let (mut floor, mut sync, mut peak, mut stored): (Option<Timed>, Option<Timed>, u64, u64) = (None, None, 0, 0);
+    let (mut floor, mut sync, mut peak, mut stored): (Option<Timed>, Option<Timed>, u64, (u64, u64)) =
+        (None, None, 0, (0, 0));
     for round in 0..rounds {
         if round == 0 || !sync_only {
             let (round_floor, _) = timed(child.pid(), download_all(&client, base, token, head, models)).await?;
@@ -204,11 +205,13 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
         let (round_sync, (_, round_peak, round_stored)) = timed(child.pid(), sync_once(base, token, models)).await?;
         eprintln!(
             "round {round}: sync {:.2} s, its own {:.2} CPU-s ({} page faults), the simulator's {:.2} CPU-s, \
-             database {round_stored} bytes",
+             database file {} bytes and log {} bytes",
             round_sync.wall.as_secs_f64(),
             round_sync.own_cpu,
             minor_faults()? - faults,
             round_sync.sim_cpu,
+            round_stored.0,
+            round_stored.1,
         );
         stored = round_stored;
         if sync.as_ref().is_none_or(|s| round_sync.wall < s.wall) {
@@ -227,14 +230,15 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
     let note = format!(
         "CPU-bound on {cores} cores: the sync needs {:.2} CPU-s (its own {:.2}: recognising, hashing, \
          compressing, writing, HTTP; the simulator's {:.2}), so at least {bound:.2} s = {:.2}x the floor \
-         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2}); the database file: {:.0} MB",
+         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2}); the database: {:.0} MB on disk ({:.0} MB of it in its write-ahead log, not yet copied into its file)",
         total(&sync),
         sync.own_cpu,
         sync.sim_cpu,
         bound / floor.wall.as_secs_f64(),
         total(&floor),
         floor.sim_cpu,
-        stored as f64 / 1e6,
+        (stored.0 + stored.1) as f64 / 1e6,
+        stored.1 as f64 / 1e6,
     );
 
     let mb = bytes as f64 / 1e6;

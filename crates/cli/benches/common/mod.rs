@@ -138,13 +138,20 @@ impl SqliteSync {
         Ok(Self { hub, repo, worker, dir })
     }
 
-    /// Bytes of the database on disk: its file and its write-ahead log.
-    pub fn database_bytes(&self) -> anyhow::Result<u64> {
-        let mut bytes = 0;
+    /// Bytes of the database on disk: its file, and its write-ahead log (with the shared-memory
+    /// index), whose size depends on when SQLite last copied it into the file.
+    pub fn database_bytes(&self) -> anyhow::Result<(u64, u64)> {
+        let (mut file, mut log) = (0, 0);
         for entry in std::fs::read_dir(self.dir.path())? {
-            bytes += entry?.metadata()?.len();
+            let entry = entry?;
+            let bytes = entry.metadata()?.len();
+            if entry.file_name() == "hub.db" {
+                file += bytes
+            } else {
+                log += bytes
+            }
         }
-        Ok(bytes)
+        Ok((file, log))
     }
 }
 
