@@ -7,7 +7,11 @@
 //! - webhook: a signed 1-change `repo:refs_changed` delivery through API Gateway (HTTP API):
 //!   secret fetched, signature verified, payload parsed, message sent to the SQS FIFO queue;
 //! - sync: an SQS batch of one push for a repository that is not registered: secret fetched,
-//!   the registry read in DynamoDB, the push acknowledged.
+//!   the registry read in DynamoDB, the push acknowledged. The sync also records the push's
+//!   outcome in the delivery log (one DynamoDB `UpdateItem`, the slowest of its three requests on
+//!   moto), which the peer does not: the comparison is at the sync's expense. The sync builds its
+//!   Bitbucket HTTP client (and reads the system's trust roots for it) at its first Bitbucket
+//!   request, which this push does not make; its AWS clients read them at start-up as before.
 //!
 //! The Python peer is written here: a minimal custom-runtime loop over the Runtime API with
 //! `urllib`, boto3 clients created at import time (as Lambda handlers usually do), the same AWS
