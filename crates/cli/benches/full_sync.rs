@@ -230,7 +230,7 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
     let note = format!(
         "CPU-bound on {cores} cores: the sync needs {:.2} CPU-s (its own {:.2}: recognising, hashing, \
          compressing, writing, HTTP; the simulator's {:.2}), so at least {bound:.2} s = {:.2}x the floor \
-         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2}); the database: {:.0} MB on disk ({:.0} MB of it in its write-ahead log, not yet copied into its file)",
+         even with every core busy; the floor needs {:.2} CPU-s (simulator {:.2}); the database on disk: {:.0} MB, its file {:.0} MB and its write-ahead log {:.0} MB",
         total(&sync),
         sync.own_cpu,
         sync.sim_cpu,
@@ -238,6 +238,7 @@ async fn measure(models: usize, bench: bool) -> anyhow::Result<()> {
         total(&floor),
         floor.sim_cpu,
         (stored.0 + stored.1) as f64 / 1e6,
+        stored.0 as f64 / 1e6,
         stored.1 as f64 / 1e6,
     );
 

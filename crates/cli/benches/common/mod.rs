@@ -139,7 +139,8 @@ impl SqliteSync {
     }
 
     /// Bytes of the database on disk: its file, and its write-ahead log (with the shared-memory
-    /// index), whose size depends on when SQLite last copied it into the file.
+    /// index). Both, and their sum, depend on when SQLite last copied the log into the file (the
+    /// log is reused, not shrunk, and may hold pages the file holds too), not only on the content.
     pub fn database_bytes(&self) -> anyhow::Result<(u64, u64)> {
         let (mut file, mut log) = (0, 0);
         for entry in std::fs::read_dir(self.dir.path())? {
