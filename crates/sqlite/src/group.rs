@@ -254,6 +254,15 @@ mod tests {
         outcomes
     }
 
+    async fn stored_paths(hub: &SqliteHub, repo: &RepoRef) -> Vec<String> {
+        hub.list_models(repo)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect()
+    }
+
     #[tokio::test]
     async fn writes_queued_at_once_are_committed_in_one_group_and_each_answered() {
         let hub = SqliteHub::in_memory().unwrap();
@@ -263,13 +272,7 @@ mod tests {
         let outcomes = written_together(&hub, paths.iter().map(|p| (lease.clone(), p.clone())).collect()).await;
 
         assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-        let stored: Vec<String> = hub
-            .list_models(&repo)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.path)
-            .collect();
+        let stored = stored_paths(&hub, &repo).await;
         assert_eq!(stored, paths);
     }
 
@@ -291,13 +294,7 @@ mod tests {
         assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
         let refused = outcomes[1].as_ref().unwrap_err().to_string();
         assert!(refused.contains("refused by the test"), "{refused}");
-        let stored: Vec<String> = hub
-            .list_models(&repo)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.path)
-            .collect();
+        let stored = stored_paths(&hub, &repo).await;
         assert_eq!(stored, ["a.hck.json", "b.hck.json"]);
     }
 
