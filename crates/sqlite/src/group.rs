@@ -237,7 +237,11 @@ mod tests {
         let mut answers: Vec<tokio::task::JoinHandle<Answer>> = Vec::new();
         for (lease, path) in writes {
             let inner = hub.inner.clone();
-            let row = row_of(&lease, &record(&path, format!("{{\"path\":{path:?}}}").into_bytes())).unwrap();
+            let row = row_of(
+                lease.clone(),
+                record(&path, format!("{{\"path\":{path:?}}}").into_bytes()),
+            )
+            .unwrap();
             answers.push(tokio::task::spawn_blocking(move || submit(&inner, row)));
         }
         // The first write waits for the connection with its row queued, the others queue theirs.
@@ -335,7 +339,7 @@ mod tests {
         let held = hub.inner.conn();
         let (inner, row) = (
             hub.inner.clone(),
-            row_of(&lease, &record("a.hck.json", b"{}".to_vec())).unwrap(),
+            row_of(lease.clone(), record("a.hck.json", b"{}".to_vec())).unwrap(),
         );
         let queued = tokio::task::spawn_blocking(move || submit(&inner, row));
         while hub.inner.writes.waiting() < 1 {
@@ -343,7 +347,7 @@ mod tests {
         }
         let (inner, row) = (
             hub.inner.clone(),
-            row_of(&lease, &record("b.hck.json", b"{}".to_vec())).unwrap(),
+            row_of(lease.clone(), record("b.hck.json", b"{}".to_vec())).unwrap(),
         );
         let mut follower = tokio::task::spawn_blocking(move || submit(&inner, row)).await.unwrap();
 

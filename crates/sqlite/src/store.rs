@@ -481,16 +481,16 @@ impl SummaryRow {
 
 /// `record` made ready to be written under `lease` (blocking): its content compressed, before
 /// any connection is taken, so that other writers are not held up by it.
-pub(crate) fn row_of(lease: &SyncLease, record: &ModelRecord) -> Result<ModelRow, SqliteError> {
+pub(crate) fn row_of(lease: SyncLease, record: ModelRecord) -> Result<ModelRow, SqliteError> {
     Ok(ModelRow {
-        lease: lease.clone(),
-        path: record.path.clone(),
         commit: record.commit.as_str().to_owned(),
         synced_at: to_text(&record.synced_at),
         status: json(&record.status)?,
-        content_sha256: record.content_sha256.clone(),
         size: i64::try_from(record.size()).map_err(|e| corrupt("model too large", e))?,
         packed: pack(&record.content)?,
+        lease,
+        path: record.path,
+        content_sha256: record.content_sha256,
     })
 }
 
@@ -503,7 +503,7 @@ impl ModelStore for SqliteHub {
     async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
         let (lease, record) = (lease.clone(), record.clone());
         let answer = self
-            .blocking(move |inner| Ok(submit(inner, row_of(&lease, &record)?)))
+            .blocking(move |inner| Ok(submit(inner, row_of(lease, record)?)))
             .await?;
         answered(answer).await
     }
@@ -518,7 +518,7 @@ impl ModelStore for SqliteHub {
     {
         let (inner, lease) = (self.inner.clone(), lease.clone());
         let queued = off_task(move || match build() {
-            Ok((record, kept)) => row_of(&lease, &record).map(|row| Ok((submit(&inner, row), kept))),
+            Ok((record, kept)) => row_of(lease, record).map(|row| Ok((submit(&inner, row), kept))),
             Err(nothing) => Ok(Err(nothing)),
         })
         .await?;

@@ -425,6 +425,15 @@ mod tests {
         );
     }
 
+    /// Where reading `bytes` one at a time from `start` stops: at the first byte `goes_on`
+    /// refuses, or at the end. What the word-at-a-time skips are held to.
+    fn byte_by_byte(bytes: &[u8], start: usize, goes_on: impl Fn(u8) -> bool) -> usize {
+        bytes[start..]
+            .iter()
+            .position(|&b| !goes_on(b))
+            .map_or(bytes.len(), |n| start + n)
+    }
+
     mod skipping_plain_text_a_word_at_a_time {
         use super::*;
         use proptest::prelude::*;
@@ -442,10 +451,7 @@ mod tests {
             #[test]
             fn stops_where_reading_byte_by_byte_stops(bytes in text(), start in 0usize..80) {
                 let start = start.min(bytes.len());
-                let mut expected = start;
-                while expected < bytes.len() && !STRING_STOP[usize::from(bytes[expected])] {
-                    expected += 1;
-                }
+                let expected = byte_by_byte(&bytes, start, |b| !STRING_STOP[usize::from(b)]);
 
                 prop_assert_eq!(skip_plain(&bytes, start), expected);
             }
@@ -470,10 +476,7 @@ mod tests {
             #[test]
             fn stops_where_reading_byte_by_byte_stops(bytes in text(), start in 0usize..80) {
                 let start = start.min(bytes.len());
-                let mut expected = start;
-                while expected < bytes.len() && matches!(bytes[expected], b' ' | b'\n' | b'\r' | b'\t') {
-                    expected += 1;
-                }
+                let expected = byte_by_byte(&bytes, start, |b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
                 let mut scanner = Scanner { b: &bytes, i: start };
 
                 scanner.whitespace();
