@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use sha2::{Digest, Sha256};
 
+use crate::byte_words;
 use crate::ids::{CommitId, DeliveryId, RepoRef};
 
 /// The Git host that sent the push.
@@ -92,14 +93,34 @@ impl RefName {
         }
     }
 
-    /// The name written as `bytes`, if they are UTF-8 (ASCII is checked inline, without a call).
+    /// The name written as `bytes`, if they are UTF-8. A short ASCII name (nearly every one) is
+    /// checked and copied eight bytes at a time, inline, without a call: byte by byte, this was
+    /// a sixth of reading a 1,000-change delivery's changes.
     #[inline]
     pub fn from_utf8(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() <= INLINE_REF && bytes.iter().all(u8::is_ascii) {
+        let len = bytes.len();
+        if (8..=INLINE_REF).contains(&len) {
+            // Whole words from the start, then one word ending at the last byte (overlapping
+            // the one before): every byte is tested and copied, none twice differently.
             let mut inline = [0u8; INLINE_REF];
-            inline[..bytes.len()].copy_from_slice(bytes);
+            let mut high = 0u64;
+            let mut at = 0;
+            while at + 8 < len {
+                high |= copy_word(bytes, &mut inline, at);
+                at += 8;
+            }
+            high |= copy_word(bytes, &mut inline, len - 8);
+            if high & byte_words::HIGH == 0 {
+                return Some(Self(RefRepr::Inline {
+                    len: len as u8,
+                    bytes: inline,
+                }));
+            }
+        } else if len < 8 && bytes.is_ascii() {
+            let mut inline = [0u8; INLINE_REF];
+            inline[..len].copy_from_slice(bytes);
             return Some(Self(RefRepr::Inline {
-                len: bytes.len() as u8,
+                len: len as u8,
                 bytes: inline,
             }));
         }
@@ -120,6 +141,15 @@ impl RefName {
             RefRepr::Heap(name) => name,
         }
     }
+}
+
+/// Copies the eight bytes of `from` at `at` into `to` at `at`; the word, for its high bits.
+#[inline(always)]
+fn copy_word(from: &[u8], to: &mut [u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&from[at..at + 8]);
+    to[at..at + 8].copy_from_slice(&word);
+    u64::from_le_bytes(word)
 }
 
 impl std::ops::Deref for RefName {
@@ -848,6 +878,31 @@ mod to_json_tests {
 
             prop_assert_eq!(&written, &serde_json::to_string(&message).unwrap());
             prop_assert_eq!(serde_json::from_str::<PushMessage>(&written).unwrap(), message);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ref_names_from_bytes_are_the_utf8_text_of_the_bytes(
+            text in "[ -~]{0,40}",
+            byte in prop::sample::select(vec![0x80u8, 0xc3, 0xa9, 0xff, 0x7f, 0x00]),
+            at in any::<prop::sample::Index>(),
+            edit in any::<bool>(),
+        ) {
+            // Arrange: printable ASCII of every length around the inline limit, or the same with
+            // one byte anywhere replaced by a byte beyond ASCII (or by DEL or NUL, still ASCII).
+            let mut bytes = text.into_bytes();
+            if edit && !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+
+            // Act
+            let name = RefName::from_utf8(&bytes);
+
+            // Assert: exactly the UTF-8 text of the bytes, or nothing.
+            let expected = std::str::from_utf8(&bytes).ok();
+            prop_assert_eq!(name.as_deref(), expected);
         }
     }
 
