@@ -60,13 +60,16 @@ pub struct RefChange {
     pub to_hash: CommitId,
 }
 
-/// A ref's full name (`refs/heads/main`), as text. Held inline when it is short, as nearly every
-/// branch and tag name is: a delivery may list 1,000 changes, and a `String` each was a thousand
-/// allocations and frees on the webhook's hot path. Reads (`Deref` to `str`), compares (with
-/// another name or a `&str`), prints and (de)serializes as the `str` it holds, so the queued JSON
-/// is unchanged; built from a `&str` or a `String`.
+/// A ref's full name (`refs/heads/main`), as [`ShortText`]: a delivery may list 1,000 changes,
+/// and a `String` each was a thousand allocations and frees on the webhook's hot path.
+pub type RefName = ShortText;
+
+/// Text held inline when it is short, as nearly every ref name and actor name is, so that reading
+/// a delivery does not allocate for each. Reads (`Deref` to `str`), compares (with another text or
+/// a `&str`), prints and (de)serializes as the `str` it holds, so the queued JSON is unchanged;
+/// built from a `&str` or a `String`.
 #[derive(Clone)]
-pub struct RefName(RefRepr);
+pub struct ShortText(RefRepr);
 
 /// The longest name held inline.
 const INLINE_REF: usize = 38;
@@ -81,7 +84,7 @@ enum RefRepr {
     Heap(Box<str>),
 }
 
-impl RefName {
+impl ShortText {
     pub fn new(name: &str) -> Self {
         let len = name.len();
         if len <= INLINE_REF {
@@ -152,34 +155,34 @@ fn copy_word(from: &[u8], to: &mut [u8], at: usize) -> u64 {
     u64::from_le_bytes(word)
 }
 
-impl std::ops::Deref for RefName {
+impl std::ops::Deref for ShortText {
     type Target = str;
     fn deref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl PartialEq for RefName {
+impl PartialEq for ShortText {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
     }
 }
 
-impl Eq for RefName {}
+impl Eq for ShortText {}
 
-impl PartialEq<&str> for RefName {
+impl PartialEq<&str> for ShortText {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
 
-impl From<&str> for RefName {
+impl From<&str> for ShortText {
     fn from(name: &str) -> Self {
         Self::new(name)
     }
 }
 
-impl From<String> for RefName {
+impl From<String> for ShortText {
     fn from(name: String) -> Self {
         if name.len() <= INLINE_REF {
             Self::new(&name)
@@ -189,37 +192,37 @@ impl From<String> for RefName {
     }
 }
 
-impl std::fmt::Debug for RefName {
+impl std::fmt::Debug for ShortText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl std::fmt::Display for RefName {
+impl std::fmt::Display for ShortText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl Serialize for RefName {
+impl Serialize for ShortText {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
 }
 
-impl<'de> Deserialize<'de> for RefName {
+impl<'de> Deserialize<'de> for ShortText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl serde::de::Visitor<'_> for Visitor {
-            type Value = RefName;
+            type Value = ShortText;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RefName, E> {
-                Ok(RefName::new(name))
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ShortText, E> {
+                Ok(ShortText::new(name))
             }
-            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<RefName, E> {
-                Ok(RefName::from(name))
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<ShortText, E> {
+                Ok(ShortText::from(name))
             }
         }
         d.deserialize_string(Visitor)
@@ -230,9 +233,9 @@ impl<'de> Deserialize<'de> for RefName {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Actor {
-    pub name: Option<String>,
-    pub display_name: Option<String>,
-    pub email_address: Option<String>,
+    pub name: Option<ShortText>,
+    pub display_name: Option<ShortText>,
+    pub email_address: Option<ShortText>,
 }
 
 /// What a queued message asks of the sync.
@@ -513,7 +516,7 @@ impl PushMessage {
     pub fn to_json(&self) -> String {
         use crate::json_text::{push_repo, push_str, push_u64};
 
-        let optional_len = |s: &Option<String>| s.as_ref().map_or(4, |s| s.len() + 2);
+        let optional_len = |s: &Option<ShortText>| s.as_ref().map_or(4, |s| s.len() + 2);
         let changes_len: usize = self
             .changes
             .iter()
@@ -534,7 +537,7 @@ impl PushMessage {
             + optional_len(&self.actor.email_address)
             + self.from_commit.as_ref().map_or(0, |c| c.as_str().len());
         let mut out = String::with_capacity(capacity);
-        let optional = |out: &mut String, s: &Option<String>| match s {
+        let optional = |out: &mut String, s: &Option<ShortText>| match s {
             Some(s) => push_str(out, s),
             None => out.push_str("null"),
         };
@@ -829,11 +832,9 @@ mod to_json_tests {
 
     fn message() -> impl Strategy<Value = PushMessage> {
         let segment = "[a-zA-Z0-9~\"\\\\é日._-]{1,12}";
-        let actor = (
-            prop::option::of(text()),
-            prop::option::of(text()),
-            prop::option::of(text()),
-        );
+        // Names held inline and names too long for that.
+        let name = || prop::option::of("(\\PC|[\\x00-\\x1f\\x7f\"\\\\/]){0,48}".prop_map(ShortText::from));
+        let actor = (name(), name(), name());
         // Any instant chrono can write, nanoseconds and leap seconds included.
         let at = (-200_000_000_000i64..200_000_000_000, 0u32..2_000_000_000)
             .prop_filter_map("not an instant", |(s, n)| Utc.timestamp_opt(s, n).single());

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::scan;
 use crate::ids::{CommitId, DeliveryId, IdError, RepoRef};
-use crate::push::{Actor, MessageKind, Provider, PushMessage, RefChange, RefChangeType, RefName};
+use crate::push::{Actor, MessageKind, Provider, PushMessage, RefChange, RefChangeType, RefName, ShortText};
 
 /// Why a payload could not be turned into a push.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +42,11 @@ pub enum PayloadError {
 pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
 
 impl Text<'_> {
-    fn into_owned(self) -> String {
-        self.0.into_owned()
+    fn into_text(self) -> ShortText {
+        match self.0 {
+            Cow::Borrowed(text) => ShortText::new(text),
+            Cow::Owned(text) => ShortText::from(text),
+        }
     }
 }
 
@@ -192,9 +195,9 @@ pub(super) fn from_scanned(
 ) -> Result<RefsChangedDelivery, PayloadError> {
     let [name, display_name, email_address] = scanned.actor;
     let actor = Actor {
-        name: name.map(str::to_owned),
-        display_name: display_name.map(str::to_owned),
-        email_address: email_address.map(str::to_owned),
+        name: name.map(ShortText::new),
+        display_name: display_name.map(ShortText::new),
+        email_address: email_address.map(ShortText::new),
     };
     let changes = scanned.changes;
     let repository = (scanned.project, scanned.slug, scanned.repository_id);
@@ -218,9 +221,9 @@ pub(super) fn from_serde(
 ) -> Result<RefsChangedDelivery, PayloadError> {
     let payload = serde_json::from_slice::<RefsChanged<'_>>(body)?;
     let actor = payload.actor.map_or_else(Actor::default, |u| Actor {
-        name: u.name.map(Text::into_owned),
-        display_name: u.display_name.map(Text::into_owned),
-        email_address: u.email_address.map(Text::into_owned),
+        name: u.name.map(Text::into_text),
+        display_name: u.display_name.map(Text::into_text),
+        email_address: u.email_address.map(Text::into_text),
     });
     let no_changes = payload.changes.is_empty();
     let changes = || {
@@ -425,6 +428,22 @@ mod tests {
                 proptest::prop_assert_eq!(Some(fast), chrono, "{}", text);
             }
             proptest::prop_assert_eq!(parse_date(&text).ok(), chrono.or_else(|| DateTime::parse_from_rfc3339(&text).ok().map(|d| d.with_timezone(&Utc))));
+        }
+    }
+
+    #[test]
+    fn every_day_of_leap_and_common_years_is_read_as_chrono_reads_it() {
+        for year in [0, 1, 1900, 1970, 1999, 2000, 2023, 2024, 2100, 9999] {
+            for month in 1..=13 {
+                for day in 0..=32 {
+                    let text = format!("{year:04}-{month:02}-{day:02}T23:59:59-2359");
+                    let chrono = DateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%z")
+                        .map(|d| d.with_timezone(&Utc))
+                        .ok();
+
+                    assert_eq!(bitbucket_date(&text), chrono, "{text}");
+                }
+            }
         }
     }
 
