@@ -195,9 +195,9 @@ pub(super) fn from_scanned(
 ) -> Result<RefsChangedDelivery, PayloadError> {
     let [name, display_name, email_address] = scanned.actor;
     let actor = Actor {
-        name: name.map(ShortText::new),
-        display_name: display_name.map(ShortText::new),
-        email_address: email_address.map(ShortText::new),
+        name,
+        display_name,
+        email_address,
     };
     let changes = scanned.changes;
     let repository = (scanned.project, scanned.slug, scanned.repository_id);

@@ -24,7 +24,7 @@
 
 use crate::byte_words;
 use crate::ids::CommitId;
-use crate::push::{RefChange, RefChangeType, RefName};
+use crate::push::{RefChange, RefChangeType, RefName, ShortText};
 
 /// Nesting deeper than this is left to serde_json (which allows 128 levels).
 const MAX_DEPTH: u32 = 64;
@@ -34,8 +34,8 @@ const MAX_DEPTH: u32 = 64;
 #[derive(Debug)]
 pub(super) struct Scanned<'a> {
     pub(super) date: Option<&'a str>,
-    /// The actor's name, display name and e-mail address.
-    pub(super) actor: [Option<&'a str>; 3],
+    /// The actor's name, display name and e-mail address, built as queued.
+    pub(super) actor: [Option<ShortText>; 3],
     pub(super) project: &'a str,
     pub(super) slug: &'a str,
     pub(super) repository_id: Option<u64>,
@@ -362,12 +362,14 @@ impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
         })
     }
 
-    fn user(&mut self) -> Option<[Option<&'a str>; 3]> {
+    /// The actor's names, each checked as UTF-8 once, as it is built ([`ShortText::from_utf8`]).
+    fn user(&mut self) -> Option<[Option<ShortText>; 3]> {
         let (mut name, mut display_name, mut email_address) = (None, None, None);
+        let text = |s: &mut Self| s.nullable(|s| ShortText::from_utf8(s.text_bytes()?));
         self.object(|s, key| match key {
-            b"name" => once(&mut name, s.optional_text()?),
-            b"displayName" => once(&mut display_name, s.optional_text()?),
-            b"emailAddress" => once(&mut email_address, s.optional_text()?),
+            b"name" => once(&mut name, text(s)?),
+            b"displayName" => once(&mut display_name, text(s)?),
+            b"emailAddress" => once(&mut email_address, text(s)?),
             _ => s.skip(MAX_DEPTH - 2),
         })?;
         Some([name.flatten(), display_name.flatten(), email_address.flatten()])
