@@ -1,9 +1,14 @@
 //! Group commit of model writes. A full sync writes models several at a time (its fetch
 //! concurrency) through one connection; one transaction each means one lock round, one lease
 //! check and one commit (the table's and the index's pages written to the WAL again) per model.
-//! Here a model write, once compressed, is queued; the thread that finds no other writing takes
-//! the connection and writes everything queued by then in one transaction, then answers each
-//! write (issue 11: the sync's own CPU time).
+//! Here a model write, once compressed, is queued, and the hub's writer thread takes the
+//! connection and writes everything queued by then in one transaction, then answers each write
+//! (issue 11: the sync's own CPU time).
+//!
+//! The writer is a thread of its own, started by the first write and stopped when the hub is
+//! dropped: no caller writes the models of others. (When the first caller of a burst was the
+//! writer, it wrote until the queue was empty, so under a steady stream of puts its own answer,
+//! and the fetch slot of its sync, waited for every model queued after its own.)
 //!
 //! What each write keeps as its own:
 //! - **Its answer**, given only after the transaction holding it is committed: a caller that
@@ -15,8 +20,9 @@
 //! - **Its lease**: checked once per lease in the transaction that writes; a write under a lease
 //!   no longer held writes nothing and gets [`StoreError::LeaseLost`], whatever else is grouped
 //!   with it.
+//! - **Its place**: rows are written in the order they were queued, by one thread.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use hubsync_core::ports::{StoreError, SyncLease};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -42,65 +48,141 @@ pub(crate) struct ModelRow {
 /// The answer to one queued write.
 pub(crate) type Answer = oneshot::Receiver<Result<(), StoreError>>;
 
-/// The writes waiting for the connection.
+type Queued = (ModelRow, oneshot::Sender<Result<(), StoreError>>);
+
+/// The writes waiting for the connection; dropped with the hub, which stops its writer thread.
 #[derive(Default)]
 pub(crate) struct Writes {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
     state: Mutex<Waiting>,
+    /// Signalled when a row is queued while the writer sleeps, and when the hub is dropped.
+    queued: Condvar,
     /// Groups written so far (tests check that writes were grouped).
     #[cfg(test)]
-    pub(crate) groups: std::sync::atomic::AtomicUsize,
+    groups: std::sync::atomic::AtomicUsize,
+    /// Called on the writer thread after each group is answered.
+    #[cfg(test)]
+    after_group: Mutex<Option<Box<dyn FnMut() + Send>>>,
 }
 
 #[derive(Default)]
 struct Waiting {
-    rows: Vec<(ModelRow, oneshot::Sender<Result<(), StoreError>>)>,
-    /// A thread is writing (or about to): it takes every row queued before it lets go.
-    writing: bool,
+    rows: Vec<Queued>,
+    /// The writer thread runs: it takes every row queued.
+    writer: bool,
+    /// It waits for a row (a new row must wake it).
+    sleeping: bool,
+    /// The hub is gone: the writer stops.
+    closed: bool,
 }
 
-impl Writes {
+impl Shared {
     fn state(&self) -> MutexGuard<'_, Waiting> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    /// Rows queued and not yet taken by a writer.
+impl Writes {
+    /// Rows queued and not yet taken by the writer.
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
-        self.state().rows.len()
+        self.shared.state().rows.len()
+    }
+
+    /// Groups written so far.
+    #[cfg(test)]
+    pub(crate) fn groups(&self) -> usize {
+        self.shared.groups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Calls `hook` on the writer thread after each group is answered (`None`: no more).
+    #[cfg(test)]
+    pub(crate) fn after_group(&self, hook: Option<Box<dyn FnMut() + Send>>) {
+        *self.shared.after_group.lock().unwrap_or_else(|p| p.into_inner()) = hook;
     }
 }
 
-/// Queues `row` and, unless another thread is writing (it will take the row), writes every
-/// queued row in groups until none is left. Blocking: call it on the blocking pool. The answer
-/// comes once the row's group is committed (or failed).
-pub(crate) fn submit(inner: &Inner, row: ModelRow) -> Answer {
-    let (answer, answered) = oneshot::channel();
-    {
-        let mut waiting = inner.writes.state();
-        waiting.rows.push((row, answer));
-        if waiting.writing {
-            return answered;
-        }
-        waiting.writing = true;
+impl Drop for Writes {
+    fn drop(&mut self) {
+        self.shared.state().closed = true;
+        self.shared.queued.notify_all();
     }
-    let stop = StopWriting(&inner.writes);
+}
+
+/// Queues `row` for the writer thread (started if none runs). It does not wait for the write:
+/// the answer comes once the row's group is committed (or failed). Call it off the async task
+/// (it may start a thread).
+pub(crate) fn submit(inner: &Arc<Inner>, row: ModelRow) -> Answer {
+    let (answer, answered) = oneshot::channel();
+    let shared = &inner.writes.shared;
+    let mut waiting = shared.state();
+    waiting.rows.push((row, answer));
+    if waiting.writer {
+        let wake = std::mem::take(&mut waiting.sleeping);
+        drop(waiting);
+        if wake {
+            shared.queued.notify_one();
+        }
+        return answered;
+    }
+    waiting.writer = true;
+    drop(waiting);
+    let (hub, writes) = (Arc::downgrade(inner), shared.clone());
+    let started = std::thread::Builder::new()
+        .name("hubsync-sqlite-writer".into())
+        .spawn(move || write_queued(&hub, &writes));
+    if let Err(e) = started {
+        // Nothing will write the rows queued meanwhile: each gets the error.
+        let rows = {
+            let mut waiting = shared.state();
+            waiting.writer = false;
+            std::mem::take(&mut waiting.rows)
+        };
+        let failed = || StoreError::Backend {
+            message: format!("could not start the database writer: {e}"),
+            retryable: true,
+            source: None,
+        };
+        for (_, answer) in rows {
+            let _ = answer.send(Err(failed()));
+        }
+    }
+    answered
+}
+
+/// The writer thread: writes what is queued in groups, sleeping while nothing is, until the hub
+/// is dropped.
+fn write_queued(hub: &Weak<Inner>, shared: &Shared) {
+    let _stop = StopWriting(shared);
     loop {
+        {
+            let mut waiting = shared.state();
+            while waiting.rows.is_empty() && !waiting.closed {
+                waiting.sleeping = true;
+                waiting = shared.queued.wait(waiting).unwrap_or_else(|p| p.into_inner());
+            }
+            waiting.sleeping = false;
+            if waiting.rows.is_empty() {
+                return;
+            }
+        }
+        let Some(inner) = hub.upgrade() else {
+            return;
+        };
         // The connection first, then the rows: what is queued while this thread waits for the
         // connection joins this group.
         let mut conn = inner.conn();
-        let group = {
-            let mut waiting = inner.writes.state();
-            if waiting.rows.is_empty() {
-                waiting.writing = false;
-                break;
-            }
-            std::mem::take(&mut waiting.rows)
-        };
+        let group = std::mem::take(&mut shared.state().rows);
         let (rows, answers): (Vec<ModelRow>, Vec<_>) = group.into_iter().unzip();
         let outcomes = write_group(&mut conn, millis(inner.now()), &rows);
         drop(conn);
+        drop(inner);
         #[cfg(test)]
-        inner.writes.groups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        shared.groups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for (answer, outcome) in answers.into_iter().zip(outcomes) {
             // The caller may have gone (its sync cancelled): the row is written all the same.
             let _ = answer.send(outcome);
@@ -108,20 +190,23 @@ pub(crate) fn submit(inner: &Inner, row: ModelRow) -> Answer {
         for row in rows {
             crate::store::give_back(row.packed);
         }
+        #[cfg(test)]
+        if let Some(hook) = shared.after_group.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            hook();
+        }
     }
-    std::mem::forget(stop);
-    answered
 }
 
-/// Lets the queue go if the writing thread unwinds: the rows it had not taken are dropped (their
-/// callers get an error) and the next write starts a writer again.
-struct StopWriting<'a>(&'a Writes);
+/// Lets the queue go when the writer stops (the hub dropped) or unwinds: the rows it had not
+/// taken are dropped (their callers get an error) and the next write starts a writer again.
+struct StopWriting<'a>(&'a Shared);
 
 impl Drop for StopWriting<'_> {
     fn drop(&mut self) {
         let mut waiting = self.0.state();
         waiting.rows.clear();
-        waiting.writing = false;
+        waiting.writer = false;
+        waiting.sleeping = false;
     }
 }
 
@@ -206,7 +291,6 @@ fn insert(tx: &rusqlite::Transaction<'_>, row: &ModelRow) -> Result<(), SqliteEr
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use hubsync_core::ids::RepoRef;
@@ -216,6 +300,8 @@ mod tests {
     use crate::{SqliteHub, store::row_of};
 
     use super::{Answer, submit};
+
+    use std::sync::{Arc, Mutex};
 
     async fn registered(hub: &SqliteHub, name: &str) -> (RepoRef, SyncLease) {
         let repo = RepoRef::parse(name).unwrap();
@@ -248,13 +334,13 @@ mod tests {
         while hub.inner.writes.waiting() < count {
             tokio::task::yield_now().await;
         }
-        let before = hub.inner.writes.groups.load(Ordering::SeqCst);
+        let before = hub.inner.writes.groups();
         drop(held);
         let mut outcomes = Vec::new();
         for answer in answers {
             outcomes.push(answer.await.unwrap().await.unwrap());
         }
-        assert_eq!(hub.inner.writes.groups.load(Ordering::SeqCst) - before, 1, "one group");
+        assert_eq!(hub.inner.writes.groups() - before, 1, "one group");
         outcomes
     }
 
@@ -366,5 +452,63 @@ mod tests {
             })
             .unwrap();
         assert_eq!(rows, 2, "both visible to another connection once answered");
+    }
+
+    #[tokio::test]
+    async fn a_put_is_not_held_to_write_the_groups_of_puts_that_keep_coming_after_it() {
+        // Arrange: after each group is written, another put arrives (six groups in all), and the
+        // thread each group is written on is noted.
+        let hub = SqliteHub::in_memory().unwrap();
+        let (repo, lease) = registered(&hub, "PRJ/one").await;
+        let writers = Arc::new(Mutex::new(Vec::new()));
+        let (hub_ref, more, noted) = (Arc::downgrade(&hub.inner), lease.clone(), writers.clone());
+        hub.inner.writes.after_group(Some(Box::new(move || {
+            let mut noted = noted.lock().unwrap();
+            noted.push(std::thread::current().id());
+            if let Some(inner) = hub_ref.upgrade().filter(|_| noted.len() < 6) {
+                let path = format!("more-{}.hck.json", noted.len());
+                let _answer = submit(&inner, row_of(more.clone(), record(&path, b"{}".to_vec())).unwrap());
+            }
+        })));
+        let (inner, row) = (
+            hub.inner.clone(),
+            row_of(lease.clone(), record("first.hck.json", b"{}".to_vec())).unwrap(),
+        );
+
+        // Act
+        let (submitter, answer) =
+            tokio::task::spawn_blocking(move || (std::thread::current().id(), submit(&inner, row)))
+                .await
+                .unwrap();
+        answer.await.unwrap().unwrap();
+
+        // Assert
+        let written_by_submitter = writers.lock().unwrap().iter().filter(|t| **t == submitter).count();
+        assert!(
+            written_by_submitter <= 1,
+            "the put's own thread wrote {written_by_submitter} groups before its caller had it back"
+        );
+        assert!(stored_paths(&hub, &repo).await.contains(&"first.hck.json".to_owned()));
+        hub.inner.writes.after_group(None);
+    }
+
+    #[tokio::test]
+    async fn the_writer_thread_stops_once_the_hub_is_dropped() {
+        let hub = SqliteHub::in_memory().unwrap();
+        let (_, lease) = registered(&hub, "PRJ/one").await;
+        let (inner, row) = (
+            hub.inner.clone(),
+            row_of(lease, record("a.hck.json", b"{}".to_vec())).unwrap(),
+        );
+        let answer = tokio::task::spawn_blocking(move || submit(&inner, row)).await.unwrap();
+        answer.await.unwrap().unwrap();
+        let shared = Arc::downgrade(&hub.inner.writes.shared);
+
+        drop(hub);
+
+        // The writer thread holds the queue until it returns.
+        while shared.strong_count() > 0 {
+            std::thread::yield_now();
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! `hubsync serve` runs on instead of DynamoDB and SQS, with the same semantics as the in-memory
 //! reference adapters of `hubsync_core::testing::memory` (checked by the store conformance suite).
 //!
-//! One [`SqliteHub`] holds one connection behind a mutex; every call runs on tokio's blocking pool,
-//! so async callers are never blocked by SQLite. The file is opened in WAL mode with a busy
+//! One [`SqliteHub`] holds one connection behind a mutex; every call runs on tokio's blocking pool
+//! (model writes are compressed there and written in groups by the hub's writer thread), so async
+//! callers are never blocked by SQLite. The file is opened in WAL mode with a busy
 //! timeout, so other processes (the `hubsync` commands) can read while the server writes.
 //!
 //! [`RepoRegistry`]: hubsync_core::ports::RepoRegistry

@@ -501,10 +501,8 @@ async fn answered(answer: Answer) -> Result<(), StoreError> {
 
 impl ModelStore for SqliteHub {
     async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
-        let (lease, record) = (lease.clone(), record.clone());
-        let answer = self
-            .blocking(move |inner| Ok(submit(inner, row_of(lease, record)?)))
-            .await?;
+        let (inner, lease, record) = (self.inner.clone(), lease.clone(), record.clone());
+        let answer = off_task(move || row_of(lease, record).map(|row| submit(&inner, row))).await??;
         answered(answer).await
     }
 
