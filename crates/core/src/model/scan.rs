@@ -35,10 +35,20 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
-/// The first index from `i` on of a [`STRING_STOP`] byte (or `b.len()`): eight bytes at a time
-/// while none of them is one (a word-wide test for each kind of stop byte), then byte by byte.
-/// Most of a model is string text, so this loop is most of the reading (issue 11).
+/// The first index from `i` on of a [`STRING_STOP`] byte (or `b.len()`). Most of a model is
+/// string text, so this loop is most of the reading (issue 11): on x86-64, sixteen bytes at a
+/// time with SSE2 (part of every x86-64 CPU), the stop found in the block by its bit in a mask;
+/// elsewhere, and for the last bytes, eight at a time (a word-wide test for each kind of stop
+/// byte), then byte by byte.
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    while let Some(block) = b.get(i..i + 16) {
+        let stops = stops_in_block(block);
+        if stops != 0 {
+            return i + stops.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
     while let Some(word) = b.get(i..i + 8) {
         let x = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
         // A byte >= 0x80 (not ASCII), or a quote, a backslash or a control character.
@@ -51,6 +61,26 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Bit `k` set when byte `k` of `block` (16 bytes) is a [`STRING_STOP`] byte.
+#[cfg(target_arch = "x86_64")]
+fn stops_in_block(block: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    debug_assert_eq!(block.len(), 16);
+    // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU runs these instructions;
+    // `block` holds 16 readable bytes, the load's size, and `loadu` needs no alignment.
+    let stops = unsafe {
+        let x = _mm_loadu_si128(block.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+        // Compared as signed bytes, every byte past ASCII is negative: below 0x20 like a control.
+        let control_or_high = _mm_cmplt_epi8(x, _mm_set1_epi8(0x20));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control_or_high))
+    };
+    stops as u32
 }
 
 /// The top level of `content` (a byte order mark already stripped), or `None` when serde_json
