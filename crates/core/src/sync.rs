@@ -309,7 +309,19 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
     }
 
     async fn handle(&self, push: &PushMessage, deadline: Option<&Deadline>) -> Result<SyncOutcome, SyncError> {
-        if self.store.repo(&push.repo).await?.is_none() {
+        let registered = self.store.repo(&push.repo).await?.is_some();
+        self.handle_read(push, registered, deadline).await
+    }
+
+    /// [`SyncEngine::handle`] once the registry has said whether the push's repository is
+    /// `registered`.
+    async fn handle_read(
+        &self,
+        push: &PushMessage,
+        registered: bool,
+        deadline: Option<&Deadline>,
+    ) -> Result<SyncOutcome, SyncError> {
+        if !registered {
             info!(repository = %push.repo, "repository is not registered; push skipped");
             return Ok(SyncOutcome::NotRegistered);
         }
@@ -1336,11 +1348,12 @@ pub struct SyncWorker<S, Src, C> {
 }
 
 impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncWorker<S, Src, C> {
-    /// Applies one queued push (see [`SyncEngine::handle_push`]).
+    /// Applies one queued push (see [`SyncEngine::handle_push`]). The registry is read at the
+    /// same time as the secret (see [`SyncWorker::host_and_registration`]).
     pub async fn handle_push(&self, push: &PushMessage) -> Result<SyncOutcome, SyncError> {
-        let host = self.host().await?;
+        let (host, registered) = self.host_and_registration(&push.repo).await?;
         SyncEngine::new(&host, &self.store, self.options.clone())
-            .handle_push(push)
+            .handle_read(push, registered, None)
             .await
     }
 
@@ -1352,10 +1365,10 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
         deadline: &Deadline,
         queue: &Q,
     ) -> Result<SyncOutcome, SyncError> {
-        let host = self.host().await?;
-        SyncEngine::new(&host, &self.store, self.options.clone())
-            .handle_push_within(push, deadline, queue)
-            .await
+        let (host, registered) = self.host_and_registration(&push.repo).await?;
+        let engine = SyncEngine::new(&host, &self.store, self.options.clone());
+        let outcome = engine.handle_read(push, registered, Some(deadline)).await?;
+        engine.queue_continuation(&push.repo, outcome, queue).await
     }
 
     /// Syncs a registered repository now as `request` asks (see [`SyncEngine::sync_request`]).
@@ -1403,6 +1416,17 @@ impl<S: RepoRegistry + ModelStore, Src: SecretSource, C: GitHostConnector> SyncW
     async fn host(&self) -> Result<C::Host, SyncError> {
         let secret = self.secrets.hub_secret().await?;
         Ok(self.connector.connect(&secret)?)
+    }
+
+    /// The Git host, and whether `repo` is registered, for a queued push. The registry read does
+    /// not need the secret, so it does not wait for it: on a cold start the push's first answer
+    /// waits for the slower of the two reads, not for both in turn. The errors come in the order
+    /// of the reads one after the other: the secret's, then the Git host's set-up, then the
+    /// registry's; so a push that cannot read the secret fails as before, registered or not.
+    async fn host_and_registration(&self, repo: &RepoRef) -> Result<(C::Host, bool), SyncError> {
+        let (secret, record) = futures::join!(self.secrets.hub_secret(), self.store.repo(repo));
+        let host = self.connector.connect(&*secret?)?;
+        Ok((host, record?.is_some()))
     }
 }
 

@@ -329,6 +329,177 @@ async fn a_git_host_that_cannot_be_configured_fails_the_push_for_a_person_to_fix
     );
 }
 
+mod secret_and_registry {
+    //! A queued push reads the hub secret and the registry at once (a cold start's first answer
+    //! waits for the slower read, not both), and fails on the secret as when it read it first.
+
+    use std::sync::Arc;
+
+    use hubsync_core::model::{ModelRecord, ModelSummary};
+    use hubsync_core::ports::{
+        LastError, LeaseOwner, RepoRecord, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume,
+    };
+    use hubsync_core::secrets::HubSecret;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A registry that counts its reads of one repository, over a [`MemoryStore`].
+    #[derive(Default)]
+    struct CountedReads {
+        inner: MemoryStore,
+        reads: AtomicUsize,
+    }
+
+    impl RepoRegistry for CountedReads {
+        async fn register(&self, repo: &RepoRef) -> Result<bool, StoreError> {
+            self.inner.register(repo).await
+        }
+        async fn unregister(&self, repo: &RepoRef) -> Result<bool, StoreError> {
+            self.inner.unregister(repo).await
+        }
+        async fn repo(&self, repo: &RepoRef) -> Result<Option<RepoRecord>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.repo(repo).await
+        }
+        async fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
+            self.inner.repos().await
+        }
+        async fn acquire_lease(
+            &self,
+            repo: &RepoRef,
+            owner: &LeaseOwner,
+            ttl: std::time::Duration,
+        ) -> Result<SyncLease, StoreError> {
+            self.inner.acquire_lease(repo, owner, ttl).await
+        }
+        async fn renew_lease(&self, lease: &SyncLease, ttl: std::time::Duration) -> Result<SyncLease, StoreError> {
+            self.inner.renew_lease(lease, ttl).await
+        }
+        async fn release_lease(&self, lease: &SyncLease, finished: bool) -> Result<(), StoreError> {
+            self.inner.release_lease(lease, finished).await
+        }
+        async fn advance_cursor(
+            &self,
+            lease: &SyncLease,
+            expected: Option<&CommitId>,
+            cursor: &SyncCursor,
+        ) -> Result<(), StoreError> {
+            self.inner.advance_cursor(lease, expected, cursor).await
+        }
+        async fn record_resume(
+            &self,
+            lease: &SyncLease,
+            expected: Option<&CommitId>,
+            resume: &SyncResume,
+        ) -> Result<(), StoreError> {
+            self.inner.record_resume(lease, expected, resume).await
+        }
+        async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {
+            self.inner.record_error(repo, error).await
+        }
+    }
+
+    impl ModelStore for CountedReads {
+        async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
+            self.inner.put_model(lease, record).await
+        }
+        async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {
+            self.inner.delete_model(lease, path).await
+        }
+        async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {
+            self.inner.list_models(repo).await
+        }
+        async fn get_model(&self, repo: &RepoRef, path: &str) -> Result<Option<ModelRecord>, StoreError> {
+            self.inner.get_model(repo, path).await
+        }
+    }
+
+    /// A secret store that answers only once it is opened.
+    struct Gated {
+        open: Semaphore,
+    }
+
+    impl SecretSource for Gated {
+        async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
+            let _open = self.open.acquire().await;
+            Ok(Arc::new(hub_secret("w")))
+        }
+    }
+
+    /// A secret store that cannot be reached.
+    struct Unreachable;
+
+    impl SecretSource for Unreachable {
+        async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
+            Err(SecretError::Unavailable {
+                message: "connection refused".into(),
+                source: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_push_reads_the_registry_while_the_secret_is_still_being_read() {
+        // Arrange
+        let worker = SyncWorker {
+            store: CountedReads::default(),
+            secrets: Gated {
+                open: Semaphore::new(0),
+            },
+            connector: Arc::new(MemoryGitHost::default()),
+            options: SyncOptions::default(),
+        };
+        let repo = RepoRef::parse("DATA/unregistered").unwrap();
+        let push = push(&repo, &commit(1));
+
+        // Act: the sync goes as far as it can while the secret store has not answered.
+        let mut sync = std::pin::pin!(worker.handle_push(&push));
+        let waiting = futures::poll!(&mut sync).is_pending();
+        let reads_while_waiting = worker.store.reads.load(Ordering::SeqCst);
+        worker.secrets.open.add_permits(1);
+        let outcome = sync.await;
+
+        // Assert
+        assert!(waiting, "the push waits for the secret");
+        assert_eq!(
+            reads_while_waiting, 1,
+            "the registry is read without waiting for the secret"
+        );
+        assert!(matches!(outcome, Ok(SyncOutcome::NotRegistered)), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_push_whose_secret_cannot_be_read_fails_to_be_retried_registered_or_not() {
+        // Arrange
+        let worker = SyncWorker {
+            store: MemoryStore::default(),
+            secrets: Unreachable,
+            connector: Arc::new(MemoryGitHost::default()),
+            options: SyncOptions::default(),
+        };
+        let registered = RepoRef::parse("DATA/models").unwrap();
+        let unregistered = RepoRef::parse("DATA/other").unwrap();
+        worker.store.register(&registered).await.unwrap();
+
+        // Act
+        let results = [
+            worker.handle_push(&push(&registered, &commit(1))).await,
+            worker.handle_push(&push(&unregistered, &commit(1))).await,
+        ];
+
+        // Assert: as when the secret was read first: a retryable secret error, nothing recorded.
+        for result in results {
+            let error = result.unwrap_err();
+            assert!(matches!(error, SyncError::Secret(_)), "{error:?}");
+            assert!(error.is_retryable());
+        }
+        let record = worker.store.repo(&registered).await.unwrap().unwrap();
+        assert!(record.last_error.is_none(), "{record:?}");
+        assert!(record.cursor.is_none());
+    }
+}
+
 mod one_writer {
     //! One writer per repository: the sync lease, its fencing, and what a sync does when the
     //! previous one did not finish or the cursor moved under it.
