@@ -279,6 +279,14 @@ impl SecretSource for StaticSecret {
     }
 }
 
+/// A shared source is a source (a function reads the secret ahead of its first request through
+/// one handle while its handler holds the other).
+impl<S: SecretSource> SecretSource for Arc<S> {
+    fn hub_secret(&self) -> impl Future<Output = Result<Arc<HubSecret>, SecretError>> + Send {
+        S::hub_secret(self)
+    }
+}
+
 /// No secret configured at all: every use fails closed with [`SecretError::Missing`].
 impl<S: SecretSource> SecretSource for Option<S> {
     async fn hub_secret(&self) -> Result<Arc<HubSecret>, SecretError> {
