@@ -9,7 +9,10 @@
 //! - sync: an SQS batch of one push for a repository that is not registered: secret fetched,
 //!   the registry read in DynamoDB, the push acknowledged. The sync also records the push's
 //!   outcome in the delivery log (one DynamoDB `UpdateItem`, the slowest of its three requests on
-//!   moto), which the peer does not: the comparison is at the sync's expense. The sync builds its
+//!   moto), which the peer does not: the comparison is at the sync's expense. Both functions start
+//!   reading the secret while the runtime fetches the first event, and the sync reads the
+//!   registry without waiting for the secret (the first answer waits for the slower of the two),
+//!   but the push is answered only once both are read and the outcome is recorded. The sync builds its
 //!   Bitbucket HTTP client (and reads the system's trust roots for it) at its first Bitbucket
 //!   request, which this push does not make; its AWS clients read them at start-up as before.
 //!
