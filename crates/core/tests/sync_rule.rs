@@ -335,85 +335,11 @@ mod secret_and_registry {
 
     use std::sync::Arc;
 
-    use hubsync_core::model::{ModelRecord, ModelSummary};
-    use hubsync_core::ports::{
-        LastError, LeaseOwner, RepoRecord, SecretError, SecretSource, StoreError, SyncCursor, SyncLease, SyncResume,
-    };
+    use hubsync_core::ports::{SecretError, SecretSource};
     use hubsync_core::secrets::HubSecret;
     use tokio::sync::Semaphore;
 
     use super::*;
-
-    /// A registry that counts its reads of one repository, over a [`MemoryStore`].
-    #[derive(Default)]
-    struct CountedReads {
-        inner: MemoryStore,
-        reads: AtomicUsize,
-    }
-
-    impl RepoRegistry for CountedReads {
-        async fn register(&self, repo: &RepoRef) -> Result<bool, StoreError> {
-            self.inner.register(repo).await
-        }
-        async fn unregister(&self, repo: &RepoRef) -> Result<bool, StoreError> {
-            self.inner.unregister(repo).await
-        }
-        async fn repo(&self, repo: &RepoRef) -> Result<Option<RepoRecord>, StoreError> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            self.inner.repo(repo).await
-        }
-        async fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
-            self.inner.repos().await
-        }
-        async fn acquire_lease(
-            &self,
-            repo: &RepoRef,
-            owner: &LeaseOwner,
-            ttl: std::time::Duration,
-        ) -> Result<SyncLease, StoreError> {
-            self.inner.acquire_lease(repo, owner, ttl).await
-        }
-        async fn renew_lease(&self, lease: &SyncLease, ttl: std::time::Duration) -> Result<SyncLease, StoreError> {
-            self.inner.renew_lease(lease, ttl).await
-        }
-        async fn release_lease(&self, lease: &SyncLease, finished: bool) -> Result<(), StoreError> {
-            self.inner.release_lease(lease, finished).await
-        }
-        async fn advance_cursor(
-            &self,
-            lease: &SyncLease,
-            expected: Option<&CommitId>,
-            cursor: &SyncCursor,
-        ) -> Result<(), StoreError> {
-            self.inner.advance_cursor(lease, expected, cursor).await
-        }
-        async fn record_resume(
-            &self,
-            lease: &SyncLease,
-            expected: Option<&CommitId>,
-            resume: &SyncResume,
-        ) -> Result<(), StoreError> {
-            self.inner.record_resume(lease, expected, resume).await
-        }
-        async fn record_error(&self, repo: &RepoRef, error: &LastError) -> Result<(), StoreError> {
-            self.inner.record_error(repo, error).await
-        }
-    }
-
-    impl ModelStore for CountedReads {
-        async fn put_model(&self, lease: &SyncLease, record: &ModelRecord) -> Result<(), StoreError> {
-            self.inner.put_model(lease, record).await
-        }
-        async fn delete_model(&self, lease: &SyncLease, path: &str) -> Result<bool, StoreError> {
-            self.inner.delete_model(lease, path).await
-        }
-        async fn list_models(&self, repo: &RepoRef) -> Result<Vec<ModelSummary>, StoreError> {
-            self.inner.list_models(repo).await
-        }
-        async fn get_model(&self, repo: &RepoRef, path: &str) -> Result<Option<ModelRecord>, StoreError> {
-            self.inner.get_model(repo, path).await
-        }
-    }
 
     /// A secret store that answers only once it is opened.
     struct Gated {
@@ -443,7 +369,7 @@ mod secret_and_registry {
     async fn a_push_reads_the_registry_while_the_secret_is_still_being_read() {
         // Arrange
         let worker = SyncWorker {
-            store: CountedReads::default(),
+            store: MemoryStore::default(),
             secrets: Gated {
                 open: Semaphore::new(0),
             },
@@ -456,7 +382,7 @@ mod secret_and_registry {
         // Act: the sync goes as far as it can while the secret store has not answered.
         let mut sync = std::pin::pin!(worker.handle_push(&push));
         let waiting = futures::poll!(&mut sync).is_pending();
-        let reads_while_waiting = worker.store.reads.load(Ordering::SeqCst);
+        let reads_while_waiting = worker.store.registry_reads();
         worker.secrets.open.add_permits(1);
         let outcome = sync.await;
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -62,6 +63,8 @@ pub struct MemoryStore {
     refused: Mutex<BTreeMap<String, String>>,
     /// The delivery log: each entry and how many times the webhook recorded it.
     deliveries: Mutex<HashMap<DeliveryId, (DeliveryEntry, u32)>>,
+    /// Reads of one repository's record ([`MemoryStore::registry_reads`]).
+    registry_reads: AtomicUsize,
 }
 
 /// A repository's lease as stored: `owner` is `None` once released.
@@ -89,6 +92,11 @@ impl MemoryStore {
         if let Some(record) = lock(&self.repos).get_mut(repo) {
             record.cursor = Some(cursor);
         }
+    }
+
+    /// How many times one repository's record was read ([`RepoRegistry::repo`]).
+    pub fn registry_reads(&self) -> usize {
+        self.registry_reads.load(Ordering::SeqCst)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -156,6 +164,7 @@ impl RepoRegistry for MemoryStore {
     }
 
     async fn repo(&self, repo: &RepoRef) -> Result<Option<RepoRecord>, StoreError> {
+        self.registry_reads.fetch_add(1, Ordering::SeqCst);
         Ok(lock(&self.repos).get(repo).cloned())
     }
 
