@@ -279,11 +279,13 @@ impl SecretSource for StaticSecret {
     }
 }
 
-/// A shared source is a source (a function reads the secret ahead of its first request through
-/// one handle while its handler holds the other).
-impl<S: SecretSource> SecretSource for Arc<S> {
-    fn hub_secret(&self) -> impl Future<Output = Result<Arc<HubSecret>, SecretError>> + Send {
-        S::hub_secret(self)
+/// Reads the secret of `source` once, ahead of the first request that needs it: a function calls
+/// this while its runtime fetches the first event, so a cold start's first answer does not wait
+/// for Secrets Manager. A failure is only logged (at debug): nothing is kept, and the first
+/// request asks again and fails or is refused as it would have been.
+pub async fn read_ahead(source: &impl SecretSource) {
+    if let Err(e) = source.hub_secret().await {
+        tracing::debug!(error = %e, "the hub secret could not be read ahead of the first event");
     }
 }
 

@@ -10,8 +10,7 @@
 use hubsync_aws::SyncAdapters;
 use hubsync_bitbucket::{BitbucketConnector, ClientOptions};
 use hubsync_core::deadline::{Clock, Deadline};
-use hubsync_core::ports::SecretSource;
-use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
+use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL, read_ahead};
 use hubsync_core::sync::{SyncOptions, SyncWorker};
 use hubsync_sync_function::{SyncEvent, SyncResponse};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -42,13 +41,7 @@ async fn main() -> Result<(), Error> {
         options,
     };
     let (worker, retries, queue) = (&worker, &retries, &queue);
-    // The hub secret (which every sync reads first) is read while the runtime fetches the first
-    // event. If this fails, the first sync asks again and fails or retries as it would have.
-    let secret_read = async {
-        if let Err(e) = worker.secrets.hub_secret().await {
-            tracing::debug!(error = %e, "the hub secret could not be read before the first event");
-        }
-    };
+    // The hub secret, which every sync reads first, is read while the runtime fetches the first event.
     let run = lambda_runtime::run(service_fn(move |event: LambdaEvent<SyncEvent>| async move {
         // The metrics name the function (the same for every invocation of this process).
         hubsync_aws::emf::enable(&event.context.env_config.function_name);
@@ -64,6 +57,6 @@ async fn main() -> Result<(), Error> {
         }
         Ok::<SyncResponse, Error>(response)
     }));
-    let ((), ran) = tokio::join!(secret_read, run);
+    let ((), ran) = tokio::join!(read_ahead(&worker.secrets), run);
     ran
 }

@@ -3,11 +3,8 @@
 //! hour while Secrets Manager cannot be reached), and first read while the runtime fetches the
 //! first event. See the README's Configuration section.
 
-use std::sync::Arc;
-
 use hubsync_aws::WebhookAdapters;
-use hubsync_core::ports::SecretSource;
-use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL};
+use hubsync_core::secrets::{CachedSecretSource, DEFAULT_SECRET_TTL, read_ahead};
 use hubsync_core::webhook::WebhookHandler;
 use lambda_http::{Error, Request, RequestExt, service_fn};
 
@@ -24,27 +21,17 @@ async fn main() -> Result<(), Error> {
         tracing::warn!("HUB_TABLE is not set: deliveries are not recorded in the delivery log");
     }
     let secrets = match secrets {
-        Ok(source) => Some(Arc::new(CachedSecretSource::new(source, DEFAULT_SECRET_TTL))),
+        Ok(source) => Some(CachedSecretSource::new(source, DEFAULT_SECRET_TTL)),
         Err(e) => {
             tracing::error!(error = %e, "no webhook secret configured: every delivery will be refused");
             None
         }
     };
-    let ahead = secrets.clone();
     let handler = WebhookHandler::new(queue, secrets)
         .with_max_age(max_age)
         .with_delivery_log(deliveries);
     let handler = &handler;
-    // The secret (which every delivery needs first) is read while the runtime fetches the first
-    // event. If this fails, nothing is kept: the first delivery asks again and is refused or
-    // answered as it would have been.
-    let secret_read = async {
-        if let Some(source) = &ahead
-            && let Err(e) = source.hub_secret().await
-        {
-            tracing::debug!(error = %e, "the secret could not be read before the first delivery");
-        }
-    };
+    // The secret, which every delivery needs first, is read while the runtime fetches the first event.
     let run = lambda_http::run(service_fn(move |request: Request| {
         // The metrics name the function (the same for every invocation of this process).
         if let Some(context) = request.lambda_context_ref() {
@@ -52,6 +39,6 @@ async fn main() -> Result<(), Error> {
         }
         hubsync_webhook_function::handle(handler, request)
     }));
-    let ((), ran) = tokio::join!(secret_read, run);
+    let ((), ran) = tokio::join!(read_ahead(handler.secrets()), run);
     ran
 }

@@ -263,6 +263,10 @@ impl<Q: PushQueue, S: SecretSource, L: DeliveryLog> WebhookHandler<Q, S, L> {
         &self.queue
     }
 
+    pub fn secrets(&self) -> &S {
+        &self.secrets
+    }
+
     /// Handles one request. Every outcome is logged once, inside a span carrying the delivery id.
     pub async fn handle(&self, req: WebhookRequest<'_>) -> WebhookResponse {
         let header = |name: &HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
