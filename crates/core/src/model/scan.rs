@@ -42,8 +42,8 @@ static STRING_STOP: [bool; 256] = {
 /// byte), then byte by byte.
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
-    while let Some(block) = b.get(i..i + 16) {
-        let stops = stops_in_block(block);
+    while let Some(block) = b.get(i..i + 16).and_then(|block| <&[u8; 16]>::try_from(block).ok()) {
+        let stops = byte_words::string_stops_in_block(block);
         if stops != 0 {
             return i + stops.trailing_zeros() as usize;
         }
@@ -61,26 +61,6 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// Bit `k` set when byte `k` of `block` (16 bytes) is a [`STRING_STOP`] byte.
-#[cfg(target_arch = "x86_64")]
-fn stops_in_block(block: &[u8]) -> u32 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
-    debug_assert_eq!(block.len(), 16);
-    // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU runs these instructions;
-    // `block` holds 16 readable bytes, the load's size, and `loadu` needs no alignment.
-    let stops = unsafe {
-        let x = _mm_loadu_si128(block.as_ptr().cast());
-        let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
-        // Compared as signed bytes, every byte past ASCII is negative: below 0x20 like a control.
-        let control_or_high = _mm_cmplt_epi8(x, _mm_set1_epi8(0x20));
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control_or_high))
-    };
-    stops as u32
 }
 
 /// The top level of `content` (a byte order mark already stripped), or `None` when serde_json
@@ -124,7 +104,7 @@ fn skip_spaces(b: &[u8], mut i: usize) -> usize {
 fn spaces_in_block(block: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     debug_assert_eq!(block.len(), 16);
-    // SAFETY: as in `stops_in_block`: SSE2 is part of the x86-64 baseline, and `block` holds the
+    // SAFETY: as in `byte_words::string_stops_in_block`: SSE2 is part of the x86-64 baseline, and `block` holds the
     // 16 bytes loaded (unaligned).
     let spaces = unsafe {
         let x = _mm_loadu_si128(block.as_ptr().cast());
