@@ -25,8 +25,20 @@ pub struct RepoRef {
     slug: String,
 }
 
+/// A project key or slug: 1 to 128 bytes, no control character, slash or whitespace.
 fn is_valid_segment(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| !c.is_control() && c != '/' && !c.is_whitespace())
+    !s.is_empty() && s.len() <= 128 && (is_valid_ascii_segment(s) || s.chars().all(is_segment_char))
+}
+
+fn is_segment_char(c: char) -> bool {
+    !c.is_control() && c != '/' && !c.is_whitespace()
+}
+
+/// [`is_segment_char`] for every byte of an ASCII text, without decoding characters (the webhook
+/// checks a project key and a slug per delivery): the ASCII controls and whitespace are the bytes
+/// up to the space, and DEL. `false` for any other text, which is checked character by character.
+fn is_valid_ascii_segment(s: &str) -> bool {
+    s.bytes().all(|b| b > b' ' && b < 0x7f && b != b'/')
 }
 
 impl RepoRef {
@@ -38,6 +50,9 @@ impl RepoRef {
         }
         let project = if project.starts_with('~') {
             project.to_owned()
+        } else if project.is_ascii() {
+            // The same text as `to_uppercase` for ASCII, without its per-character case tables.
+            project.to_ascii_uppercase()
         } else {
             project.to_uppercase()
         };
@@ -291,6 +306,25 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn repository_parts_are_checked_and_upper_cased_as_character_by_character(
+            project in "~?[\\x00-\\x7f]{0,12}|\\PC{0,4}|[\\x00-\\x{a0}]{0,4}|[a-zA-Z]{1,3}(é|ß|ﬁ)?",
+            slug in "[\\x00-\\x7f]{0,12}|\\PC{0,4}|[\\x00-\\x{a0}]{0,4}",
+        ) {
+            // Arrange: what `RepoRef::new` checked and built one character at a time.
+            let valid = |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| !c.is_control() && c != '/' && !c.is_whitespace());
+            let expected = (valid(&project) && valid(&slug)).then(|| {
+                let key = if project.starts_with('~') { project.clone() } else { project.to_uppercase() };
+                (key, slug.clone())
+            });
+
+            // Act
+            let repo = RepoRef::new(&project, &slug).ok().map(|r| (r.project().to_owned(), r.slug().to_owned()));
+
+            // Assert
+            proptest::prop_assert_eq!(repo, expected);
+        }
+
         #[test]
         fn commit_ids_read_from_bytes_are_the_ones_parsed_from_text(text in "[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[ -~]{0,66}") {
             let parsed = (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit());

@@ -133,13 +133,15 @@ impl WebhookResponse {
         json_text::push_u64(&mut body, push.changes.len() as u64);
         body.push_str(",\"deliveryId\":");
         json_text::push_str(&mut body, push.delivery_id.as_str());
-        body.push_str(",\"message\":");
-        json_text::push_str(&mut body, message);
-        body.push_str(",\"repository\":");
+        // The message and the word are fixed ASCII texts without a quote, backslash or control
+        // character: written between their quotes as they are, not through the escaper.
+        body.push_str(",\"message\":\"");
+        body.push_str(message);
+        body.push_str("\",\"repository\":");
         json_text::push_repo(&mut body, &push.repo);
-        body.push_str(",\"status\":");
-        json_text::push_str(&mut body, word);
-        body.push('}');
+        body.push_str(",\"status\":\"");
+        body.push_str(word);
+        body.push_str("\"}");
         Self {
             status: StatusCode::ACCEPTED,
             body,
