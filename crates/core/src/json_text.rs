@@ -26,16 +26,22 @@ pub(crate) fn push_repo(out: &mut String, repo: &RepoRef) {
     out.push('"');
 }
 
-/// The inside of [`push_str`]. The text is written into a `String` piece by piece (`str`s and
-/// ASCII), so the whole is never checked as UTF-8 again.
-fn push_escaped(out: &mut String, s: &str) {
-    let bytes = s.as_bytes();
-    // Most strings (ref names, ids, names) need no escape: tested eight bytes at a time, then
-    // copied whole.
-    if !needs_escape(bytes) {
+/// The inside of [`push_str`], for writers that put the quotes in their own fixed texts. The
+/// text is written into a `String` piece by piece (`str`s and ASCII), so the whole is never
+/// checked as UTF-8 again. Inlined: most strings (ref names, ids, names) need no escape, tested
+/// eight bytes at a time, then copied whole; the others take [`push_escapes`].
+#[inline]
+pub(crate) fn push_escaped(out: &mut String, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        push_escapes(out, s);
+    } else {
         out.push_str(s);
-        return;
     }
+}
+
+/// [`push_escaped`] for a text with something to escape.
+fn push_escapes(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let short = match b {

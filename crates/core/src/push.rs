@@ -354,6 +354,24 @@ fn push_instant(out: &mut String, at: &DateTime<Utc>) {
     out.push_str(std::str::from_utf8(&text[..=len]).unwrap_or_default());
 }
 
+/// One change of the queued message (a delivery may hold 1,000). The quotes around the ref name
+/// and the ids are part of the fixed texts, and each type's text is its own `push_str`, so every
+/// fixed piece is a copy of a known length, written inline instead of a call to `memcpy`.
+#[inline]
+fn push_change(out: &mut String, change: &RefChange) {
+    out.push_str("{\"refId\":\"");
+    crate::json_text::push_escaped(out, &change.ref_id);
+    match change.change_type {
+        RefChangeType::Add => out.push_str("\",\"type\":\"ADD\",\"fromHash\":\""),
+        RefChangeType::Update => out.push_str("\",\"type\":\"UPDATE\",\"fromHash\":\""),
+        RefChangeType::Delete => out.push_str("\",\"type\":\"DELETE\",\"fromHash\":\""),
+    }
+    push_commit(out, &change.from_hash);
+    out.push_str("\",\"toHash\":\"");
+    push_commit(out, &change.to_hash);
+    out.push_str("\"}");
+}
+
 /// Appends the digits of `commit`: a SHA-1 id as a copy of a length known when compiling, which
 /// is inlined, instead of a call to `memcpy` (2,000 of them for a 1,000-change message).
 #[inline]
@@ -563,17 +581,10 @@ impl PushMessage {
         }
         out.push_str(",\"changes\":[");
         for (i, change) in self.changes.iter().enumerate() {
-            out.push_str(if i == 0 { "{\"refId\":" } else { ",{\"refId\":" });
-            push_str(&mut out, &change.ref_id);
-            out.push_str(match change.change_type {
-                RefChangeType::Add => ",\"type\":\"ADD\",\"fromHash\":\"",
-                RefChangeType::Update => ",\"type\":\"UPDATE\",\"fromHash\":\"",
-                RefChangeType::Delete => ",\"type\":\"DELETE\",\"fromHash\":\"",
-            });
-            push_commit(&mut out, &change.from_hash);
-            out.push_str("\",\"toHash\":\"");
-            push_commit(&mut out, &change.to_hash);
-            out.push_str("\"}");
+            if i > 0 {
+                out.push(',');
+            }
+            push_change(&mut out, change);
         }
         out.push_str("],\"actor\":{\"name\":");
         optional(&mut out, &self.actor.name);
