@@ -19,6 +19,7 @@ use hubsync_core::secrets::StaticSecret;
 use hubsync_core::sync::{DEFAULT_MAX_MODEL_BYTES, SyncError, SyncOptions, SyncOutcome, SyncProgress, SyncWorker};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Backend, LocalConfig};
 use crate::serve::worker::SliceLength;
@@ -75,7 +76,8 @@ pub struct SyncArgs {
     /// stops between files and records how far it got, as `serve --slice` does; this command
     /// then reports the slice and runs the next one itself, until the head is reached. Stopped
     /// before (Ctrl-C, an error), it queues the continuation for `hubsync serve` (or `hubsync
-    /// sync --recent`): Ctrl-C ends the slice at its next safe point, a second Ctrl-C at once.
+    /// sync --recent`): Ctrl-C ends the slice at its next safe point; a second Ctrl-C drops the
+    /// files in flight and releases the repository's lease; a third stops at once.
     /// 0 or off (the default): one piece.
     #[arg(long, value_name = "PERIOD", env = "HUB_SLICE", default_value_t = SliceLength::default())]
     pub slice: SliceLength,
@@ -482,7 +484,11 @@ pub(crate) async fn run_sync<S: RepoRegistry + ModelStore, Src: SecretSource>(
 /// The first Ctrl-C spends the slice running ([`Interrupts::cut`]): it stops at its next safe
 /// point as at its deadline (the files in flight written, its resume point recorded, its lease
 /// released), so `hubsync serve` can take the continuation at once and fetches nothing again.
-/// A second Ctrl-C stops at once: the lease then stays until it expires.
+/// A second Ctrl-C abandons the slice (its deadline's token,
+/// [`Deadline::abandoned_by`](hubsync_core::deadline::Deadline::abandoned_by)): the files in
+/// flight are dropped and the lease released, so `hubsync serve` takes over at once from the last
+/// resume point (fetching those files again). A third stops at once: the lease then stays until
+/// it expires.
 async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueue>(
     store: S,
     secrets: Src,
@@ -498,7 +504,8 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
     let mut request = args.request();
     for slice in 1.. {
         let bar = progress_bar();
-        let (progress, deadline) = (Bar(bar.clone()), slicing.deadline());
+        let abandon = CancellationToken::new();
+        let (progress, deadline) = (Bar(bar.clone()), slicing.deadline().abandoned_by(abandon.clone()));
         if interrupts.count() > 0 {
             // Between two slices: the next one does not start.
             bar.finish_and_clear();
@@ -508,25 +515,29 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
         let (outcome, stopping) = {
             let sync = worker.sync_request_within(repo, &request, &progress, &deadline, &held);
             tokio::pin!(sync);
-            let mut stopping = false;
+            let mut heard = 0;
             loop {
                 tokio::select! {
-                    outcome = &mut sync => break (outcome, stopping),
-                    () = interrupts.reached(if stopping { 2 } else { 1 }) => {
-                        if !stopping {
-                            stopping = true;
-                            bar.suspend(|| eprintln!(
-                                "{repo}: interrupted; slice {slice} stops once its files in flight are written \
-                                 (Ctrl-C again to stop at once)"
-                            ));
-                            continue;
+                    outcome = &mut sync => break (outcome, heard > 0),
+                    () = interrupts.reached(heard + 1) => {
+                        heard += 1;
+                        let said = match heard {
+                            1 => "stops once its files in flight are written (Ctrl-C again to stop sooner)",
+                            2 => "is abandoned: its files in flight are dropped and its lease released \
+                                  (Ctrl-C again to stop at once)",
+                            _ => {
+                                bar.finish_and_clear();
+                                let rest = held.hand_over(queue).await?;
+                                bail!(
+                                    "{}; the sync lease is released when it expires",
+                                    interrupted(repo, &format!("in slice {slice}"), rest)
+                                );
+                            }
+                        };
+                        if heard == 2 {
+                            abandon.cancel();
                         }
-                        bar.finish_and_clear();
-                        let rest = held.hand_over(queue).await?;
-                        bail!(
-                            "{}; the sync lease is released when it expires",
-                            interrupted(repo, &format!("in slice {slice}"), rest)
-                        );
+                        bar.suspend(|| eprintln!("{repo}: interrupted; slice {slice} {said}"));
                     }
                 }
             }
@@ -539,6 +550,14 @@ async fn run_sliced<S: RepoRegistry + ModelStore, Src: SecretSource, Q: PushQueu
                 held.hand_over(queue).await?;
                 println!("{repo}: slice {slice} waits for {owner}; the rest is queued for `hubsync serve`");
                 return Ok(());
+            }
+            // A second Ctrl-C: the slice is dropped, its lease released.
+            Err(SyncError::Abandoned) => {
+                let rest = held.hand_over(queue).await?;
+                bail!(
+                    "{}; its files in flight were dropped and its lease released",
+                    interrupted(repo, &format!("in slice {slice}"), rest)
+                );
             }
             Err(error) => {
                 let rest = match held.hand_over(queue).await {

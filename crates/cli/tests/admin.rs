@@ -7,7 +7,7 @@ mod common;
 use axum::http::StatusCode;
 use hubsync_bitbucket_sim::{HookScope, Repo, SimConfig, SimWebhook, Simulator, TokenScopes, models};
 use hubsync_core::ids::RepoRef;
-use hubsync_core::ports::{ModelStore, RepoRegistry};
+use hubsync_core::ports::{LeaseOwner, ModelStore, RepoRegistry};
 use hubsync_sqlite::SqliteHub;
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -312,6 +312,83 @@ async fn ctrl_c_in_a_sliced_sync_stops_its_slice_at_a_safe_point_queues_the_rest
     assert!(between.cursor.is_none() && between.resume.is_some(), "{between:?}");
     let record = a.hub().repo(&id()).await.expect("record").expect("registered");
     assert!(record.resume.is_none(), "{record:?}");
+    assert_sample_replicated_fetching_each_file_once(&a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_in_a_sliced_sync_drops_the_file_in_flight_releases_the_lease_and_serve_completes_it_at_once() {
+    // Arrange: a sync of one file per slice, its fourth slice's file held inside the simulator
+    // (and never answered to this command).
+    let a = Admin::new().await;
+    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
+    assert!(registered.ok, "{}", registered.text());
+    a.sim.clear_requests();
+    let held = a.sim.hold_next(fourth_slice_file);
+    let mut sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
+    timeout(common::BOUND, held.reached())
+        .await
+        .expect("the fourth slice fetches the held file");
+
+    // Act 1: Ctrl-C twice while that file is being fetched, the second once the command says it
+    // heard the first.
+    let pid = sync.id().expect("running").to_string();
+    let interrupt = || Command::new("kill").args(["-INT", &pid]).status();
+    let first = interrupt().await.expect("kill runs");
+    let mut err = BufReader::new(sync.stderr.take().expect("stderr")).lines();
+    let mut said = String::new();
+    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("Ctrl-C again") {
+            break;
+        }
+    }
+    let second = interrupt().await.expect("kill runs");
+    let exited = timeout(common::BOUND, sync.wait_with_output())
+        .await
+        .expect("the sync stops without its file")
+        .expect("its status");
+    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
+        said.push_str(&line);
+        said.push('\n');
+    }
+    // The lease is free now, long before it would expire.
+    let hub = a.hub();
+    let taken = hub
+        .acquire_lease(&id(), &LeaseOwner::generate("test"), std::time::Duration::from_secs(60))
+        .await;
+    if let Ok(lease) = &taken {
+        hub.release_lease(lease, true).await.expect("released");
+    }
+    let between = hub.repo(&id()).await.expect("record").expect("registered");
+    held.release();
+
+    // Act 2: `hubsync serve` takes the continuation from the queue.
+    serve_until_synced(&a).await;
+
+    // Assert
+    assert!(first.success() && second.success());
+    assert!(
+        !exited.status.success(),
+        "an abandoned sync exits with an error:\n{said}"
+    );
+    assert!(
+        said.contains("DATA/models: interrupted; slice 4 is abandoned: its files in flight are dropped"),
+        "{said}"
+    );
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: interrupted in slice 4: the rest of DATA/models's sync is queued")
+            && last.ends_with("its files in flight were dropped and its lease released"),
+        "{said}"
+    );
+    assert!(taken.is_ok(), "the lease is released: {taken:?}");
+    assert!(
+        between.cursor.is_none() && between.resume.is_some() && between.last_error.is_none(),
+        "{between:?}"
+    );
+    // The dropped fetch was never answered: `serve` fetched that file, every other one was
+    // fetched once, by the slice that wrote it.
     assert_sample_replicated_fetching_each_file_once(&a).await;
 }
 

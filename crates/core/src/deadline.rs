@@ -7,11 +7,16 @@
 //! the files in flight, recording the resume point and queueing the continuation.
 //!
 //! Time is read from a [`Clock`], so tests decide how fast it passes instead of sleeping.
+//!
+//! A deadline may also carry a token that abandons the sync at once ([`Deadline::abandoned_by`]:
+//! `hubsync sync --slice` after a second Ctrl-C): the work in hand is dropped, but the lease is
+//! still released, so the next sync does not wait for it to expire.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
 
 /// The share of its time after which a sync stops at its next safe point, in percent.
 pub const SLICE_STOP_PERCENT: i32 = 80;
@@ -58,6 +63,7 @@ pub struct Deadline {
     started: DateTime<Utc>,
     at: DateTime<Utc>,
     clock: Clock,
+    abandon: Option<CancellationToken>,
 }
 
 impl Deadline {
@@ -67,6 +73,7 @@ impl Deadline {
             started: clock.now(),
             at,
             clock,
+            abandon: None,
         }
     }
 
@@ -77,6 +84,7 @@ impl Deadline {
             started,
             at: started + TimeDelta::from_std(length).unwrap_or(TimeDelta::MAX),
             clock,
+            abandon: None,
         }
     }
 
@@ -96,6 +104,24 @@ impl Deadline {
     /// Whether the work should stop at its next safe point ([`slice_spent`]).
     pub fn is_near(&self) -> bool {
         slice_spent(self.started, self.at, self.clock.now())
+    }
+
+    /// The same deadline, and the sync abandoned at once when `token` is cancelled: its work in
+    /// hand (files in flight, the resume point) is dropped, its lease released, and it ends with
+    /// [`SyncError::Abandoned`](crate::sync::SyncError::Abandoned).
+    pub fn abandoned_by(self, token: CancellationToken) -> Self {
+        Self {
+            abandon: Some(token),
+            ..self
+        }
+    }
+
+    /// Completes once the sync is to be abandoned (never without a token).
+    pub(crate) async fn abandoned(&self) {
+        match &self.abandon {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 }
 

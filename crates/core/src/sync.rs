@@ -74,6 +74,9 @@ pub enum SyncError {
         commit: CommitId,
         head: CommitId,
     },
+    /// Stopped at once by its deadline's token ([`Deadline::abandoned_by`]); the lease released.
+    #[error("the sync was stopped before it finished")]
+    Abandoned,
 }
 
 impl SyncError {
@@ -85,7 +88,7 @@ impl SyncError {
             Self::Store(e) => e.is_retryable(),
             Self::Secret(e) => e.is_retryable(),
             Self::HostConfig(_) | Self::UnknownCommit { .. } | Self::NotAnAncestor { .. } => false,
-            Self::Queue(_) => true,
+            Self::Queue(_) | Self::Abandoned => true,
         }
     }
 }
@@ -454,11 +457,12 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         repo: &RepoRef,
         result: Result<SyncOutcome, SyncError>,
     ) -> Result<SyncOutcome, SyncError> {
-        // Another sync holding or taking the lease is not this repository's failure.
+        // Another sync holding or taking the lease, or a person stopping this one, is not this
+        // repository's failure.
         if let Err(e) = &result
             && !matches!(
                 e,
-                SyncError::Store(StoreError::LeaseHeld { .. } | StoreError::LeaseLost(_))
+                SyncError::Store(StoreError::LeaseHeld { .. } | StoreError::LeaseLost(_)) | SyncError::Abandoned
             )
         {
             let last = LastError {
@@ -494,6 +498,7 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
         let result = self
             .with_heartbeat(
                 &lease,
+                deadline,
                 self.sync_leased(&leased, branch, forced, since, progress, deadline),
             )
             .await;
@@ -509,11 +514,15 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
 
     /// Runs `work` while renewing `lease` every third of its time-to-live. A lost lease stops the
     /// work (its writes would be refused anyway); a failed renewal is tried again at the next beat.
+    /// The deadline's token, once cancelled, stops it too: [`SyncError::Abandoned`], and the
+    /// caller releases the lease as after any failure.
     async fn with_heartbeat<T>(
         &self,
         lease: &SyncLease,
+        deadline: Option<&Deadline>,
         work: impl Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
+        use futures::future::{Either, select};
         let ttl = self.options.lease_ttl;
         let heartbeat = async {
             let mut current = lease.clone();
@@ -526,11 +535,17 @@ impl<'a, G: GitHost, S: RepoRegistry + ModelStore> SyncEngine<'a, G, S> {
                 }
             }
         };
-        let work = std::pin::pin!(work);
-        let heartbeat = std::pin::pin!(heartbeat);
-        match futures::future::select(work, heartbeat).await {
-            futures::future::Either::Left((result, _)) => result,
-            futures::future::Either::Right((lost, _)) => Err(lost.into()),
+        let abandoned = async {
+            match deadline {
+                Some(deadline) => deadline.abandoned().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (heartbeat, abandoned) = (std::pin::pin!(heartbeat), std::pin::pin!(abandoned));
+        match select(std::pin::pin!(work), select(heartbeat, abandoned)).await {
+            Either::Left((result, _)) => result,
+            Either::Right((Either::Left((lost, _)), _)) => Err(lost.into()),
+            Either::Right((Either::Right(((), _)), _)) => Err(SyncError::Abandoned),
         }
     }
 

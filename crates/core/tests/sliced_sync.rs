@@ -11,11 +11,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hubsync_core::deadline::{Clock, Deadline};
 use hubsync_core::ids::{CommitId, RepoRef};
-use hubsync_core::ports::{ModelStore, PushQueue, RepoRegistry, SyncCursor, SyncStats};
+use hubsync_core::ports::{LeaseOwner, ModelStore, PushQueue, RepoRegistry, SyncCursor, SyncStats};
 use hubsync_core::push::{MessageKind, PushMessage};
-use hubsync_core::sync::{FullSyncReason, NoProgress, SyncEngine, SyncMode, SyncOptions, SyncOutcome};
+use hubsync_core::sync::{FullSyncReason, NoProgress, SyncEngine, SyncError, SyncMode, SyncOptions, SyncOutcome};
 use hubsync_core::testing::fixtures::{files, model, push};
 use hubsync_core::testing::memory::{MemoryGitHost, MemoryQueue, MemoryStore};
+use tokio_util::sync::CancellationToken;
 
 struct Fixture {
     host: MemoryGitHost,
@@ -793,5 +794,43 @@ async fn a_second_sync_from_a_commit_whose_ancestry_to_the_waiting_one_cannot_be
         ),
         "{outcome:?}"
     );
+    f.assert_done_at(head, &tree).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_sync_releases_its_lease_records_no_error_and_the_next_sync_completes_it() {
+    // Arrange: a first sync whose host stops answering in the middle of it.
+    let f = Fixture::registered().await;
+    let tree = many_models(40);
+    let head = f.host.commit(&f.repo, tree.clone());
+    let stalled = f.host.stall_next_fetch_of("m/0020.json");
+    let abandon = CancellationToken::new();
+    let deadline = Deadline::after(Duration::from_secs(3_600), f.clock()).abandoned_by(abandon.clone());
+    let (engine, message) = (f.engine(), push(&f.repo, &head));
+
+    // Act: the sync is abandoned once it waits for that file.
+    let (outcome, ()) = tokio::join!(engine.handle_push_within(&message, &deadline, &f.queue), async {
+        stalled.notified().await;
+        abandon.cancel();
+    });
+    let record = f.store.repo(&f.repo).await.unwrap().unwrap();
+    let next = f
+        .store
+        .acquire_lease(&f.repo, &LeaseOwner::generate("next"), Duration::from_secs(60))
+        .await;
+    if let Ok(lease) = &next {
+        f.store.release_lease(lease, !lease.previous_unfinished).await.unwrap();
+    }
+    let then = f.handle(&push(&f.repo, &head)).await;
+
+    // Assert
+    assert!(matches!(outcome, Err(SyncError::Abandoned)), "{outcome:?}");
+    assert!(next.is_ok(), "the lease is released: {next:?}");
+    assert_eq!(
+        (record.cursor, record.last_error),
+        (None, None),
+        "nothing recorded as a failure"
+    );
+    assert!(matches!(then, SyncOutcome::Synced { .. }), "{then:?}");
     f.assert_done_at(head, &tree).await;
 }

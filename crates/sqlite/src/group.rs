@@ -506,8 +506,11 @@ mod tests {
 
         drop(hub);
 
-        // The writer thread holds the queue until it returns.
+        // The writer thread holds the queue until it returns; a writer that never does fails the
+        // test instead of hanging it.
+        let bound = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while shared.strong_count() > 0 {
+            assert!(std::time::Instant::now() < bound, "the writer thread still runs");
             std::thread::yield_now();
         }
     }

@@ -3,8 +3,8 @@
 //! functions. Nothing here is for production: it is compiled only with the `test-util` feature.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -375,6 +375,8 @@ struct MemoryGitState {
     /// Bytes of the raw files being read now, and the most there ever were.
     reading: u64,
     most_reading: u64,
+    /// A raw file whose next fetch never completes, and what it notifies once it is reached.
+    stalled: Option<(String, Arc<tokio::sync::Notify>)>,
 }
 
 impl MemoryGitHost {
@@ -415,6 +417,15 @@ impl MemoryGitHost {
     /// it is kept. With `None` (the default), a file's size is announced before it is read.
     pub fn set_chunked(&self, chunk: Option<usize>) {
         lock(&self.inner).chunked = chunk.map(|n| n.max(1));
+    }
+
+    /// The next fetch of the raw file `path` never completes (a host that stops answering in the
+    /// middle of a sync); the notify returned is signalled once it is reached. Later fetches are
+    /// answered.
+    pub fn stall_next_fetch_of(&self, path: &str) -> Arc<tokio::sync::Notify> {
+        let reached = Arc::new(tokio::sync::Notify::new());
+        lock(&self.inner).stalled = Some((path.to_owned(), reached.clone()));
+        reached
     }
 
     /// The most bytes of raw files ever read at once: from when a file's bytes are charged to
@@ -532,6 +543,20 @@ impl GitHost for MemoryGitHost {
         admission: &mut Admission,
     ) -> Result<Option<RawFile>, GitHostError> {
         self.check(repo, &format!("raw {path}"))?;
+        let stalled = {
+            let mut s = lock(&self.inner);
+            match s.stalled.take() {
+                Some((stalled, reached)) if stalled == path => Some(reached),
+                other => {
+                    s.stalled = other;
+                    None
+                }
+            }
+        };
+        if let Some(reached) = stalled {
+            reached.notify_one();
+            std::future::pending::<()>().await;
+        }
         let Some(bytes) = self.tree(repo, at, "raw")?.remove(path) else {
             return Ok(None);
         };
