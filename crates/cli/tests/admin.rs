@@ -242,46 +242,66 @@ fn fourth_slice_file(line: &hubsync_bitbucket_sim::RequestLine) -> bool {
     line.path_and_query.contains(FOURTH_SLICE_FILE)
 }
 
+/// `hubsync sync DATA/models --slice 1s` of one file per slice (the repository registered, not
+/// synced), running with its output piped, once it fetches its fourth slice's file, which the
+/// simulator holds.
+async fn sliced_sync_held_in_its_fourth_slice(a: &Admin) -> (tokio::process::Child, hubsync_bitbucket_sim::Hold) {
+    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
+    assert!(registered.ok, "{}", registered.text());
+    a.sim.clear_requests();
+    let held = a.sim.hold_next(fourth_slice_file);
+    let sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
+    timeout(common::BOUND, held.reached())
+        .await
+        .expect("the fourth slice fetches the held file");
+    (sync, held)
+}
+
+/// Sends Ctrl-C (SIGINT) to `child`; whether `kill` did.
+async fn interrupt(child: &tokio::process::Child) -> bool {
+    let pid = child.id().expect("running").to_string();
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .expect("kill runs")
+        .success()
+}
+
+/// Appends the lines `err` gives to `said`, up to the first holding `until` (`None`: to the end).
+async fn read_lines(
+    err: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    said: &mut String,
+    until: Option<&str>,
+) {
+    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
+        said.push_str(&line);
+        said.push('\n');
+        if until.is_some_and(|until| line.contains(until)) {
+            return;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_in_a_sliced_sync_stops_its_slice_at_a_safe_point_queues_the_rest_once_and_serve_completes_it_fetching_each_file_once()
  {
     // Arrange: a sync of one file per slice, its fourth slice's file held inside the simulator.
     let a = Admin::new().await;
-    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
-    assert!(registered.ok, "{}", registered.text());
-    a.sim.clear_requests();
-    let held = a.sim.hold_next(fourth_slice_file);
-    let mut sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
-    timeout(common::BOUND, held.reached())
-        .await
-        .expect("the fourth slice fetches the held file");
+    let (mut sync, held) = sliced_sync_held_in_its_fourth_slice(&a).await;
 
     // Act 1: Ctrl-C while that file is being fetched; once the command says it heard it, the
     // file is answered.
-    let pid = sync.id().expect("running").to_string();
-    let kill = Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .await
-        .expect("kill runs");
+    let kill = interrupt(&sync).await;
     let mut err = BufReader::new(sync.stderr.take().expect("stderr")).lines();
     let mut said = String::new();
-    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
-        said.push_str(&line);
-        said.push('\n');
-        if line.contains("Ctrl-C again") {
-            break;
-        }
-    }
+    read_lines(&mut err, &mut said, Some("Ctrl-C again")).await;
     held.release();
     let exited = timeout(common::BOUND, sync.wait_with_output())
         .await
         .expect("the sync stops")
         .expect("its status");
-    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
-        said.push_str(&line);
-        said.push('\n');
-    }
+    read_lines(&mut err, &mut said, None).await;
     let status = a.hubsync(&["queue", "status"], NOWHERE).await;
     let between = a.hub().repo(&id()).await.expect("record").expect("registered");
 
@@ -289,7 +309,7 @@ async fn ctrl_c_in_a_sliced_sync_stops_its_slice_at_a_safe_point_queues_the_rest
     serve_until_synced(&a).await;
 
     // Assert
-    assert!(kill.success());
+    assert!(kill);
     assert!(
         !exited.status.success(),
         "an interrupted sync exits with an error:\n{said}"
@@ -320,38 +340,20 @@ async fn a_second_ctrl_c_in_a_sliced_sync_drops_the_file_in_flight_releases_the_
     // Arrange: a sync of one file per slice, its fourth slice's file held inside the simulator
     // (and never answered to this command).
     let a = Admin::new().await;
-    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
-    assert!(registered.ok, "{}", registered.text());
-    a.sim.clear_requests();
-    let held = a.sim.hold_next(fourth_slice_file);
-    let mut sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
-    timeout(common::BOUND, held.reached())
-        .await
-        .expect("the fourth slice fetches the held file");
+    let (mut sync, held) = sliced_sync_held_in_its_fourth_slice(&a).await;
 
     // Act 1: Ctrl-C twice while that file is being fetched, the second once the command says it
     // heard the first.
-    let pid = sync.id().expect("running").to_string();
-    let interrupt = || Command::new("kill").args(["-INT", &pid]).status();
-    let first = interrupt().await.expect("kill runs");
+    let first = interrupt(&sync).await;
     let mut err = BufReader::new(sync.stderr.take().expect("stderr")).lines();
     let mut said = String::new();
-    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
-        said.push_str(&line);
-        said.push('\n');
-        if line.contains("Ctrl-C again") {
-            break;
-        }
-    }
-    let second = interrupt().await.expect("kill runs");
+    read_lines(&mut err, &mut said, Some("Ctrl-C again")).await;
+    let second = interrupt(&sync).await;
     let exited = timeout(common::BOUND, sync.wait_with_output())
         .await
         .expect("the sync stops without its file")
         .expect("its status");
-    while let Ok(Ok(Some(line))) = timeout(common::BOUND, err.next_line()).await {
-        said.push_str(&line);
-        said.push('\n');
-    }
+    read_lines(&mut err, &mut said, None).await;
     // The lease is free now, long before it would expire.
     let hub = a.hub();
     let taken = hub
@@ -367,7 +369,7 @@ async fn a_second_ctrl_c_in_a_sliced_sync_drops_the_file_in_flight_releases_the_
     serve_until_synced(&a).await;
 
     // Assert
-    assert!(first.success() && second.success());
+    assert!(first && second);
     assert!(
         !exited.status.success(),
         "an abandoned sync exits with an error:\n{said}"
@@ -396,14 +398,7 @@ async fn a_second_ctrl_c_in_a_sliced_sync_drops_the_file_in_flight_releases_the_
 async fn a_sliced_sync_failing_in_a_later_slice_says_so_queues_the_rest_once_and_serve_completes_it() {
     // Arrange: a sync of one file per slice, its fourth slice's file held inside the simulator.
     let a = Admin::new().await;
-    let registered = a.hubsync(&["repos", "add", "DATA/models", "--no-sync"], NOWHERE).await;
-    assert!(registered.ok, "{}", registered.text());
-    a.sim.clear_requests();
-    let held = a.sim.hold_next(fourth_slice_file);
-    let sync = a.spawn(&["sync", "DATA/models", "--slice", "1s"], &ONE_FILE_PER_SLICE);
-    timeout(common::BOUND, held.reached())
-        .await
-        .expect("the fourth slice fetches the held file");
+    let (sync, held) = sliced_sync_held_in_its_fourth_slice(&a).await;
 
     // Act 1: that file is answered 403.
     a.sim.fail_next(1, StatusCode::FORBIDDEN, None);
