@@ -104,8 +104,8 @@ fn skip_spaces(b: &[u8], mut i: usize) -> usize {
 fn spaces_in_block(block: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     debug_assert_eq!(block.len(), 16);
-    // SAFETY: as in `byte_words::string_stops_in_block`: SSE2 is part of the x86-64 baseline, and `block` holds the
-    // 16 bytes loaded (unaligned).
+    // SAFETY: as in `byte_words::string_stops_in_block`: SSE2 is part of the x86-64 baseline,
+    // and `block` holds the 16 bytes loaded (unaligned).
     let spaces = unsafe {
         let x = _mm_loadu_si128(block.as_ptr().cast());
         _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(b' ' as i8)))
