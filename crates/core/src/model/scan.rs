@@ -36,12 +36,12 @@ static STRING_STOP: [bool; 256] = {
 };
 
 /// The first index from `i` on of a [`STRING_STOP`] byte (or `b.len()`). Most of a model is
-/// string text, so this loop is most of the reading (issue 11): on x86-64, sixteen bytes at a
-/// time with SSE2 (part of every x86-64 CPU), the stop found in the block by its bit in a mask;
-/// elsewhere, and for the last bytes, eight at a time (a word-wide test for each kind of stop
-/// byte), then byte by byte.
+/// string text, so this loop is most of the reading (issue 11): sixteen bytes at a time with
+/// SSE2 on x86-64 and NEON on aarch64 (part of every CPU of each), the stop found in the block by
+/// its bit in a mask; elsewhere, and for the last bytes, eight at a time (a word-wide test for
+/// each kind of stop byte), then byte by byte.
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     while let Some(block) = b.get(i..i + 16).and_then(|block| <&[u8; 16]>::try_from(block).ok()) {
         let stops = byte_words::string_stops_in_block(block);
         if stops != 0 {
@@ -81,13 +81,13 @@ pub(super) fn top_level(content: &[u8]) -> Option<TopLevel<'_>> {
 /// Eight spaces: what [`skip_spaces`] skips at once past its last sixteen bytes.
 const INDENT: &[u8] = b"        ";
 
-/// From `i`, past a run of spaces, or not quite (the caller reads on byte by byte): on x86-64
-/// sixteen bytes at a time with SSE2, the first other byte found from the block's mask; then
-/// (and on other targets) eight spaces at a time.
+/// From `i`, past a run of spaces, or not quite (the caller reads on byte by byte): sixteen bytes
+/// at a time with SSE2 on x86-64 and NEON on aarch64, the first other byte found from the
+/// block's mask; then (and on other targets) eight spaces at a time.
 fn skip_spaces(b: &[u8], mut i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    while let Some(block) = b.get(i..i + 16) {
-        let others = !spaces_in_block(block) & 0xFFFF;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    while let Some(block) = b.get(i..i + 16).and_then(|block| <&[u8; 16]>::try_from(block).ok()) {
+        let others = others_than_spaces_in_block(block);
         if others != 0 {
             return i + others.trailing_zeros() as usize;
         }
@@ -99,18 +99,32 @@ fn skip_spaces(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Bit `k` set when byte `k` of `block` (16 bytes) is a space.
+/// A mask of the bytes of `block` other than a space: its lowest set bit, `k`, is the first
+/// (byte `k`), and it is 0 when all sixteen are spaces. As with
+/// `byte_words::string_stops_in_block`, x86-64 sets a bit for each, aarch64 for the first only.
 #[cfg(target_arch = "x86_64")]
-fn spaces_in_block(block: &[u8]) -> u32 {
+#[inline(always)]
+fn others_than_spaces_in_block(block: &[u8; 16]) -> u32 {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-    debug_assert_eq!(block.len(), 16);
     // SAFETY: as in `byte_words::string_stops_in_block`: SSE2 is part of the x86-64 baseline,
     // and `block` holds the 16 bytes loaded (unaligned).
     let spaces = unsafe {
         let x = _mm_loadu_si128(block.as_ptr().cast());
         _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(b' ' as i8)))
     };
-    spaces as u32
+    !(spaces as u32) & 0xFFFF
+}
+
+/// [`others_than_spaces_in_block`] with NEON: the bytes unequal to a space, the first one's bit
+/// taken by `byte_words::first_match_bit`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn others_than_spaces_in_block(block: &[u8; 16]) -> u32 {
+    use std::arch::aarch64::{vceqq_u8, vdupq_n_u8, vld1q_u8, vmvnq_u8};
+    // SAFETY: as in `byte_words::string_stops_in_block`: NEON is part of the aarch64 baseline,
+    // and `block` holds the 16 bytes loaded (`vld1q_u8` needs no alignment).
+    let others = unsafe { vmvnq_u8(vceqq_u8(vld1q_u8(block.as_ptr()), vdupq_n_u8(b' '))) };
+    byte_words::first_match_bit(others)
 }
 
 /// A string token: where it is (quotes included) and whether it holds an escape.
