@@ -458,11 +458,8 @@ impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
             if PLAIN && let Some((from, to)) = previous.take() {
                 shape = Shape::of(&self.b[from..to]);
             }
-            match shape.as_ref().and_then(|shape| shape.read(self.b, start)) {
-                Some((change, end)) => {
-                    changes.push(change);
-                    self.i = end;
-                }
+            match shape.as_ref().and_then(|shape| shape.read(self.b, start, &mut changes)) {
+                Some(end) => self.i = end,
                 None => {
                     changes.push(self.change()?);
                     previous = Some((start, self.i));
@@ -694,19 +691,6 @@ fn skip_value<const PLAIN: bool>(b: &[u8], mut i: usize, depth: u32) -> Option<u
     }
 }
 
-/// What a string of a change's shape holds, for the change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// A skipped value (any string will do).
-    Skipped,
-    /// `ref.id`.
-    RefIdInRef,
-    RefId,
-    FromHash,
-    ToHash,
-    Type,
-}
-
 /// A change already read (by the full reader) as a template: its bytes, with the content of
 /// each string value a hole. Another change with the same bytes but other strings in the holes
 /// (strings without escapes: in a plain body, without a quote or backslash) is the same JSON
@@ -715,12 +699,34 @@ enum Role {
 /// A Bitbucket delivery lists its 1,000 changes in one shape, so each is read with a few
 /// comparisons of bytes instead of token by token; any difference sends the change to the
 /// full reader, and that change becomes the next template.
+///
+/// Reading a change finds where each hole ends and notes its place in the slot of what it holds
+/// ([`Slot`]), in a loop that branches only on whether the hole is a commit id (read there);
+/// then it takes the name and the type out of their slots. A branch per hole on its role, each
+/// value kept as it was found, cost about 40 more instructions a change.
 #[derive(Debug)]
 struct Shape<'a> {
     /// The template's string values, in order.
     holes: Vec<Hole<'a>>,
     /// The template's text after the last string value.
     rest: &'a [u8],
+    /// Where the ref's name is taken from: `refId`, or `ref.id` when the template's `refId` is
+    /// `null` (as the full reader takes it).
+    name: Slot,
+}
+
+/// Where reading a change notes a hole's place: the values a change is made of, and one slot
+/// for all the skipped ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The ids first: their slots are also their places among the ids read.
+    FromHash = 0,
+    ToHash = 1,
+    /// `ref.id`.
+    RefIdInRef,
+    RefId,
+    Type,
+    Skipped,
 }
 
 /// One string value of a [`Shape`]'s template. The text before it is kept as a slice, cut once
@@ -730,15 +736,18 @@ struct Shape<'a> {
 struct Hole<'a> {
     /// The template's text from the end of the previous string value to this one's content.
     before: &'a [u8],
-    /// The length of the content in the template.
-    len: usize,
-    role: Role,
+    /// What the hole holds.
+    slot: Slot,
+    /// For a commit id, its length in the template: a change's id of that length ends where its
+    /// closing quote is then expected, checked there instead of searched for
+    /// ([`CommitId::from_hex`] then refuses any quote or backslash among the digits).
+    id_len: Option<usize>,
 }
 
 impl<'a> Shape<'a> {
     /// The shape of `template`, a change the full reader accepted in a plain body (so valid
     /// JSON, spaces its only whitespace, keys of read objects without escapes); `None` when it
-    /// nests deeper than the shape tracks.
+    /// nests deeper than the shape tracks, or its name, ids or type are not strings.
     fn of(template: &'a [u8]) -> Option<Self> {
         // The open containers: whether each is an object, and the key of its current member.
         let mut open: [(bool, &[u8]); 8] = [(false, b""); 8];
@@ -770,10 +779,11 @@ impl<'a> Shape<'a> {
                     if template.get(next) == Some(&b':') {
                         open.get_mut(depth.checked_sub(1)?)?.1 = &template[start..end];
                     } else {
+                        let slot = Self::slot(&open[..depth]);
                         holes.push(Hole {
                             before: template.get(copied..start)?,
-                            len: end - start,
-                            role: Self::role(&open[..depth]),
+                            slot,
+                            id_len: matches!(slot, Slot::FromHash | Slot::ToHash).then_some(end - start),
                         });
                         copied = end;
                     }
@@ -783,83 +793,83 @@ impl<'a> Shape<'a> {
             }
             i += 1;
         }
+        let has = |slot| holes.iter().any(|hole: &Hole<'_>| hole.slot == slot);
+        if !(has(Slot::FromHash) && has(Slot::ToHash) && has(Slot::Type)) {
+            return None;
+        }
+        let name = [Slot::RefId, Slot::RefIdInRef].into_iter().find(|&slot| has(slot))?;
         Some(Self {
-            holes,
             rest: template.get(copied..)?,
+            holes,
+            name,
         })
     }
 
     /// What a string value at `path` (the open containers) holds.
-    fn role(path: &[(bool, &[u8])]) -> Role {
+    fn slot(path: &[(bool, &[u8])]) -> Slot {
         match path {
             [(true, key)] => match *key {
-                b"refId" => Role::RefId,
-                b"fromHash" => Role::FromHash,
-                b"toHash" => Role::ToHash,
-                b"type" => Role::Type,
-                _ => Role::Skipped,
+                b"refId" => Slot::RefId,
+                b"fromHash" => Slot::FromHash,
+                b"toHash" => Slot::ToHash,
+                b"type" => Slot::Type,
+                _ => Slot::Skipped,
             },
-            [(true, b"ref"), (true, b"id")] => Role::RefIdInRef,
-            _ => Role::Skipped,
+            [(true, b"ref"), (true, b"id")] => Slot::RefIdInRef,
+            _ => Slot::Skipped,
         }
     }
 
-    /// The change at `at` in the plain body `b` and where it ends, if it has this shape with
-    /// valid strings in the holes; `None` sends it to the full reader.
-    fn read(&self, b: &'a [u8], at: usize) -> Option<(RefChange, usize)> {
-        let (mut ref_in_ref, mut ref_id, mut from_hash, mut to_hash, mut change_type) = (None, None, None, None, None);
+    /// Reads the change at `at` in the plain body `b` into `changes`, if it has this shape with
+    /// valid strings in the holes, and says where it ends; `None` (nothing read) sends it to the
+    /// full reader. The change is pushed here, not returned: returned, its 176 bytes were copied
+    /// once more on the way to the vector.
+    fn read(&self, b: &'a [u8], at: usize, changes: &mut Vec<RefChange>) -> Option<usize> {
+        // Where the content of the last hole of each slot starts and ends in `b`.
+        let mut found = [(0, 0); 6];
+        let mut ids = [None, None];
         let mut i = at;
-        for &Hole {
-            before,
-            len: hole,
-            role,
-        } in &self.holes
-        {
-            if !equal_at(b, i, before) {
+        for hole in &self.holes {
+            if !equal_at(b, i, hole.before) {
                 return None;
             }
-            i += before.len();
-            // A commit id as long as the template's ends where its closing quote is expected
-            // (`from_hex` then checks that no digit is a quote or backslash); anything else is
-            // searched for.
-            let len = if matches!(role, Role::FromHash | Role::ToHash) && b.get(i + hole) == Some(&b'"') {
-                hole
-            } else {
-                plain_text_end(b, i)? - i
+            i += hole.before.len();
+            let end = match hole.id_len {
+                Some(len) if b.get(i + len) == Some(&b'"') => i + len,
+                _ => plain_text_end(b, i)?,
             };
-            if b[i + len] != b'"' {
+            if b[end] != b'"' {
                 return None;
             }
-            let value = &b[i..i + len];
-            match role {
-                Role::Skipped => {}
-                Role::RefIdInRef => ref_in_ref = Some(value),
-                Role::RefId => ref_id = Some(value),
-                Role::FromHash => from_hash = Some(CommitId::from_hex(value)?),
-                Role::ToHash => to_hash = Some(CommitId::from_hex(value)?),
-                Role::Type => {
-                    change_type = Some(match value {
-                        b"ADD" => RefChangeType::Add,
-                        b"UPDATE" => RefChangeType::Update,
-                        b"DELETE" => RefChangeType::Delete,
-                        _ => return None,
-                    });
-                }
+            // The ids are read here, from one call of `from_hex`, which the compiler inlines:
+            // called twice after the loop, it was not, and each id came back through memory.
+            match hole.slot {
+                Slot::FromHash | Slot::ToHash => ids[hole.slot as usize] = Some(CommitId::from_hex(&b[i..end])?),
+                slot => found[slot as usize] = (i, end),
             }
-            i += len;
+            i = end;
         }
-        let rest = self.rest;
-        if !equal_at(b, i, rest) {
+        if !equal_at(b, i, self.rest) {
             return None;
         }
-        let ref_id = RefName::from_utf8(ref_id.or(ref_in_ref)?)?;
-        let change = RefChange {
-            ref_id,
-            change_type: change_type?,
-            from_hash: from_hash?,
-            to_hash: to_hash?,
+        let [Some(from_hash), Some(to_hash)] = ids else {
+            return None;
         };
-        Some((change, i + rest.len()))
+        let (start, end) = found[Slot::Type as usize];
+        let change_type = match &b[start..end] {
+            b"ADD" => RefChangeType::Add,
+            b"UPDATE" => RefChangeType::Update,
+            b"DELETE" => RefChangeType::Delete,
+            _ => return None,
+        };
+        let (start, end) = found[self.name as usize];
+        changes.push(RefChange {
+            ref_id: RefName::from_utf8(&b[start..end])?,
+            change_type,
+            from_hash,
+            to_hash,
+        });
+        Some(i + self.rest.len())
     }
 }
 
@@ -1322,8 +1332,40 @@ mod tests {
         })
     }
 
+    /// Plain bodies of two changes or more in one shape whose `refId` (a string in every change,
+    /// or `null` in every one) differs from their `ref.id`: a shape must take the name from
+    /// where the full reader takes it, `refId` when it is a string and `ref.id` otherwise.
+    fn shaped_changes_named_apart() -> impl Strategy<Value = String> {
+        let text = || "[a-z0-9/~ -]{0,12}";
+        let one = move |null: bool| {
+            (text(), text(), hash(Faults(false)), hash(Faults(false))).prop_map(move |(in_ref, id, from, to)| {
+                let ref_id = if null { "null".to_owned() } else { format!("\"x{id}\"") };
+                format!(r#"{{"ref":{{"id":"{in_ref}","displayId":"d","type":"TAG"}},"refId":{ref_id},"fromHash":{from},"toHash":{to},"type":"ADD"}}"#)
+            })
+        };
+        any::<bool>()
+            .prop_flat_map(move |null| prop::collection::vec(one(null), 2..6))
+            .prop_map(|changes| {
+                format!(
+                    r#"{{"repository":{{"slug":"s","project":{{"key":"P"}}}},"changes":[{}]}}"#,
+                    changes.join(",")
+                )
+            })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn a_change_read_by_its_shape_is_named_by_its_ref_id_or_else_by_the_id_in_its_ref(
+            body in shaped_changes_named_apart(),
+        ) {
+            // Arrange: every change but the first is read by the first one's shape.
+            prop_assert!(is_plain(body.as_bytes()));
+
+            // Act / Assert: on the fast path, and named as serde_json's path names it.
+            prop_assert!(agrees(body.as_bytes())?, "{}", body);
+        }
 
         #[test]
         fn changes_of_one_shape_are_read_as_serde_json_reads_them(
