@@ -74,7 +74,7 @@ fn push_escapes(out: &mut String, s: &str) {
 /// short strings of a delivery (ref names, ids, names) cost a test or two, without the setup of
 /// a vectorized loop.
 #[inline]
-fn needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     let word = |at: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&bytes[at..at + 8]);

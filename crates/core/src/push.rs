@@ -76,8 +76,15 @@ const INLINE_REF: usize = 38;
 
 #[derive(Clone)]
 enum RefRepr {
-    /// The first `len` bytes are the name (copied whole from a `str`).
+    /// The first `len` bytes are the name (copied whole from a `str`), the others zeros.
     Inline {
+        len: u8,
+        bytes: [u8; INLINE_REF],
+    },
+    /// [`RefRepr::Inline`] for a name known to need no escape in JSON (no `"`, `\` or control
+    /// character), as the reader that found it knew ([`ShortText::from_unescaped_json_text`]),
+    /// so that the queued message's writer need not look ([`push_plain_change`]).
+    InlinePlain {
         len: u8,
         bytes: [u8; INLINE_REF],
     },
@@ -103,6 +110,24 @@ impl ShortText {
     /// other sizes (4 % of a 1,000-change delivery's time).
     #[inline(always)]
     pub fn from_utf8(bytes: &[u8]) -> Option<Self> {
+        Self::from_utf8_noting::<false>(bytes)
+    }
+
+    /// [`ShortText::from_utf8`] for the text of a valid JSON string without escapes, which holds
+    /// no `"`, `\\` or control byte (the webhook's readers know it as they find the string's
+    /// end): the name is noted as needing no escape without a test of its own.
+    #[inline(always)]
+    pub(crate) fn from_unescaped_json_text(bytes: &[u8]) -> Option<Self> {
+        debug_assert!(!crate::json_text::needs_escape(bytes));
+        Self::from_utf8_noting::<true>(bytes)
+    }
+
+    /// [`ShortText::from_utf8`], a short name noted as needing no escape in JSON when the caller
+    /// says it is `UNESCAPED`. Names read otherwise are not tested here: the writer tests them
+    /// ([`push_plain_change`]), and a test here cost the actor's names too, which it writes
+    /// through another path.
+    #[inline(always)]
+    fn from_utf8_noting<const UNESCAPED: bool>(bytes: &[u8]) -> Option<Self> {
         let len = bytes.len();
         if (8..=INLINE_REF).contains(&len) {
             // Whole words from the start, then one word ending at the last byte (overlapping
@@ -116,31 +141,46 @@ impl ShortText {
             }
             high |= copy_word(bytes, &mut inline, len - 8);
             if high & byte_words::HIGH == 0 {
-                return Some(Self(RefRepr::Inline {
-                    len: len as u8,
-                    bytes: inline,
-                }));
+                return Some(Self::inline::<UNESCAPED>(len, inline));
             }
         } else if len < 8 && bytes.is_ascii() {
             let mut inline = [0u8; INLINE_REF];
             inline[..len].copy_from_slice(bytes);
-            return Some(Self(RefRepr::Inline {
-                len: len as u8,
-                bytes: inline,
-            }));
+            return Some(Self::inline::<UNESCAPED>(len, inline));
         }
         std::str::from_utf8(bytes).ok().map(Self::new)
     }
 
+    /// The first `len` bytes of `bytes` held inline (UTF-8: see [`ShortText::as_str`]); noted as
+    /// needing no escape when `UNESCAPED`.
+    #[inline(always)]
+    fn inline<const UNESCAPED: bool>(len: usize, bytes: [u8; INLINE_REF]) -> Self {
+        let len = len as u8;
+        Self(match UNESCAPED {
+            true => RefRepr::InlinePlain { len, bytes },
+            false => RefRepr::Inline { len, bytes },
+        })
+    }
+
+    /// The name's length in bytes, read without making the `str` (no bounds check of the inline
+    /// bytes): the queued message's writer sums it for every change to size its buffer.
+    fn byte_len(&self) -> usize {
+        match &self.0 {
+            RefRepr::Inline { len, .. } | RefRepr::InlinePlain { len, .. } => usize::from(*len),
+            RefRepr::Heap(name) => name.len(),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            RefRepr::Inline { len, bytes } => {
+            RefRepr::Inline { len, bytes } | RefRepr::InlinePlain { len, bytes } => {
                 let bytes = &bytes[..usize::from(*len)];
                 debug_assert!(std::str::from_utf8(bytes).is_ok());
-                // SAFETY: `RefRepr` is private and an inline name is only ever made by `new` (the
-                // bytes of a `str`, copied whole) or `from_utf8` (bytes checked ASCII), so the
-                // first `len` bytes are always valid UTF-8. Checking them again on every read
-                // cost the webhook a call per change writing a 1,000-change message.
+                // SAFETY: `RefRepr` is private and an inline name (either kind) is only ever
+                // made by `new` (the bytes of a `str`, copied whole) or `from_utf8` (bytes
+                // checked ASCII), so the first `len` bytes are always valid UTF-8. Checking them
+                // again on every read cost the webhook a call per change writing a 1,000-change
+                // message.
                 unsafe { std::str::from_utf8_unchecked(bytes) }
             }
             RefRepr::Heap(name) => name,
@@ -356,11 +396,92 @@ fn push_instant(out: &mut String, at: &DateTime<Utc>) {
     out.push_str(std::str::from_utf8(&text[..=len]).unwrap_or_default());
 }
 
-/// One change of the queued message (a delivery may hold 1,000). The quotes around the ref name
-/// and the ids are part of the fixed texts, and each type's text is its own `push_str`, so every
-/// fixed piece is a copy of a known length, written inline instead of a call to `memcpy`.
+/// One change of the queued message (a delivery may hold 1,000): in one window with one capacity
+/// check when it can be ([`push_plain_change`]), piece by piece otherwise.
 #[inline]
 fn push_change(out: &mut String, change: &RefChange) {
+    if !push_plain_change(out, change) {
+        push_any_change(out, change);
+    }
+}
+
+/// The most bytes [`push_plain_change`] writes: the opening text, a whole inline name, the
+/// longest type's text, two SHA-1 ids and the texts between and after them.
+const PLAIN_CHANGE_MAX: usize = 10 + INLINE_REF + 30 + 40 + 12 + 40 + 2;
+
+/// The text from the end of the ref name to the start of the first id, for each type, padded to
+/// one length (the padding is overwritten or cut), with its length.
+fn type_text(change_type: RefChangeType) -> (&'static [u8; 30], usize) {
+    match change_type {
+        RefChangeType::Add => (b"\",\"type\":\"ADD\",\"fromHash\":\"   ", 27),
+        RefChangeType::Update => (b"\",\"type\":\"UPDATE\",\"fromHash\":\"", 30),
+        RefChangeType::Delete => (b"\",\"type\":\"DELETE\",\"fromHash\":\"", 30),
+    }
+}
+
+/// Appends the change when its name is held inline and needs no escape and both ids are SHA-1
+/// (nearly every change); `false`, having written nothing, otherwise. The change is written
+/// after the end of `out` in pieces of fixed sizes at moving offsets, each piece written whole
+/// (a name's unused inline bytes, a short type's padding) and the excess overwritten by the next
+/// piece or cut at the end, with one capacity check: seven appends, each checking the capacity
+/// and storing the length, were about 150 instructions a change. A name read as plain
+/// ([`RefRepr::InlinePlain`], as the webhook's are) is not searched for escapes again.
+#[inline(always)]
+fn push_plain_change(out: &mut String, change: &RefChange) -> bool {
+    let (len, name, plain) = match &change.ref_id.0 {
+        RefRepr::InlinePlain { len, bytes } => (len, bytes, true),
+        RefRepr::Inline { len, bytes } => (len, bytes, false),
+        RefRepr::Heap(_) => return false,
+    };
+    let (Ok(from), Ok(to)) = (
+        <&[u8; 40]>::try_from(change.from_hash.as_bytes()),
+        <&[u8; 40]>::try_from(change.to_hash.as_bytes()),
+    ) else {
+        return false;
+    };
+    let len = usize::from(*len);
+    if len > INLINE_REF || (!plain && crate::json_text::needs_escape(&name[..len])) {
+        return false;
+    }
+    let (type_text, type_len) = type_text(change.change_type);
+    // SAFETY: the bytes of `out` are changed only by the writes below, each of which puts a
+    // piece (a fixed ASCII text, the ids' ASCII hex digits, the inline name: its first `len`
+    // bytes UTF-8, see `ShortText::as_str`, the others zeros) at the end of the one before, so
+    // a later piece never cuts a character of an earlier one, and by the final `truncate` to the
+    // end of the last piece, so that `out` then holds its text and exactly the pieces' texts one
+    // after another. At any step in between, a panic included, it holds whole pieces and zeros.
+    // All are UTF-8. `from_utf8_unchecked` on a buffer, then one more copy, cost more.
+    let out = unsafe { out.as_mut_vec() };
+    let start = out.len();
+    out.resize(start + PLAIN_CHANGE_MAX, 0);
+    // A window of a size known when compiling, so that the writes below (at most `len`, 38, past
+    // the fixed sizes) need no bounds checks.
+    let Some(text) = out[start..].first_chunk_mut::<PLAIN_CHANGE_MAX>() else {
+        out.truncate(start);
+        return false;
+    };
+    text[..10].copy_from_slice(b"{\"refId\":\"");
+    text[10..10 + INLINE_REF].copy_from_slice(name);
+    let mut at = 10 + len;
+    text[at..at + 30].copy_from_slice(type_text);
+    at += type_len;
+    text[at..at + 40].copy_from_slice(from);
+    at += 40;
+    text[at..at + 12].copy_from_slice(b"\",\"toHash\":\"");
+    at += 12;
+    text[at..at + 40].copy_from_slice(to);
+    at += 40;
+    text[at..at + 2].copy_from_slice(b"\"}");
+    at += 2;
+    out.truncate(start + at);
+    debug_assert!(std::str::from_utf8(&out[start..]).is_ok());
+    true
+}
+
+/// [`push_change`] for any change, piece by piece. The quotes around the ref name and the ids are
+/// part of the fixed texts, and each type's text is its own `push_str`, so every fixed piece is
+/// a copy of a known length, written inline instead of a call to `memcpy`.
+fn push_any_change(out: &mut String, change: &RefChange) {
     out.push_str("{\"refId\":\"");
     crate::json_text::push_escaped(out, &change.ref_id);
     match change.change_type {
@@ -542,7 +663,7 @@ impl PushMessage {
             .iter()
             .map(|c| {
                 49 + c.change_type.as_str().len()
-                    + c.ref_id.len()
+                    + c.ref_id.byte_len()
                     + c.from_hash.as_str().len()
                     + c.to_hash.as_str().len()
             })
@@ -555,7 +676,10 @@ impl PushMessage {
             + optional_len(&self.actor.name)
             + optional_len(&self.actor.display_name)
             + optional_len(&self.actor.email_address)
-            + self.from_commit.as_ref().map_or(0, |c| c.as_str().len());
+            + self.from_commit.as_ref().map_or(0, |c| c.as_str().len())
+            // Room for `push_plain_change` to write its whole window after the last change
+            // (it cuts the excess), which would otherwise grow the buffer.
+            + PLAIN_CHANGE_MAX;
         let mut out = String::with_capacity(capacity);
         let optional = |out: &mut String, s: &Option<ShortText>| match s {
             Some(s) => push_str(out, s),
@@ -833,10 +957,28 @@ mod to_json_tests {
         ])
     }
 
+    /// Ref names: any text, or printable ASCII (with or without a `"` or `\\`) of every length
+    /// around the inline limit; built as a `str` is, or from bytes as the readers build them:
+    /// a name without an escape as the webhook's shape reader does, noted as needing none.
+    fn ref_name() -> impl Strategy<Value = RefName> {
+        let name = prop_oneof![text(), "[ -~]{0,40}", "[a-z/._-]{0,40}"];
+        (name, any::<bool>()).prop_map(|(name, from_bytes)| {
+            let bytes = name.as_bytes();
+            let read = match crate::json_text::needs_escape(bytes) {
+                false => RefName::from_unescaped_json_text(bytes),
+                true => RefName::from_utf8(bytes),
+            };
+            match read {
+                Some(read) if from_bytes => read,
+                _ => name.into(),
+            }
+        })
+    }
+
     fn change() -> impl Strategy<Value = RefChange> {
         let ty = prop::sample::select(vec![RefChangeType::Add, RefChangeType::Update, RefChangeType::Delete]);
-        (text(), ty, commit(), commit()).prop_map(|(ref_id, change_type, from_hash, to_hash)| RefChange {
-            ref_id: ref_id.into(),
+        (ref_name(), ty, commit(), commit()).prop_map(|(ref_id, change_type, from_hash, to_hash)| RefChange {
+            ref_id,
             change_type,
             from_hash,
             to_hash,

@@ -518,8 +518,10 @@ impl<'a, const PLAIN: bool> Scanner<'a, PLAIN> {
             }
             _ => s.skip(MAX_DEPTH - 3),
         })?;
-        // `ref.id` is already checked; `refId` is checked here, as it is built.
-        let ref_id = RefName::from_utf8(ref_id.flatten().or(reference.flatten())?)?;
+        // `ref.id` is already checked; `refId` is checked here, as it is built. A string read
+        // here has no escape (`text_bytes` leaves those to serde_json) and, being valid JSON, no
+        // quote or control byte: nothing in the name is escaped in JSON.
+        let ref_id = RefName::from_unescaped_json_text(ref_id.flatten().or(reference.flatten())?)?;
         Some(RefChange {
             ref_id,
             change_type: change_type?,
@@ -863,13 +865,34 @@ impl<'a> Shape<'a> {
             _ => return None,
         };
         let (start, end) = found[self.name as usize];
-        changes.push(RefChange {
-            ref_id: RefName::from_utf8(&b[start..end])?,
+        let change = RefChange {
+            // The name ended at its closing quote, found by a search that stops at a backslash
+            // too, in a printable body: nothing in it is escaped in JSON.
+            ref_id: RefName::from_unescaped_json_text(&b[start..end])?,
             change_type,
             from_hash,
             to_hash,
-        });
+        };
+        push_in_place(changes, change);
         Some(i + self.rest.len())
+    }
+}
+
+/// Pushes `change` by writing it into the vector's spare room, inlined: `Vec::push` is a call
+/// that copies the change's 176 bytes once more through `memcpy`.
+#[inline(always)]
+fn push_in_place(changes: &mut Vec<RefChange>, change: RefChange) {
+    changes.reserve(1);
+    let len = changes.len();
+    match changes.spare_capacity_mut().first_mut() {
+        Some(slot) => {
+            slot.write(change);
+            // SAFETY: the first slot past the length, the one at `len`, was just written with
+            // a whole change.
+            unsafe { changes.set_len(len + 1) };
+        }
+        // Never taken: `reserve(1)` left room for one.
+        None => changes.push(change),
     }
 }
 
@@ -944,7 +967,9 @@ mod tests {
         delivery: Result<super::super::payload::RefsChangedDelivery, super::super::payload::PayloadError>,
     ) -> String {
         match delivery {
-            Ok(d) => format!("{:?} {:?}", d.push, d.sent_at),
+            // The queued text too: the reader notes which ref names need no escape, and the
+            // writer trusts it.
+            Ok(d) => format!("{:?} {:?} {}", d.push, d.sent_at, d.push.to_json()),
             Err(e) => format!("error: {e}"),
         }
     }
