@@ -4,10 +4,13 @@
 //!   and Python 3: installs the Python tools into `.venv` (moto, cfn-lint, cargo-lambda, ziglang),
 //!   adds the aarch64 target, builds both Lambda functions for arm64 with cargo-lambda (the deploy
 //!   tests inspect the result), then runs every test of the workspace.
+//! - `cargo xtask test-arm64`: hubsync-core's tests built for aarch64 (the Lambda functions'
+//!   architecture, where the fast readers use NEON) and run under qemu-user (see `arm64.rs`).
 //! - `cargo xtask events`: regenerates the sample events in `events/` (see `events/README.md`).
 //! - `cargo xtask bench`: every benchmark in one release run, and one table of what they measured
 //!   against their floors and peers (see `bench.rs`).
 
+mod arm64;
 mod bench;
 mod events;
 
@@ -27,6 +30,13 @@ struct Cli {
 enum Task {
     /// Install what the tests need, build the Lambda functions, and run the whole test suite.
     Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Run hubsync-core's tests on aarch64 under qemu-user (needs qemu-aarch64, an arm64 glibc
+    /// sysroot and the aarch64-linux-gnu-gcc linker; says which is missing).
+    TestArm64 {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
@@ -135,6 +145,10 @@ fn main() -> anyhow::Result<()> {
                 .current_dir(&root)
                 .env("PATH", path_with_venv());
             run_tests(&mut cmd)
+        }
+        Task::TestArm64 { cargo_test_args } => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            arm64::test(&root, &cargo, &cargo_test_args)
         }
         Task::BuildLambdas => build_lambdas(&root),
         Task::Events => events::write_all(&root.join("events")),
