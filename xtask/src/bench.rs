@@ -47,6 +47,20 @@ const CRITERION_PAIRS: &[(&str, &str, &str, &str, &str)] = &[
         "<= 2x floor",
     ),
     (
+        "webhook payload parse alone (its scanner), 1-change delivery, µs",
+        "webhook_1_change/parse",
+        "webhook_1_change/hmac_sha256",
+        "HMAC-SHA256 alone over the same body",
+        "-",
+    ),
+    (
+        "serde_json scan alone (IgnoredAny: validate and skip), 1-change delivery, µs",
+        "webhook_1_change/serde_json_scan",
+        "webhook_1_change/hmac_sha256",
+        "HMAC-SHA256 alone over the same body",
+        "-",
+    ),
+    (
         "webhook payload parse alone (its scanner), 1,000-change delivery, µs",
         "webhook_1000_changes/parse",
         "webhook_1000_changes/hmac_sha256",
