@@ -409,13 +409,20 @@ fn push_change(out: &mut String, change: &RefChange) {
 /// longest type's text, two SHA-1 ids and the texts between and after them.
 const PLAIN_CHANGE_MAX: usize = 10 + INLINE_REF + 30 + 40 + 12 + 40 + 2;
 
+/// The fixed texts of a change in the queued message, the same for both of its writers
+/// ([`push_plain_change`], [`push_any_change`]): before the ref name, between the ids, after the
+/// last id.
+const CHANGE_OPEN: &str = "{\"refId\":\"";
+const CHANGE_BETWEEN_IDS: &str = "\",\"toHash\":\"";
+const CHANGE_CLOSE: &str = "\"}";
+
 /// The text from the end of the ref name to the start of the first id, for each type, padded to
-/// one length (the padding is overwritten or cut), with its length.
-fn type_text(change_type: RefChangeType) -> (&'static [u8; 30], usize) {
+/// one length, 30 bytes (the padding is overwritten or cut), with its length.
+fn type_text(change_type: RefChangeType) -> (&'static str, usize) {
     match change_type {
-        RefChangeType::Add => (b"\",\"type\":\"ADD\",\"fromHash\":\"   ", 27),
-        RefChangeType::Update => (b"\",\"type\":\"UPDATE\",\"fromHash\":\"", 30),
-        RefChangeType::Delete => (b"\",\"type\":\"DELETE\",\"fromHash\":\"", 30),
+        RefChangeType::Add => ("\",\"type\":\"ADD\",\"fromHash\":\"   ", 27),
+        RefChangeType::Update => ("\",\"type\":\"UPDATE\",\"fromHash\":\"", 30),
+        RefChangeType::Delete => ("\",\"type\":\"DELETE\",\"fromHash\":\"", 30),
     }
 }
 
@@ -460,39 +467,35 @@ fn push_plain_change(out: &mut String, change: &RefChange) -> bool {
         out.truncate(start);
         return false;
     };
-    text[..10].copy_from_slice(b"{\"refId\":\"");
+    text[..10].copy_from_slice(CHANGE_OPEN.as_bytes());
     text[10..10 + INLINE_REF].copy_from_slice(name);
     let mut at = 10 + len;
-    text[at..at + 30].copy_from_slice(type_text);
+    text[at..at + 30].copy_from_slice(type_text.as_bytes());
     at += type_len;
     text[at..at + 40].copy_from_slice(from);
     at += 40;
-    text[at..at + 12].copy_from_slice(b"\",\"toHash\":\"");
+    text[at..at + 12].copy_from_slice(CHANGE_BETWEEN_IDS.as_bytes());
     at += 12;
     text[at..at + 40].copy_from_slice(to);
     at += 40;
-    text[at..at + 2].copy_from_slice(b"\"}");
+    text[at..at + 2].copy_from_slice(CHANGE_CLOSE.as_bytes());
     at += 2;
     out.truncate(start + at);
     debug_assert!(std::str::from_utf8(&out[start..]).is_ok());
     true
 }
 
-/// [`push_change`] for any change, piece by piece. The quotes around the ref name and the ids are
-/// part of the fixed texts, and each type's text is its own `push_str`, so every fixed piece is
-/// a copy of a known length, written inline instead of a call to `memcpy`.
+/// [`push_change`] for any change (a name held on the heap or needing escapes, a SHA-256 id),
+/// piece by piece, with the fixed texts [`push_plain_change`] writes.
 fn push_any_change(out: &mut String, change: &RefChange) {
-    out.push_str("{\"refId\":\"");
+    out.push_str(CHANGE_OPEN);
     crate::json_text::push_escaped(out, &change.ref_id);
-    match change.change_type {
-        RefChangeType::Add => out.push_str("\",\"type\":\"ADD\",\"fromHash\":\""),
-        RefChangeType::Update => out.push_str("\",\"type\":\"UPDATE\",\"fromHash\":\""),
-        RefChangeType::Delete => out.push_str("\",\"type\":\"DELETE\",\"fromHash\":\""),
-    }
+    let (type_text, type_len) = type_text(change.change_type);
+    out.push_str(&type_text[..type_len]);
     push_commit(out, &change.from_hash);
-    out.push_str("\",\"toHash\":\"");
+    out.push_str(CHANGE_BETWEEN_IDS);
     push_commit(out, &change.to_hash);
-    out.push_str("\"}");
+    out.push_str(CHANGE_CLOSE);
 }
 
 /// Appends the digits of `commit`: a SHA-1 id as a copy of a length known when compiling, which
